@@ -1,0 +1,25 @@
+/** Headers every pipeline message carries; DLQ messages carry the `iot-dlq-*` ones too. */
+export const Headers = {
+  msgId: 'Nats-Msg-Id',
+  traceparent: 'traceparent',
+  tenant: 'iot-tenant',
+  device: 'iot-device',
+  receivedAt: 'iot-received-at',
+  /** The MQTT topic the message arrived on (tells demux the payload format). */
+  sourceTopic: 'iot-source-topic',
+  dlqReason: 'iot-dlq-reason',
+  dlqStage: 'iot-dlq-stage',
+  dlqDetail: 'iot-dlq-detail',
+  originalSubject: 'iot-original-subject',
+} as const;
+
+/** Machine-readable DLQ reasons; the human detail travels in `iot-dlq-detail`. */
+export const DlqReasons = {
+  unknownDevice: 'unknown-device',
+  invalidPayload: 'invalid-payload',
+  unknownFormat: 'unknown-format',
+  payloadTooLarge: 'payload-too-large',
+  maxDeliveries: 'max-deliveries',
+  rejected: 'rejected',
+} as const;
+export type DlqReason = (typeof DlqReasons)[keyof typeof DlqReasons];

@@ -1,0 +1,6 @@
+export * from './subjects';
+export * from './streams';
+export * from './headers';
+export * from './payloads';
+export * from './validation';
+export * from './validators';

@@ -1,0 +1,110 @@
+import { Type, type Static } from '@sinclair/typebox';
+
+/** A finite number: JSON.parse turns 1e400 into Infinity, which no sensor reports. */
+const Finite = (opts: { description?: string } = {}) =>
+  Type.Number({ minimum: -1e300, maximum: 1e300, ...opts });
+const Id = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' });
+
+// ---- Device payloads (what devices publish) ----
+
+/** The Zenthos ESP32 payload on `zenthos/<model>/<device>/telemetry`; `timestamp` in epoch seconds. */
+export const ZenthosTelemetrySchema = Type.Object(
+  {
+    message_id: Type.String({ format: 'uuid' }),
+    device_id: Id,
+    timestamp: Type.Integer({ minimum: 0, maximum: 1e11 }),
+    sensors: Type.Object(
+      {
+        soil_moisture: Type.Optional(Finite()),
+        temperature: Type.Optional(Finite()),
+        humidity: Type.Optional(Finite()),
+        light_level: Type.Optional(Finite()),
+        battery_voltage: Type.Optional(Finite()),
+      },
+      { additionalProperties: false, minProperties: 1 },
+    ),
+    firmware_version: Type.Optional(Type.String({ maxLength: 32 })),
+    signal_strength: Type.Optional(Finite()),
+  },
+  { additionalProperties: true },
+);
+export type ZenthosTelemetry = Static<typeof ZenthosTelemetrySchema>;
+
+const Reading = Type.Union([
+  Finite(),
+  Type.Object({ value: Finite(), unit: Type.String({ minLength: 1, maxLength: 32 }) }, { additionalProperties: false }),
+]);
+
+/** The platform's own payload on `devices/<device>/telemetry`; `ts` ISO 8601 or epoch ms. */
+export const CanonicalTelemetrySchema = Type.Object(
+  {
+    message_id: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+    ts: Type.Union([Type.String({ format: 'date-time' }), Type.Integer({ minimum: 0, maximum: 1e14 })]),
+    readings: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }), Reading, { minProperties: 1 }),
+  },
+  { additionalProperties: true },
+);
+export type CanonicalTelemetry = Static<typeof CanonicalTelemetrySchema>;
+
+// ---- Pipeline payloads (between services) ----
+
+export const DecodedReadingSchema = Type.Object({
+  metric: Type.String(),
+  value: Type.Number(),
+  /** UCUM unit as sent by the device, when it said one. */
+  unit: Type.Optional(Type.String()),
+});
+
+/** `iot.decoded.v1.<tenant>.<device>`: one device's readings of one message. */
+export const DecodedTelemetrySchema = Type.Object({
+  tenant: Type.String(),
+  device: Type.String(),
+  model: Type.String(),
+  messageId: Type.String(),
+  format: Type.Union([Type.Literal('zenthos'), Type.Literal('canonical')]),
+  /** Event time from the device, epoch ms. */
+  ts: Type.Number(),
+  /** Ingest time at the bridge, epoch ms. */
+  receivedAt: Type.Number(),
+  /** The device clock is ahead of the bridge by more than the allowed skew. */
+  skewed: Type.Boolean(),
+  readings: Type.Array(DecodedReadingSchema),
+});
+export type DecodedTelemetry = Static<typeof DecodedTelemetrySchema>;
+export type DecodedReading = Static<typeof DecodedReadingSchema>;
+
+export const QualitySchema = Type.Union([
+  Type.Literal('good'),
+  Type.Literal('clamped'),
+  Type.Literal('out-of-range'),
+  Type.Literal('skewed'),
+]);
+export type Quality = Static<typeof QualitySchema>;
+
+export const NormalizedPointSchema = Type.Object({
+  metric: Type.String(),
+  value: Type.Number(),
+  unit: Type.String(),
+  quality: QualitySchema,
+});
+export type NormalizedPoint = Static<typeof NormalizedPointSchema>;
+
+/** `iot.normalized.v1.<tenant>.<device>`: canonical points of one device message. */
+export const NormalizedTelemetrySchema = Type.Object({
+  tenant: Type.String(),
+  device: Type.String(),
+  messageId: Type.String(),
+  ts: Type.Number(),
+  receivedAt: Type.Number(),
+  points: Type.Array(NormalizedPointSchema),
+});
+export type NormalizedTelemetry = Static<typeof NormalizedTelemetrySchema>;
+
+/** A device registry entry, kept in the `device-registry-v1` KV bucket under the device id. */
+export const DeviceRecordSchema = Type.Object({
+  device: Id,
+  tenant: Id,
+  model: Type.String({ minLength: 1, maxLength: 64 }),
+  state: Type.Union([Type.Literal('active'), Type.Literal('disabled')]),
+});
+export type DeviceRecord = Static<typeof DeviceRecordSchema>;

@@ -1,0 +1,125 @@
+import { SubjectFilters } from './subjects';
+
+export interface StreamContract {
+  name: string;
+  subjects: string[];
+  /** Maximum age of a message, in milliseconds. */
+  maxAgeMs: number;
+  maxBytes: number;
+  /** Window in which a repeated `Nats-Msg-Id` is dropped by the server, in milliseconds. */
+  duplicateWindowMs: number;
+  description: string;
+}
+
+const DAY = 24 * 60 * 60 * 1000;
+const GB = 1024 ** 3;
+
+export const Streams = {
+  TELEMETRY_RAW_V1: {
+    name: 'TELEMETRY_RAW_V1',
+    subjects: [SubjectFilters.raw, SubjectFilters.status],
+    maxAgeMs: 7 * DAY,
+    maxBytes: 10 * GB,
+    // A device that resends after a lost PUBACK does so within minutes, not hours.
+    duplicateWindowMs: 10 * 60 * 1000,
+    description: 'Raw device messages as accepted by the bridge, and device status.',
+  },
+  TELEMETRY_DECODED_V1: {
+    name: 'TELEMETRY_DECODED_V1',
+    subjects: [SubjectFilters.decoded],
+    maxAgeMs: 3 * DAY,
+    maxBytes: 5 * GB,
+    duplicateWindowMs: 10 * 60 * 1000,
+    description: 'Decoded, validated readings, one message per device and message.',
+  },
+  TELEMETRY_NORMALIZED_V1: {
+    name: 'TELEMETRY_NORMALIZED_V1',
+    subjects: [SubjectFilters.normalized],
+    maxAgeMs: 3 * DAY,
+    maxBytes: 5 * GB,
+    duplicateWindowMs: 10 * 60 * 1000,
+    description: 'Canonical points in canonical units with quality flags.',
+  },
+  EVENTS_V1: {
+    name: 'EVENTS_V1',
+    subjects: [SubjectFilters.events],
+    maxAgeMs: 30 * DAY,
+    maxBytes: 1 * GB,
+    duplicateWindowMs: 2 * 60 * 1000,
+    description: 'Alarm events.',
+  },
+  COMMANDS_V1: {
+    name: 'COMMANDS_V1',
+    subjects: [SubjectFilters.commands],
+    maxAgeMs: 1 * DAY,
+    maxBytes: 1 * GB,
+    duplicateWindowMs: 2 * 60 * 1000,
+    description: 'Downlink commands to devices.',
+  },
+  CONFIG_V1: {
+    name: 'CONFIG_V1',
+    subjects: [SubjectFilters.config],
+    maxAgeMs: 30 * DAY,
+    maxBytes: 1 * GB,
+    duplicateWindowMs: 2 * 60 * 1000,
+    description: 'Configuration change notices.',
+  },
+  DLQ_V1: {
+    name: 'DLQ_V1',
+    subjects: [SubjectFilters.dlq],
+    maxAgeMs: 30 * DAY,
+    maxBytes: 5 * GB,
+    duplicateWindowMs: 2 * 60 * 1000,
+    description: 'Messages a stage could not process, with the reason; replayable.',
+  },
+} as const satisfies Record<string, StreamContract>;
+
+export type StreamName = keyof typeof Streams;
+
+export interface ConsumerContract {
+  /** Durable name: the service's name, so replicas share the work. */
+  durable: string;
+  stream: StreamName;
+  filterSubjects: string[];
+  /** Deliveries before the message goes to the DLQ. */
+  maxDeliver: number;
+  ackWaitMs: number;
+  /** Above the largest batch in flight, so fetches are never starved by unacked messages. */
+  maxAckPending: number;
+  /** The DLQ stage name written into `iot-dlq-stage`. */
+  stage: string;
+}
+
+export const Consumers = {
+  demux: {
+    durable: 'demux',
+    stream: 'TELEMETRY_RAW_V1',
+    filterSubjects: [SubjectFilters.raw],
+    maxDeliver: 5,
+    ackWaitMs: 30_000,
+    maxAckPending: 5_000,
+    stage: 'demux',
+  },
+  normalizer: {
+    durable: 'normalizer',
+    stream: 'TELEMETRY_DECODED_V1',
+    filterSubjects: [SubjectFilters.decoded],
+    maxDeliver: 5,
+    ackWaitMs: 30_000,
+    maxAckPending: 5_000,
+    stage: 'normalizer',
+  },
+  tsdbWriter: {
+    durable: 'tsdb-writer',
+    stream: 'TELEMETRY_NORMALIZED_V1',
+    filterSubjects: [SubjectFilters.normalized],
+    // The database may be down for minutes: retry for long before giving up on a message.
+    maxDeliver: 1_000,
+    ackWaitMs: 60_000,
+    maxAckPending: 20_000,
+    stage: 'tsdb-writer',
+  },
+} as const satisfies Record<string, ConsumerContract>;
+
+/** The JetStream key-value bucket holding the device registry: key = device id. */
+export const DEVICE_REGISTRY_BUCKET = 'device-registry-v1';

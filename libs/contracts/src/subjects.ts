@@ -1,0 +1,67 @@
+/**
+ * Subjects are versioned: a breaking payload change is a new version running beside the
+ * old one, never an edit. Tokens are `<tenant>.<device>`; both are validated so that a
+ * device id can never inject a wildcard or an extra token.
+ */
+const TOKEN = /^[A-Za-z0-9_-]{1,64}$/;
+
+export class InvalidSubjectTokenError extends Error {
+  constructor(
+    readonly what: string,
+    readonly value: string,
+  ) {
+    super(
+      `${what} "${value}" cannot be used in a subject: use 1-64 characters of letters, digits, "_" or "-"`,
+    );
+    this.name = 'InvalidSubjectTokenError';
+  }
+}
+
+export function isValidToken(value: string): boolean {
+  return TOKEN.test(value);
+}
+
+function token(what: string, value: string): string {
+  if (!TOKEN.test(value)) throw new InvalidSubjectTokenError(what, value);
+  return value;
+}
+
+export type PipelineStage = 'mqtt-bridge' | 'demux' | 'normalizer' | 'tsdb-writer';
+
+export const Subjects = {
+  raw: (tenant: string, device: string) => `iot.raw.v1.${token('tenant', tenant)}.${token('device', device)}`,
+  status: (tenant: string, device: string) =>
+    `iot.status.v1.${token('tenant', tenant)}.${token('device', device)}`,
+  decoded: (tenant: string, device: string) =>
+    `iot.decoded.v1.${token('tenant', tenant)}.${token('device', device)}`,
+  normalized: (tenant: string, device: string) =>
+    `iot.normalized.v1.${token('tenant', tenant)}.${token('device', device)}`,
+  alarm: (tenant: string, device: string) =>
+    `iot.events.v1.alarm.${token('tenant', tenant)}.${token('device', device)}`,
+  command: (tenant: string, device: string) =>
+    `iot.cmd.v1.${token('tenant', tenant)}.${token('device', device)}`,
+  configChanged: (tenant: string) => `iot.config.v1.changed.${token('tenant', tenant)}`,
+  /** The tenant may be unknown (an unregistered device): it is then `_unknown`. */
+  dlq: (stage: string, tenant: string) => `iot.dlq.v1.${token('stage', stage)}.${token('tenant', tenant)}`,
+} as const;
+
+/** Wildcard filters, for stream definitions and consumer filters. */
+export const SubjectFilters = {
+  raw: 'iot.raw.v1.>',
+  status: 'iot.status.v1.>',
+  decoded: 'iot.decoded.v1.>',
+  normalized: 'iot.normalized.v1.>',
+  events: 'iot.events.v1.>',
+  commands: 'iot.cmd.v1.>',
+  config: 'iot.config.v1.>',
+  dlq: 'iot.dlq.v1.>',
+} as const;
+
+export const UNKNOWN_TENANT = '_unknown';
+
+/** Splits `iot.<kind>.v1.<tenant>.<device>` into its tenant and device. */
+export function parseDeviceSubject(subject: string): { tenant: string; device: string } | undefined {
+  const parts = subject.split('.');
+  if (parts.length !== 5 || parts[0] !== 'iot') return undefined;
+  return { tenant: parts[3]!, device: parts[4]! };
+}

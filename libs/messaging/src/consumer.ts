@@ -1,0 +1,277 @@
+import { jetstreamManager, type JetStreamClient, type JsMsg } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import {
+  Headers,
+  parseDeviceSubject,
+  Streams,
+  UNKNOWN_TENANT,
+  type CompiledValidator,
+  type ConsumerContract,
+} from '@iot/contracts';
+import { withExtractedContext, type IotMetrics, type Logger } from '@iot/observability';
+import { ensureConsumer } from './provisioning';
+import { PermanentError, settle, type Settlement } from './errors';
+import { JetStreamPublisher } from './publisher';
+
+/** What a handler learns about a message: never the JsMsg itself. */
+export interface MessageMeta {
+  subject: string;
+  tenant: string;
+  device: string;
+  msgId: string;
+  receivedAt: number | undefined;
+  deliveryCount: number;
+  streamSequence: number;
+  traceparent: string | undefined;
+  header(name: string): string | undefined;
+}
+
+export interface Delivery<T> {
+  payload: T;
+  meta: MessageMeta;
+}
+
+/** Per-message handler: return to ack, throw to nak or dead-letter. */
+export type MessageHandler<T> = (payload: T, meta: MessageMeta) => Promise<void>;
+
+/**
+ * Batch handler: return to ack the whole batch; throw to settle every message by the rule.
+ * It may instead return the failures of some messages (by index) to settle those alone.
+ */
+export type BatchHandler<T> = (batch: Delivery<T>[]) => Promise<void | Map<number, unknown>>;
+
+export type PayloadDecoder<T> = 'bytes' | CompiledValidator<T>;
+
+export interface ConsumerRunnerOptions<T> {
+  nc: NatsConnection;
+  js: JetStreamClient;
+  contract: ConsumerContract;
+  decoder: PayloadDecoder<T>;
+  handler: { kind: 'message'; fn: MessageHandler<T> } | { kind: 'batch'; fn: BatchHandler<T> };
+  publisher: JetStreamPublisher;
+  logger: Logger;
+  metrics: IotMetrics;
+  /** Messages fetched at once. */
+  batchSize?: number;
+  /** How long a fetch waits to fill a batch before handing over what it has. */
+  fetchExpiresMs?: number;
+  lagIntervalMs?: number;
+}
+
+const decoder = new TextDecoder();
+
+/**
+ * The canonical pull loop: fetch a batch, decode and validate, run the handler, settle each
+ * message by the one rule (errors.ts), fetch again. Stops fetching on `stop()` and settles
+ * what is in flight before resolving. Recreates its durable consumer if it disappears.
+ */
+export class ConsumerRunner<T> {
+  private running = false;
+  private loop: Promise<void> | undefined;
+  private currentFetch: { stop(): void } | undefined;
+  private lagTimer: NodeJS.Timeout | undefined;
+  private attached = false;
+  private readonly batchSize: number;
+  private readonly fetchExpiresMs: number;
+
+  constructor(private readonly o: ConsumerRunnerOptions<T>) {
+    this.batchSize = o.batchSize ?? 256;
+    this.fetchExpiresMs = o.fetchExpiresMs ?? 1_000;
+    if (this.batchSize > o.contract.maxAckPending)
+      throw new Error(
+        `batch size ${this.batchSize} of ${o.contract.durable} exceeds its max ack pending ${o.contract.maxAckPending}`,
+      );
+  }
+
+  get isAttached(): boolean {
+    return this.attached && this.running;
+  }
+
+  async start(): Promise<void> {
+    const jsm = await jetstreamManager(this.o.nc);
+    await ensureConsumer(jsm, this.o.contract);
+    this.running = true;
+    this.attached = true;
+    this.loop = this.run();
+    this.lagTimer = setInterval(() => void this.reportLag(), this.o.lagIntervalMs ?? 5_000);
+    this.lagTimer.unref();
+    void this.reportLag();
+  }
+
+  /** Stops fetching, lets the batch in flight settle, resolves when nothing is in flight. */
+  async stop(): Promise<void> {
+    this.running = false;
+    clearInterval(this.lagTimer);
+    this.currentFetch?.stop();
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    const { contract, logger } = this.o;
+    let failures = 0;
+    while (this.running) {
+      try {
+        const consumer = await this.o.js.consumers.get(contract.stream, contract.durable);
+        const iter = await consumer.fetch({ max_messages: this.batchSize, expires: this.fetchExpiresMs });
+        this.currentFetch = iter;
+        const batch: JsMsg[] = [];
+        for await (const m of iter) batch.push(m);
+        this.currentFetch = undefined;
+        this.attached = true;
+        failures = 0;
+        if (batch.length > 0) await this.process(batch);
+      } catch (e) {
+        this.currentFetch = undefined;
+        if (!this.running) break;
+        failures++;
+        this.attached = false;
+        this.o.metrics.workerErrors.inc({ stage: contract.stage, kind: 'connection' });
+        logger.warn({ err: String(e), consumer: contract.durable }, 'fetch failed; will retry');
+        await new Promise((r) => setTimeout(r, Math.min(5_000, 250 * 2 ** Math.min(failures, 5))));
+        // The consumer may have been deleted (by an operator, or lost with a stream): recreate it.
+        try {
+          await ensureConsumer(await jetstreamManager(this.o.nc), contract);
+        } catch {
+          /* the server may still be away: the next round tries again */
+        }
+      }
+    }
+  }
+
+  private async process(msgs: JsMsg[]): Promise<void> {
+    const { metrics, contract } = this.o;
+    const stage = contract.stage;
+    const end = metrics.processingDuration.startTimer({ stage });
+    metrics.messagesReceived.inc({ stage }, msgs.length);
+    // Decode each message; a message that does not decode is settled alone, now.
+    const outcomes: Array<unknown> = new Array(msgs.length).fill(undefined);
+    const deliveries: Array<Delivery<T> | undefined> = msgs.map((m, i) => {
+      try {
+        return { payload: this.decode(m), meta: metaOf(m) };
+      } catch (e) {
+        outcomes[i] = e;
+        return undefined;
+      }
+    });
+    const good: number[] = [];
+    deliveries.forEach((d, i) => d && good.push(i));
+    if (this.o.handler.kind === 'message') {
+      const fn = this.o.handler.fn;
+      await Promise.all(
+        good.map(async (i) => {
+          const d = deliveries[i]!;
+          try {
+            await withExtractedContext(msgs[i]!.headers, () => fn(d.payload, d.meta));
+          } catch (e) {
+            outcomes[i] = e ?? new Error('handler threw undefined');
+          }
+        }),
+      );
+    } else if (good.length > 0) {
+      try {
+        const failures = await this.o.handler.fn(good.map((i) => deliveries[i]!));
+        failures?.forEach((err, k) => (outcomes[good[k]!] = err));
+      } catch (e) {
+        for (const i of good) outcomes[i] = e ?? new Error('handler threw undefined');
+      }
+    }
+    await Promise.all(msgs.map((m, i) => this.apply(m, settle(outcomes[i], m.info.deliveryCount, contract.maxDeliver))));
+    end();
+  }
+
+  private decode(m: JsMsg): T {
+    if (this.o.decoder === 'bytes') return m.data as unknown as T;
+    let value: unknown;
+    try {
+      value = JSON.parse(decoder.decode(m.data));
+    } catch (e) {
+      throw new PermanentError('invalid-payload', `payload on ${m.subject} is not JSON: ${(e as Error).message}`);
+    }
+    const validator: CompiledValidator<T> = this.o.decoder;
+    validator.assert(value);
+    return value as T;
+  }
+
+  private async apply(m: JsMsg, s: Settlement): Promise<void> {
+    const { metrics, contract, logger } = this.o;
+    const stage = contract.stage;
+    switch (s.kind) {
+      case 'ack':
+        m.ack();
+        metrics.messagesProcessed.inc({ stage, outcome: 'ok' });
+        return;
+      case 'nak':
+        metrics.workerErrors.inc({ stage, kind: 'retryable' });
+        metrics.messagesProcessed.inc({ stage, outcome: 'retry' });
+        logger.warn(
+          { subject: m.subject, delivery: m.info.deliveryCount, delayMs: s.delayMs, err: String(s.error) },
+          'processing failed; will retry',
+        );
+        m.nak(s.delayMs);
+        return;
+      case 'dlq': {
+        metrics.workerErrors.inc({ stage, kind: 'permanent' });
+        const meta = metaOf(m);
+        try {
+          await this.o.publisher.publishToDlq({
+            stage,
+            tenant: meta.tenant,
+            originalSubject: m.subject,
+            data: m.data,
+            originalHeaders: m.headers,
+            reason: s.reason,
+            detail: s.detail,
+            msgId: meta.msgId || `${contract.stream}:${m.seq}`,
+          });
+        } catch (e) {
+          // Not dead-lettered, so not terminated either: it comes back and we try again.
+          logger.error({ subject: m.subject, err: String(e) }, 'could not publish to the DLQ; will retry');
+          m.nak(5_000);
+          return;
+        }
+        logger.info({ subject: m.subject, reason: s.reason, detail: s.detail }, 'message dead-lettered');
+        metrics.messagesProcessed.inc({ stage, outcome: 'dlq' });
+        m.term(`${s.reason}: ${s.detail}`.slice(0, 256));
+        return;
+      }
+      default: {
+        const never: never = s;
+        throw new Error(`unknown settlement ${JSON.stringify(never)}`);
+      }
+    }
+  }
+
+  private async reportLag(): Promise<void> {
+    const { contract, metrics } = this.o;
+    try {
+      const jsm = await jetstreamManager(this.o.nc);
+      const info = await jsm.consumers.info(contract.stream, contract.durable);
+      metrics.consumerLag.set(
+        { consumer: contract.durable, stream: contract.stream },
+        info.num_pending + info.num_ack_pending,
+      );
+      const dlq = await jsm.streams.info(Streams.DLQ_V1.name);
+      metrics.dlqSize.set({ stream: Streams.DLQ_V1.name }, dlq.state.messages);
+    } catch {
+      /* monitoring must never hurt the work; the next tick tries again */
+    }
+  }
+}
+
+export function metaOf(m: JsMsg): MessageMeta {
+  const h = m.headers;
+  const fromSubject = parseDeviceSubject(m.subject);
+  const get = (name: string) => h?.get(name) || undefined;
+  const received = get(Headers.receivedAt);
+  return {
+    subject: m.subject,
+    tenant: get(Headers.tenant) ?? fromSubject?.tenant ?? UNKNOWN_TENANT,
+    device: get(Headers.device) ?? fromSubject?.device ?? '',
+    msgId: get(Headers.msgId) ?? '',
+    receivedAt: received ? Number(received) : undefined,
+    deliveryCount: m.info.deliveryCount,
+    streamSequence: m.seq,
+    traceparent: get(Headers.traceparent),
+    header: get,
+  };
+}

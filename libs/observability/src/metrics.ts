@@ -1,0 +1,67 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * The metrics operators chart, with the names the dashboards and alert rules use
+ * (deploy/grafana, deploy/prometheus). Labels: `service` on every series (a default
+ * label), `stage` where a service has more than one stage of work.
+ */
+export class IotMetrics {
+  readonly registry = new Registry();
+  readonly messagesReceived: Counter<'stage'>;
+  readonly messagesProcessed: Counter<'stage' | 'outcome'>;
+  readonly processingDuration: Histogram<'stage'>;
+  readonly consumerLag: Gauge<'consumer' | 'stream'>;
+  readonly dlqSize: Gauge<'stream'>;
+  readonly workerErrors: Counter<'stage' | 'kind'>;
+
+  constructor(readonly service: string) {
+    this.registry.setDefaultLabels({ service });
+    collectDefaultMetrics({ register: this.registry });
+    const registers = [this.registry];
+    this.messagesReceived = new Counter({
+      name: 'iot_messages_received_total',
+      help: 'Messages taken in by a stage (MQTT messages at the bridge, JetStream messages elsewhere)',
+      labelNames: ['stage'],
+      registers,
+    });
+    this.messagesProcessed = new Counter({
+      name: 'iot_messages_processed_total',
+      help: 'Messages settled by a stage, by outcome (ok, retry, dlq, dropped)',
+      labelNames: ['stage', 'outcome'],
+      registers,
+    });
+    this.processingDuration = new Histogram({
+      name: 'iot_processing_duration_seconds',
+      help: 'Time from taking a message (or batch) to settling it',
+      labelNames: ['stage'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    });
+    this.consumerLag = new Gauge({
+      name: 'iot_nats_consumer_lag',
+      help: 'Messages of a durable consumer not yet acknowledged: pending plus ack-pending',
+      labelNames: ['consumer', 'stream'],
+      registers,
+    });
+    this.dlqSize = new Gauge({
+      name: 'iot_dlq_size',
+      help: 'Messages held in the dead-letter stream',
+      labelNames: ['stream'],
+      registers,
+    });
+    this.workerErrors = new Counter({
+      name: 'iot_worker_errors_total',
+      help: 'Errors while processing, by kind (retryable, permanent, publish, connection)',
+      labelNames: ['stage', 'kind'],
+      registers,
+    });
+  }
+
+  metricsText(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}

@@ -1,0 +1,65 @@
+import { context, propagation, trace, type TextMapGetter, type TextMapSetter } from '@opentelemetry/api';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { randomBytes } from 'node:crypto';
+
+/** A header carrier: NATS `MsgHdrs` satisfy it, as does a plain map. */
+export interface HeaderCarrier {
+  get(key: string): string;
+  set(key: string, value: string): void;
+}
+
+const getter: TextMapGetter<HeaderCarrier> = {
+  keys: () => ['traceparent', 'tracestate'],
+  get: (carrier, key) => carrier.get(key) || undefined,
+};
+const setter: TextMapSetter<HeaderCarrier> = { set: (carrier, key, value) => carrier.set(key, value) };
+
+// The W3C propagator is registered even when no SDK runs, so traceparent passes through.
+propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+
+let sdkShutdown: (() => Promise<void>) | undefined;
+
+/** Starts the OpenTelemetry NodeSDK with the OTLP exporter when an endpoint is configured. */
+export async function startTracing(service: string, endpoint: string | undefined): Promise<void> {
+  if (!endpoint) return;
+  const { NodeSDK } = await import('@opentelemetry/sdk-node');
+  const { OTLPTraceExporter } = await import('@opentelemetry/exporter-trace-otlp-http');
+  const sdk = new NodeSDK({ serviceName: service, traceExporter: new OTLPTraceExporter({ url: endpoint }) });
+  sdk.start();
+  sdkShutdown = () => sdk.shutdown();
+}
+
+export async function stopTracing(): Promise<void> {
+  await sdkShutdown?.();
+}
+
+/** A fresh W3C traceparent, for messages that arrive without one (devices rarely send it). */
+export function newTraceparent(): string {
+  return `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-01`;
+}
+
+/**
+ * Writes the trace context into outgoing headers: the active span's when tracing runs,
+ * else the incoming message's traceparent unchanged, else a new one.
+ */
+export function injectTraceContext(headers: HeaderCarrier, incomingTraceparent?: string): void {
+  propagation.inject(context.active(), headers, setter);
+  if (!headers.get('traceparent')) headers.set('traceparent', incomingTraceparent || newTraceparent());
+}
+
+/** Runs `fn` in the context carried by `headers`, so spans and logs join the device's trace. */
+export function withExtractedContext<T>(headers: HeaderCarrier | undefined, fn: () => T): T {
+  if (!headers) return fn();
+  return context.with(propagation.extract(context.active(), headers, getter), fn);
+}
+
+export function currentTraceIds(): { trace_id: string; span_id: string } | undefined {
+  const span = trace.getSpan(context.active());
+  if (!span) return undefined;
+  const { traceId, spanId } = span.spanContext();
+  return { trace_id: traceId, span_id: spanId };
+}
+
+export function traceIdOf(traceparent: string | undefined): string | undefined {
+  return traceparent?.split('-')[1];
+}

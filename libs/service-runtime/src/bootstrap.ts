@@ -1,0 +1,128 @@
+import 'reflect-metadata';
+import { NestFactory } from '@nestjs/core';
+import { Module, type INestApplication, type Type } from '@nestjs/common';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { commonEnv, loadEnv, natsServers, type EnvSpec } from '@iot/config';
+import { connectNats, ensureAllStreams, jetstream, JetStreamPublisher, JetStreamServer } from '@iot/messaging';
+import { createLogger, IotMetrics, PinoNestLogger, startTracing, stopTracing } from '@iot/observability';
+import { num } from 'envalid';
+import { RuntimeModule } from './runtime.module';
+import { Readiness, type ServiceRuntime } from './runtime';
+
+export interface ServiceDefinition<S extends EnvSpec> {
+  /** The service name: log field, metric label, NATS client name and durable consumer name. */
+  name: string;
+  description: string;
+  /** The app's own variables; the common ones (NATS_URL, HTTP_PORT, ...) are added. */
+  env: S;
+  /** Builds the app's root module from its validated environment and the runtime. */
+  module: (env: ReturnType<typeof loadEnv<S & typeof commonEnv>>, runtime: ServiceRuntime) => Type<unknown> | Promise<Type<unknown>>;
+  /** Whether the module has `@EventPattern` handlers to attach as JetStream consumers. */
+  consumes: boolean;
+  /** Extra work at shutdown, after consumers stopped and before NATS drains. */
+  onShutdown?: () => Promise<void>;
+}
+
+export interface RunningService {
+  app: INestApplication;
+  runtime: ServiceRuntime;
+  url: string;
+  /** Drains and closes everything; what SIGTERM calls. */
+  shutdown(): Promise<void>;
+}
+
+const runtimeEnv = {
+  ...commonEnv,
+  NATS_STREAM_REPLICAS: num({ default: 1, choices: [1, 3, 5], desc: 'Replicas of each stream: 1 locally, 3 in production' }),
+};
+
+/**
+ * Starts a service the same way everywhere: validate the environment, connect to NATS,
+ * provision streams, serve /healthz /readyz /metrics /openapi.json /docs, attach consumers.
+ */
+export async function startService<S extends EnvSpec>(def: ServiceDefinition<S>, source = process.env): Promise<RunningService> {
+  const env = loadEnv(def.name, { ...runtimeEnv, ...def.env }, source);
+  const logger = createLogger(def.name, env.LOG_LEVEL);
+  await startTracing(def.name, env.OTEL_EXPORTER_OTLP_ENDPOINT);
+  const metrics = new IotMetrics(def.name);
+  const nc = await connectNats({ servers: natsServers(env.NATS_URL), name: def.name, logger });
+  await ensureAllStreams(nc, { replicas: env.NATS_STREAM_REPLICAS });
+  const js = jetstream(nc);
+  const publisher = new JetStreamPublisher(js, logger);
+  const readiness = new Readiness();
+  readiness.add('nats', () => !nc.isClosed() && nc.getServer() !== '' && !reconnecting);
+  let reconnecting = false;
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect') reconnecting = true;
+      if (s.type === 'reconnect') reconnecting = false;
+    }
+  })().catch(() => undefined);
+  const runtime: ServiceRuntime = { name: def.name, nc, js, publisher, logger, metrics, readiness };
+
+  const appModule = await def.module(env as never, runtime);
+  @Module({ imports: [RuntimeModule.forRoot(runtime, env), appModule] })
+  class RootModule {}
+
+  const app = await NestFactory.create(RootModule, { logger: new PinoNestLogger(logger), bufferLogs: false });
+  const document = SwaggerModule.createDocument(
+    app,
+    new DocumentBuilder().setTitle(def.name).setDescription(def.description).setVersion('1').build(),
+  );
+  SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'openapi.json' });
+
+  let transport: JetStreamServer | undefined;
+  if (def.consumes) {
+    transport = new JetStreamServer({ nc, js, publisher, logger, metrics });
+    app.connectMicroservice({ strategy: transport }, { inheritAppConfig: true });
+    readiness.add('consumers', () => transport!.attached);
+  }
+  await app.startAllMicroservices();
+  await app.listen(env.HTTP_PORT, '0.0.0.0');
+  const url = `http://127.0.0.1:${env.HTTP_PORT}`;
+  logger.info({ url, openapi: `${url}/openapi.json` }, `${def.name} started`);
+
+  let shuttingDown: Promise<void> | undefined;
+  const shutdown = () =>
+    (shuttingDown ??= (async () => {
+      logger.info('shutting down: draining consumers');
+      await transport?.close();
+      await def.onShutdown?.();
+      await app.close();
+      if (!nc.isClosed()) await nc.drain();
+      await stopTracing();
+      logger.info('stopped');
+    })());
+  return { app, runtime, url, shutdown };
+}
+
+/** The `main.ts` of every service: start, and on SIGTERM or SIGINT drain and exit 0. */
+export function runService<S extends EnvSpec>(def: ServiceDefinition<S>): void {
+  startService(def).then(
+    (svc) => {
+      const graceMs = Number(process.env.SHUTDOWN_GRACE_MS ?? 25_000);
+      const onSignal = (signal: string) => {
+        svc.runtime.logger.info({ signal }, 'signal received');
+        const timer = setTimeout(() => {
+          svc.runtime.logger.error({ graceMs }, 'drain did not finish within the grace period; exiting');
+          process.exit(1);
+        }, graceMs);
+        timer.unref();
+        svc.shutdown().then(
+          () => process.exit(0),
+          (e) => {
+            svc.runtime.logger.error({ err: String(e) }, 'error while shutting down');
+            process.exit(1);
+          },
+        );
+      };
+      process.once('SIGTERM', onSignal);
+      process.once('SIGINT', onSignal);
+    },
+    (e) => {
+      // The environment error already names each variable; print it plainly for operators.
+      process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,4 @@
+export * from './runtime';
+export * from './runtime.module';
+export * from './health.controller';
+export * from './bootstrap';

@@ -1,0 +1,79 @@
+import { writeFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { freePort, removeDir, spawnManaged, tempDir, waitFor, which, type ManagedProcess } from './process';
+
+export interface NatsNode {
+  name: string;
+  url: string;
+  monitorUrl: string;
+  process: ManagedProcess;
+}
+
+export interface NatsHandle {
+  /** All client URLs, comma-separated, as NATS_URL takes them. */
+  url: string;
+  urls: string[];
+  monitorUrl: string;
+  nodes: NatsNode[];
+  dir: string;
+  /** Waits until every node answers its health check with JetStream ready. */
+  waitHealthy(timeoutMs?: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface NatsOptions {
+  /** 1 (default) or 3 for a JetStream cluster. */
+  nodes?: 1 | 3;
+}
+
+/** Starts nats-server with JetStream, alone or as a three-node cluster, on free ports. */
+export async function startNats(opts: NatsOptions = {}): Promise<NatsHandle> {
+  const bin = which('nats-server');
+  if (!bin) throw new Error('nats-server not found on PATH: install the Debian package nats-server (./platform test does)');
+  const count = opts.nodes ?? 1;
+  const dir = tempDir('nats');
+  const ports = await Promise.all(
+    Array.from({ length: count }, async () => ({ client: await freePort(), monitor: await freePort(), cluster: await freePort() })),
+  );
+  const nodes: NatsNode[] = ports.map((p, i) => {
+    const name = `n${i + 1}`;
+    const storeDir = join(dir, name);
+    mkdirSync(storeDir, { recursive: true });
+    const routes = ports.filter((_, j) => j !== i).map((q) => `nats-route://127.0.0.1:${q.cluster}`);
+    const conf = [
+      `server_name: ${name}`,
+      `listen: 127.0.0.1:${p.client}`,
+      `http: 127.0.0.1:${p.monitor}`,
+      `jetstream { store_dir: "${storeDir}" }`,
+      count > 1
+        ? `cluster { name: iot-test, listen: 127.0.0.1:${p.cluster}, routes: [${routes.map((r) => `"${r}"`).join(', ')}] }`
+        : '',
+    ].join('\n');
+    const confFile = join(dir, `${name}.conf`);
+    writeFileSync(confFile, conf);
+    const process = spawnManaged({ name: `nats-${name}`, cmd: bin, args: ['-c', confFile], logFile: join(dir, `${name}.log`) });
+    return { name, url: `nats://127.0.0.1:${p.client}`, monitorUrl: `http://127.0.0.1:${p.monitor}`, process };
+  });
+  const handle: NatsHandle = {
+    url: nodes.map((n) => n.url).join(','),
+    urls: nodes.map((n) => n.url),
+    monitorUrl: nodes[0]!.monitorUrl,
+    nodes,
+    dir,
+    async waitHealthy(timeoutMs = 30_000) {
+      for (const n of nodes)
+        await waitFor(
+          `nats-server ${n.name} to be healthy`,
+          async () => (await fetch(`${n.monitorUrl}/healthz`)).ok,
+          timeoutMs,
+          n.process.logFile,
+        );
+    },
+    async stop() {
+      await Promise.all(nodes.map((n) => n.process.stop()));
+      removeDir(dir);
+    },
+  };
+  await handle.waitHealthy();
+  return handle;
+}

@@ -1,0 +1,99 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Client } from 'pg';
+import { chownTo, freePort, isRoot, removeDir, spawnManaged, tempDir, waitFor, type ManagedProcess } from './process';
+
+export interface PostgresHandle {
+  /** postgres://postgres@127.0.0.1:<port>/iot */
+  url: string;
+  port: number;
+  dir: string;
+  process: ManagedProcess;
+  /** Stops the server, keeping its data (for outage tests). */
+  stopServer(): Promise<void>;
+  startServer(): Promise<void>;
+  query<T = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<T[]>;
+  stop(): Promise<void>;
+}
+
+/** The directory of PostgreSQL's server binaries: PG_BIN, pg_config, or Debian's layout. */
+export function postgresBinDir(): string {
+  if (process.env.PG_BIN) return process.env.PG_BIN;
+  try {
+    const dir = execFileSync('pg_config', ['--bindir'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+    if (existsSync(join(dir, 'initdb'))) return dir;
+  } catch {
+    /* fall through */
+  }
+  const base = '/usr/lib/postgresql';
+  const versions = existsSync(base) ? readdirSync(base).sort((a, b) => Number(b) - Number(a)) : [];
+  for (const v of versions) if (existsSync(join(base, v, 'bin', 'initdb'))) return join(base, v, 'bin');
+  throw new Error('PostgreSQL server binaries not found: install the Debian package postgresql (./platform test does)');
+}
+
+/**
+ * Starts a throwaway PostgreSQL: initdb in a temporary directory, trust auth on loopback,
+ * fsync off (test data need not survive a power cut), database `iot`.
+ */
+export async function startPostgres(): Promise<PostgresHandle> {
+  const bin = postgresBinDir();
+  const dir = tempDir('pg');
+  const user = isRoot() ? 'postgres' : undefined;
+  if (user) chownTo(dir, user);
+  const data = join(dir, 'data');
+  const initArgs = ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync'];
+  execFileSync(user ? 'runuser' : join(bin, 'initdb'), user ? ['-u', user, '--', join(bin, 'initdb'), ...initArgs] : initArgs, {
+    stdio: 'ignore',
+  });
+  const port = await freePort();
+  const proc = spawnManaged({
+    name: 'postgres',
+    cmd: join(bin, 'postgres'),
+    args: ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off',
+      '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'max_connections=200'],
+    logFile: join(dir, 'postgres.log'),
+    user,
+  });
+  const adminUrl = `postgres://postgres@127.0.0.1:${port}/postgres`;
+  const ready = async () => {
+    const c = new Client({ connectionString: adminUrl });
+    try {
+      await c.connect();
+      await c.query('select 1');
+      return true;
+    } finally {
+      await c.end().catch(() => undefined);
+    }
+  };
+  await waitFor('PostgreSQL to accept connections', ready, 30_000, proc.logFile);
+  const admin = new Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query('CREATE DATABASE iot');
+  await admin.end();
+  const url = `postgres://postgres@127.0.0.1:${port}/iot`;
+  return {
+    url,
+    port,
+    dir,
+    process: proc,
+    stopServer: () => proc.stop(),
+    async startServer() {
+      await proc.restart();
+      await waitFor('PostgreSQL to accept connections again', ready, 30_000, proc.logFile);
+    },
+    async query<T>(sql: string, params?: unknown[]) {
+      const c = new Client({ connectionString: url });
+      await c.connect();
+      try {
+        return (await c.query(sql, params)).rows as T[];
+      } finally {
+        await c.end();
+      }
+    },
+    async stop() {
+      await proc.stop();
+      removeDir(dir);
+    },
+  };
+}

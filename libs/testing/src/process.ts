@@ -1,0 +1,125 @@
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { mkdtempSync, openSync, rmSync, chownSync, readFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** A free TCP port on the loopback interface, as the kernel hands it out. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export function tempDir(prefix: string): string {
+  return mkdtempSync(join(process.env.IOT_TEST_TMP ?? tmpdir(), `iot-${prefix}-`));
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 30_000, logFile?: string) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch {
+      /* not yet */
+    }
+    if (Date.now() > deadline) {
+      const tail = logFile && existsSync(logFile) ? `\n--- ${logFile} ---\n${readFileSync(logFile, 'utf8').slice(-3000)}` : '';
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${tail}`);
+    }
+    await sleep(100);
+  }
+}
+
+/** Finds an executable on PATH or in the given extra directories. */
+export function which(bin: string, extraDirs: string[] = []): string | undefined {
+  for (const dir of [...extraDirs, ...(process.env.PATH ?? '').split(':')]) {
+    const p = join(dir, bin);
+    if (existsSync(p)) return p;
+  }
+  return undefined;
+}
+
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const c of live) c.kill('SIGKILL');
+});
+
+export interface ManagedProcess {
+  readonly name: string;
+  readonly logFile: string;
+  readonly pid: number | undefined;
+  running(): boolean;
+  /** Sends a signal (SIGKILL, SIGSTOP, SIGCONT ...) for fault injection. */
+  signal(sig: NodeJS.Signals): void;
+  /** Stops gracefully (SIGTERM, then SIGKILL after the timeout). */
+  stop(timeoutMs?: number): Promise<void>;
+  /** Starts the same command again (after a stop or a kill). */
+  restart(): Promise<void>;
+}
+
+export interface SpawnOptions {
+  name: string;
+  cmd: string;
+  args: string[];
+  logFile: string;
+  env?: NodeJS.ProcessEnv;
+  /** Run as this user (PostgreSQL refuses to run as root). */
+  user?: string;
+  cwd?: string;
+}
+
+export function spawnManaged(o: SpawnOptions): ManagedProcess {
+  let child: ChildProcess | undefined;
+  let exited: Promise<void> = Promise.resolve();
+  const start = () => {
+    const fd = openSync(o.logFile, 'a');
+    const [cmd, args] = o.user ? ['runuser', ['-u', o.user, '--', o.cmd, ...o.args]] : [o.cmd, o.args];
+    child = spawn(cmd, args, { stdio: ['ignore', fd, fd], env: o.env ?? process.env, cwd: o.cwd });
+    live.add(child);
+    const c = child;
+    exited = new Promise((resolve) => c.once('exit', () => (live.delete(c), resolve())));
+  };
+  start();
+  return {
+    name: o.name,
+    logFile: o.logFile,
+    get pid() {
+      return child?.pid;
+    },
+    running: () => !!child && child.exitCode === null && child.signalCode === null,
+    signal: (sig) => void child?.kill(sig),
+    async stop(timeoutMs = 10_000) {
+      if (!child || child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGCONT');
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child?.kill('SIGKILL'), timeoutMs);
+      await exited;
+      clearTimeout(timer);
+    },
+    async restart() {
+      await this.stop();
+      start();
+    },
+  };
+}
+
+export function removeDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+export function chownTo(dir: string, user: string): void {
+  const uid = Number(execFileSync('id', ['-u', user]).toString().trim());
+  const gid = Number(execFileSync('id', ['-g', user]).toString().trim());
+  chownSync(dir, uid, gid);
+}
+
+export const isRoot = () => process.getuid?.() === 0;

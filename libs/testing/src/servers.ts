@@ -1,0 +1,55 @@
+import { Client } from 'pg';
+import { containerProcess, serverMode, startMosquittoContainer, startNatsContainer, startPostgresContainer } from './containers';
+import { startMosquitto as startLocalMosquitto, type MosquittoHandle, type MosquittoOptions } from './mosquitto';
+import { startNats as startLocalNats, type NatsHandle, type NatsOptions } from './nats';
+import { startPostgres as startLocalPostgres, type PostgresHandle } from './postgres';
+import { waitFor } from './process';
+
+/** nats-server: local binary, or a container where a Docker engine answers (single node). */
+export async function startNats(opts: NatsOptions = {}): Promise<NatsHandle> {
+  if ((opts.nodes ?? 1) > 1 || (await serverMode()) === 'local') return startLocalNats(opts);
+  const { c, url, monitorUrl } = await startNatsContainer();
+  const process = containerProcess('nats', c);
+  return {
+    url,
+    urls: [url],
+    monitorUrl,
+    dir: '',
+    nodes: [{ name: 'n1', url, monitorUrl, process }],
+    waitHealthy: (timeoutMs = 30_000) => waitFor('nats container', async () => (await fetch(`${monitorUrl}/healthz`)).ok, timeoutMs),
+    stop: async () => void (await c.stop()),
+  };
+}
+
+/** PostgreSQL: initdb in a temporary directory, or a TimescaleDB container where an engine answers. */
+export async function startPostgres(): Promise<PostgresHandle> {
+  if ((await serverMode()) === 'local') return startLocalPostgres();
+  const { c, url, port } = await startPostgresContainer();
+  const process = containerProcess('postgres', c);
+  return {
+    url,
+    port,
+    dir: '',
+    process,
+    stopServer: () => process.stop(),
+    startServer: () => process.restart(),
+    async query<T>(sql: string, params?: unknown[]) {
+      const client = new Client({ connectionString: url });
+      await client.connect();
+      try {
+        return (await client.query(sql, params)).rows as T[];
+      } finally {
+        await client.end();
+      }
+    },
+    stop: async () => void (await c.stop()),
+  };
+}
+
+/** mosquitto: local binary (always with TLS), or a container where an engine answers. */
+export async function startMosquitto(opts: MosquittoOptions = {}): Promise<MosquittoHandle> {
+  if (opts.tls || (await serverMode()) === 'local') return startLocalMosquitto(opts);
+  const { c, url, port } = await startMosquittoContainer();
+  const process = containerProcess('mosquitto', c);
+  return { url, port, dir: '', process, restart: () => process.restart(), stop: async () => void (await c.stop()) };
+}
