@@ -4,11 +4,25 @@ import {
   DeviceRecordSchema,
   NormalizedTelemetrySchema,
   ZenthosTelemetrySchema,
+  type CanonicalTelemetry,
+  type DecodedTelemetry,
+  type DeviceRecord,
+  type NormalizedTelemetry,
+  type ZenthosTelemetry,
 } from './payloads';
-import { compileValidator } from './validation';
+import { compileValidator, type CompiledValidator } from './validation';
+
+/** Explicitly typed so that `Validators.x.assert(v)` narrows `v` (TS assertion rule). */
+export interface PayloadValidators {
+  zenthosTelemetry: CompiledValidator<ZenthosTelemetry>;
+  canonicalTelemetry: CompiledValidator<CanonicalTelemetry>;
+  decodedTelemetry: CompiledValidator<DecodedTelemetry>;
+  normalizedTelemetry: CompiledValidator<NormalizedTelemetry>;
+  deviceRecord: CompiledValidator<DeviceRecord>;
+}
 
 /** Compiled once at load; hot paths call these, never a schema interpreter. */
-export const Validators = {
+export const Validators: PayloadValidators = {
   zenthosTelemetry: compileValidator('zenthos telemetry', ZenthosTelemetrySchema),
   canonicalTelemetry: compileValidator('canonical telemetry', CanonicalTelemetrySchema),
   decodedTelemetry: compileValidator('iot.decoded.v1', DecodedTelemetrySchema),

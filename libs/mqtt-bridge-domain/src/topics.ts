@@ -1,0 +1,39 @@
+import { isValidToken } from '@iot/contracts';
+
+export type PayloadFormat = 'zenthos' | 'canonical';
+
+export interface DeviceTopic {
+  device: string;
+  kind: 'telemetry' | 'status';
+  format: PayloadFormat;
+  /** The device model named in a compatibility topic (`zenthos/<model>/...`). */
+  model?: string;
+}
+
+/**
+ * Maps a device-facing MQTT topic to what it carries. Returns undefined for any topic the
+ * bridge does not take (it then counts and drops it; the broker ACL should prevent it).
+ */
+export function parseDeviceTopic(topic: string): DeviceTopic | undefined {
+  const parts = topic.split('/');
+  if (parts.length === 3 && parts[0] === 'devices') {
+    const [, device, kind] = parts as [string, string, string];
+    if ((kind === 'telemetry' || kind === 'status') && isValidToken(device)) return { device, kind, format: 'canonical' };
+  }
+  if (parts.length === 4 && parts[0] === 'zenthos') {
+    const [, model, device, kind] = parts as [string, string, string, string];
+    if ((kind === 'telemetry' || kind === 'status') && isValidToken(device) && isValidToken(model))
+      return { device, kind, format: 'zenthos', model };
+  }
+  return undefined;
+}
+
+/** The topic filters the bridge subscribes to, inside a shared-subscription group. */
+export function bridgeSubscriptions(group: string): string[] {
+  return [
+    `$share/${group}/devices/+/telemetry`,
+    `$share/${group}/devices/+/status`,
+    `$share/${group}/zenthos/+/+/telemetry`,
+    `$share/${group}/zenthos/+/+/status`,
+  ];
+}

@@ -1,0 +1,3 @@
+export * from './units';
+export * from './profiles';
+export * from './normalize';

@@ -1,0 +1,103 @@
+import type { DecodedTelemetry } from '@iot/contracts';
+import { applyRange, Normalizer } from './normalize';
+
+const base: DecodedTelemetry = {
+  tenant: 'demo',
+  device: 'demo-0001',
+  model: 'zenthos-esp32',
+  messageId: 'm1',
+  format: 'zenthos',
+  ts: 1_000,
+  receivedAt: 2_000,
+  skewed: false,
+  readings: [],
+};
+
+function newTestService() {
+  return new Normalizer();
+}
+
+describe('Normalizer', () => {
+  it('gives Zenthos readings their canonical units and good quality', () => {
+    const sut = newTestService();
+    const { telemetry, rejected } = sut.normalize({
+      ...base,
+      readings: [
+        { metric: 'temperature', value: 21.3 },
+        { metric: 'battery_voltage', value: 3.91 },
+        { metric: 'signal_strength', value: -67 },
+      ],
+    });
+    expect(rejected).toEqual([]);
+    expect(telemetry).toEqual({
+      tenant: 'demo',
+      device: 'demo-0001',
+      messageId: 'm1',
+      ts: 1_000,
+      receivedAt: 2_000,
+      points: [
+        { metric: 'temperature', value: 21.3, unit: 'Cel', quality: 'good' },
+        { metric: 'battery_voltage', value: 3.91, unit: 'V', quality: 'good' },
+        { metric: 'signal_strength', value: -67, unit: 'dB[mW]', quality: 'good' },
+      ],
+    });
+  });
+
+  it('converts degF to Cel and mV to V', () => {
+    const { telemetry } = newTestService().normalize({
+      ...base,
+      model: 'generic',
+      readings: [
+        { metric: 'temperature', value: 70.5, unit: '[degF]' },
+        { metric: 'supply_voltage', value: 3300, unit: 'mV' },
+      ],
+    });
+    expect(telemetry.points).toEqual([
+      { metric: 'temperature', value: 21.388888889, unit: 'Cel', quality: 'good' },
+      { metric: 'supply_voltage', value: 3.3, unit: 'V', quality: 'good' },
+    ]);
+  });
+
+  it('clamps a value just out of range and flags one far out of range without changing it', () => {
+    const { telemetry } = newTestService().normalize({
+      ...base,
+      readings: [
+        { metric: 'humidity', value: 102 },
+        { metric: 'humidity', value: 180 },
+      ],
+    });
+    expect(telemetry.points.map((p) => [p.value, p.quality])).toEqual([
+      [100, 'clamped'],
+      [180, 'out-of-range'],
+    ]);
+  });
+
+  it('marks readings of a skewed clock as skewed', () => {
+    const { telemetry } = newTestService().normalize({ ...base, skewed: true, readings: [{ metric: 'temperature', value: 20 }] });
+    expect(telemetry.points[0]!.quality).toBe('skewed');
+  });
+
+  it('rejects a reading whose unit does not convert, naming metric and unit, and keeps the others', () => {
+    const { telemetry, rejected } = newTestService().normalize({
+      ...base,
+      readings: [
+        { metric: 'temperature', value: 3, unit: 'V' },
+        { metric: 'humidity', value: 50 },
+      ],
+    });
+    expect(rejected).toEqual([{ metric: 'temperature', reason: expect.stringContaining('metric "temperature" has unit "V"') }]);
+    expect(telemetry.points).toHaveLength(1);
+  });
+
+  it('keeps a metric the model does not know, as sent', () => {
+    const { telemetry } = newTestService().normalize({ ...base, readings: [{ metric: 'co2', value: 415, unit: '[ppm]' }] });
+    expect(telemetry.points).toEqual([{ metric: 'co2', value: 415, unit: '[ppm]', quality: 'good' }]);
+  });
+});
+
+describe('applyRange', () => {
+  it('is good on the bounds', () => {
+    expect(applyRange(0, { unit: '%', min: 0, max: 100 })).toEqual({ value: 0, quality: 'good' });
+    expect(applyRange(-0.5, { unit: '%', min: 0, max: 100, clampMargin: 1 })).toEqual({ value: 0, quality: 'clamped' });
+  });
+});

@@ -1,0 +1,63 @@
+import type { DecodedTelemetry, NormalizedPoint, NormalizedTelemetry, Quality } from '@iot/contracts';
+import { BUILTIN_PROFILES, type MetricSpec, type ModelProfile } from './profiles';
+import { toCanonical } from './units';
+
+export interface NormalizeResult {
+  telemetry: NormalizedTelemetry;
+  /** Readings that could not be made canonical (an unknown unit), with why. */
+  rejected: Array<{ metric: string; reason: string }>;
+}
+
+/** Applies range checks: inside, good; just outside, clamped; far outside, kept and flagged. */
+export function applyRange(value: number, spec: MetricSpec): { value: number; quality: Quality } {
+  const { min = -Infinity, max = Infinity, clampMargin = 0 } = spec;
+  if (value >= min && value <= max) return { value, quality: 'good' };
+  if (value < min && value >= min - clampMargin) return { value: min, quality: 'clamped' };
+  if (value > max && value <= max + clampMargin) return { value: max, quality: 'clamped' };
+  return { value, quality: 'out-of-range' };
+}
+
+export class Normalizer {
+  constructor(private readonly profiles: Record<string, ModelProfile> = BUILTIN_PROFILES) {}
+
+  private specFor(model: string, metric: string): MetricSpec | undefined {
+    return this.profiles[model]?.metrics[metric] ?? this.profiles.generic?.metrics[metric];
+  }
+
+  /**
+   * Units, scale and offset, range and quality, renames. A metric the model does not know is
+   * kept as sent (in its own unit, or `1` when it named none) so nothing is silently lost.
+   */
+  normalize(d: DecodedTelemetry): NormalizeResult {
+    const points: NormalizedPoint[] = [];
+    const rejected: NormalizeResult['rejected'] = [];
+    for (const r of d.readings) {
+      const spec = this.specFor(d.model, r.metric);
+      if (!spec) {
+        points.push({ metric: r.metric, value: r.value, unit: r.unit ?? '1', quality: d.skewed ? 'skewed' : 'good' });
+        continue;
+      }
+      let value = r.value;
+      try {
+        const unit = r.unit ?? spec.sourceUnit ?? spec.unit;
+        value = toCanonical(r.metric, value, unit, spec.unit);
+      } catch (e) {
+        rejected.push({ metric: r.metric, reason: (e as Error).message });
+        continue;
+      }
+      value = value * (spec.scale ?? 1) + (spec.offset ?? 0);
+      const ranged = applyRange(value, spec);
+      const quality: Quality = d.skewed && ranged.quality === 'good' ? 'skewed' : ranged.quality;
+      points.push({ metric: spec.rename ?? r.metric, value: round(ranged.value), unit: spec.unit, quality });
+    }
+    return {
+      telemetry: { tenant: d.tenant, device: d.device, messageId: d.messageId, ts: d.ts, receivedAt: d.receivedAt, points },
+      rejected,
+    };
+  }
+}
+
+/** Drops binary floating-point noise from conversions (70.5 degF is 21.38888888888889 Cel, not ...90). */
+function round(v: number): number {
+  return Math.round(v * 1e9) / 1e9;
+}

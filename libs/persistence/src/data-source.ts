@@ -1,0 +1,30 @@
+import { DataSource } from 'typeorm';
+import { TelemetryStore1763900000000 } from './migrations/1763900000000-telemetry-store';
+
+/** Every migration, in order. New ones are appended, never edited once released. */
+export const MIGRATIONS = [TelemetryStore1763900000000];
+
+/** The TypeORM data source: schema changes come only from migrations, never from entities. */
+export function createDataSource(url: string): DataSource {
+  return new DataSource({
+    type: 'postgres',
+    url,
+    synchronize: false,
+    migrationsRun: false,
+    migrations: MIGRATIONS,
+    migrationsTableName: 'schema_migrations',
+    logging: ['error'],
+  });
+}
+
+/** Applies pending migrations; returns the names of those it ran. */
+export async function runMigrations(url: string): Promise<string[]> {
+  const ds = createDataSource(url);
+  await ds.initialize();
+  try {
+    const ran = await ds.runMigrations({ transaction: 'each' });
+    return ran.map((m) => m.name);
+  } finally {
+    await ds.destroy();
+  }
+}

@@ -1,0 +1,66 @@
+import { runMigrations } from '@iot/persistence';
+import { startPostgres, type PostgresHandle } from '@iot/testing';
+import { TelemetryBatchWriter, type TelemetryRow } from './telemetry-batch-writer';
+
+describe('TelemetryBatchWriter (real PostgreSQL)', () => {
+  let pg: PostgresHandle;
+  let sut: TelemetryBatchWriter;
+
+  beforeAll(async () => {
+    pg = await startPostgres();
+    expect(await runMigrations(pg.url)).toEqual(['TelemetryStore1763900000000']);
+    sut = TelemetryBatchWriter.connect(pg.url);
+  });
+  afterAll(async () => {
+    await sut?.close();
+    await pg?.stop();
+  });
+
+  const now = Date.now();
+  const row = (metric: string, value: number, ts = now): TelemetryRow => ({
+    tenant: 'demo', device: 'demo-0001', metric, ts, value, unit: 'Cel', quality: 'good', receivedAt: ts + 5,
+  });
+
+  it('stores rows once, even when the same batch is written again, and keeps the rollup exact', async () => {
+    const batch = [row('temperature', 20, now), row('temperature', 22, now + 1000), row('humidity', 50, now)];
+    await sut.write(batch);
+    await sut.write(batch);
+    await sut.write([batch[0]!]);
+    const rows = await pg.query<{ metric: string; value: number }>(
+      `SELECT metric, value FROM telemetry WHERE device_id = 'demo-0001' ORDER BY metric, ts`,
+    );
+    expect(rows).toEqual([
+      { metric: 'humidity', value: 50 },
+      { metric: 'temperature', value: 20 },
+      { metric: 'temperature', value: 22 },
+    ]);
+    const rollup = await pg.query<{ count: string; sum: number }>(
+      `SELECT sum(count)::text AS count, sum(sum) AS sum FROM telemetry_5m WHERE metric = 'temperature'`,
+    );
+    expect(rollup).toEqual([{ count: '2', sum: 42 }]);
+  });
+
+  it('keeps event time and ingest time apart, with millisecond precision', async () => {
+    const ts = Date.UTC(2026, 10, 23, 9, 0, 0, 250);
+    await sut.write([{ ...row('pressure', 101325, ts), unit: 'Pa', receivedAt: ts + 1500 }]);
+    const [r] = await pg.query<{ ts: Date; received_at: Date; unit: string }>(
+      `SELECT ts, received_at, unit FROM telemetry WHERE metric = 'pressure'`,
+    );
+    expect(r!.ts.toISOString()).toBe('2026-11-23T09:00:00.250Z');
+    expect(r!.received_at.toISOString()).toBe('2026-11-23T09:00:01.750Z');
+  });
+
+  it('writes rows of a day without a partition into the default partition instead of failing', async () => {
+    const old = Date.UTC(2020, 0, 1);
+    await sut.write([row('temperature', 1, old)]);
+    const [r] = await pg.query<{ part: string }>(
+      `SELECT tableoid::regclass::text AS part FROM telemetry WHERE ts = to_timestamp($1 / 1000.0)`, [old],
+    );
+    expect(r!.part).toBe('telemetry_default');
+    await sut.maintainPartitions(7);
+    const [today] = await pg.query<{ part: string }>(
+      `SELECT tableoid::regclass::text AS part FROM telemetry WHERE metric = 'humidity'`,
+    );
+    expect(today!.part).toMatch(/^telemetry_p\d{8}$/);
+  });
+});

@@ -1,0 +1,113 @@
+import { Pool, type PoolClient } from 'pg';
+import type { NormalizedTelemetry } from '@iot/contracts';
+
+export interface TelemetryRow {
+  tenant: string;
+  device: string;
+  metric: string;
+  ts: number;
+  value: number;
+  unit: string;
+  quality: string;
+  receivedAt: number;
+}
+
+export type StoreEngine = 'timescaledb' | 'postgres-partitions';
+
+/** Flattens canonical messages into rows: one row per point. */
+export function rowsOf(messages: NormalizedTelemetry[]): TelemetryRow[] {
+  const rows: TelemetryRow[] = [];
+  for (const m of messages)
+    for (const p of m.points)
+      rows.push({ tenant: m.tenant, device: m.device, metric: p.metric, ts: m.ts, value: p.value, unit: p.unit, quality: p.quality, receivedAt: m.receivedAt });
+  return rows;
+}
+
+const INSERT_ROWS = `
+  INSERT INTO telemetry (tenant_id, device_id, metric, ts, value, unit, quality, received_at)
+  SELECT t, d, m, to_timestamp(ts / 1000.0), v, u, q, to_timestamp(r / 1000.0)
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::float8[], $6::text[], $7::text[], $8::float8[])
+       AS x(t, d, m, ts, v, u, q, r)
+  ON CONFLICT DO NOTHING`;
+
+// On plain PostgreSQL the rollup counts only rows this statement inserted (RETURNING), so a
+// redelivered batch, whose rows conflict, adds nothing to it: the rollup is exactly-once too.
+const INSERT_ROWS_AND_ROLLUP = `
+  WITH ins AS (${INSERT_ROWS} RETURNING tenant_id, device_id, metric, ts, value)
+  INSERT INTO telemetry_5m AS r (tenant_id, device_id, metric, bucket, count, sum, min, max)
+  SELECT tenant_id, device_id, metric, date_bin('5 minutes', ts, timestamptz '2000-01-01'),
+         count(*), sum(value), min(value), max(value)
+  FROM ins GROUP BY 1, 2, 3, 4
+  ON CONFLICT (tenant_id, device_id, metric, bucket) DO UPDATE SET
+    count = r.count + EXCLUDED.count, sum = r.sum + EXCLUDED.sum,
+    min = LEAST(r.min, EXCLUDED.min), max = GREATEST(r.max, EXCLUDED.max)`;
+
+/**
+ * Writes batches of points in one transaction each, idempotently: the primary key
+ * (tenant, device, metric, ts) makes a repeated row a no-op. Resolves once committed.
+ */
+export class TelemetryBatchWriter {
+  private engine: StoreEngine | undefined;
+
+  constructor(private readonly pool: Pool) {}
+
+  static connect(url: string, maxConnections = 4): TelemetryBatchWriter {
+    const pool = new Pool({ connectionString: url, max: maxConnections, connectionTimeoutMillis: 5_000 });
+    // An idle client losing its server (database restart) must not crash the process.
+    pool.on('error', () => undefined);
+    return new TelemetryBatchWriter(pool);
+  }
+
+  async detectEngine(): Promise<StoreEngine> {
+    const { rows } = await this.pool.query(`SELECT value FROM telemetry_settings WHERE key = 'engine'`);
+    if (!rows[0]) throw new Error('telemetry_settings has no engine row: run the migrations first (platform migrate)');
+    this.engine = rows[0].value as StoreEngine;
+    return this.engine;
+  }
+
+  /** Inserts the rows; returns how many were new (the rest were already stored). */
+  async write(rows: TelemetryRow[]): Promise<number> {
+    if (rows.length === 0) return 0;
+    const engine = this.engine ?? (await this.detectEngine());
+    const cols: [string[], string[], string[], number[], number[], string[], string[], number[]] = [[], [], [], [], [], [], [], []];
+    for (const r of rows) {
+      cols[0].push(r.tenant);
+      cols[1].push(r.device);
+      cols[2].push(r.metric);
+      cols[3].push(r.ts);
+      cols[4].push(r.value);
+      cols[5].push(r.unit);
+      cols[6].push(r.quality);
+      cols[7].push(r.receivedAt);
+    }
+    const client: PoolClient = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const res = await client.query(engine === 'timescaledb' ? INSERT_ROWS : INSERT_ROWS_AND_ROLLUP, cols);
+      await client.query('COMMIT');
+      return engine === 'timescaledb' ? (res.rowCount ?? 0) : -1;
+    } catch (e) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw e;
+    } finally {
+      client.release();
+    }
+  }
+
+  /** Creates daily partitions ahead and drops those past retention (plain PostgreSQL only). */
+  async maintainPartitions(daysAhead = 7): Promise<void> {
+    const engine = this.engine ?? (await this.detectEngine());
+    if (engine !== 'postgres-partitions') return;
+    await this.pool.query('SELECT telemetry_ensure_partitions(1, $1)', [daysAhead]);
+    await this.pool.query('SELECT telemetry_apply_retention()');
+  }
+
+  async ping(): Promise<boolean> {
+    await this.pool.query('SELECT 1');
+    return true;
+  }
+
+  close(): Promise<void> {
+    return this.pool.end();
+  }
+}
