@@ -7,6 +7,8 @@ export const Headers = {
   receivedAt: 'iot-received-at',
   /** The MQTT topic the message arrived on (tells demux the payload format). */
   sourceTopic: 'iot-source-topic',
+  /** The device model from the registry (tells the normalizer which profile applies). */
+  model: 'iot-model',
   dlqReason: 'iot-dlq-reason',
   dlqStage: 'iot-dlq-stage',
   dlqDetail: 'iot-dlq-detail',

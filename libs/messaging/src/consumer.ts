@@ -81,6 +81,7 @@ export class ConsumerRunner<T> {
       throw new Error(
         `batch size ${this.batchSize} of ${o.contract.durable} exceeds its max ack pending ${o.contract.maxAckPending}`,
       );
+    o.metrics.initStage(o.contract.stage);
   }
 
   get isAttached(): boolean {
@@ -175,8 +176,23 @@ export class ConsumerRunner<T> {
         for (const i of good) outcomes[i] = e ?? new Error('handler threw undefined');
       }
     }
-    await Promise.all(msgs.map((m, i) => this.apply(m, settle(outcomes[i], m.info.deliveryCount, contract.maxDeliver))));
+    const settlements = msgs.map((m, i) => settle(outcomes[i], m.info.deliveryCount, contract.maxDeliver));
+    await Promise.all(msgs.map((m, i) => this.apply(m, settlements[i]!)));
     end();
+    // A batch that failed as a whole (its database or next stream is down) says: wait. Pause
+    // fetching as long as the backoff instead of pulling more messages only to nak them.
+    if (settlements.every((s) => s.kind === 'nak')) {
+      const delay = Math.min(...settlements.map((s) => (s.kind === 'nak' ? s.delayMs : 0)));
+      await this.pause(Math.min(delay, 5_000));
+    }
+  }
+
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const started = Date.now();
+      const tick = () => (!this.running || Date.now() - started >= ms ? resolve() : setTimeout(tick, 50));
+      tick();
+    });
   }
 
   private decode(m: JsMsg): T {

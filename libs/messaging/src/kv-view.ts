@@ -65,3 +65,14 @@ export class KvView<T> {
     this.stopWatch?.();
   }
 }
+
+/** Writes device records into the registry bucket (used by seeding and tests until auth owns it). */
+export async function putDeviceRecords(
+  nc: NatsConnection,
+  bucket: string,
+  records: Array<{ device: string } & Record<string, unknown>>,
+  replicas = 1,
+): Promise<void> {
+  const kv = await new Kvm(nc).create(bucket, { history: 1, replicas });
+  for (const r of records) await kv.put(r.device, JSON.stringify(r));
+}

@@ -59,7 +59,8 @@ export async function ensureConsumer(jsm: JetStreamManager, c: ConsumerContract)
     durable_name: c.durable,
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,
-    filter_subjects: [...c.filterSubjects],
+    // nats-server 2.9 (Debian) knows only the single filter_subject; 2.10+ takes several.
+    ...(c.filterSubjects.length === 1 ? { filter_subject: c.filterSubjects[0] } : { filter_subjects: [...c.filterSubjects] }),
     max_deliver: c.maxDeliver,
     ack_wait: nanos(c.ackWaitMs),
     max_ack_pending: c.maxAckPending,

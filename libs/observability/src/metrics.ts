@@ -57,6 +57,17 @@ export class IotMetrics {
     });
   }
 
+  /**
+   * Publishes a stage's series at zero before any traffic, so dashboards and rate() see
+   * them from the start instead of a gap (Prometheus practice for known label sets).
+   */
+  initStage(stage: string): void {
+    this.messagesReceived.inc({ stage }, 0);
+    for (const outcome of ['ok', 'retry', 'dlq', 'dropped']) this.messagesProcessed.inc({ stage, outcome }, 0);
+    for (const kind of ['retryable', 'permanent', 'connection']) this.workerErrors.inc({ stage, kind }, 0);
+    this.processingDuration.zero({ stage });
+  }
+
   metricsText(): Promise<string> {
     return this.registry.metrics();
   }

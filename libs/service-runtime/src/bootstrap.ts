@@ -3,7 +3,14 @@ import { NestFactory } from '@nestjs/core';
 import { Module, type INestApplication, type Type } from '@nestjs/common';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { commonEnv, loadEnv, natsServers, type EnvSpec } from '@iot/config';
-import { connectNats, ensureAllStreams, jetstream, JetStreamPublisher, JetStreamServer } from '@iot/messaging';
+import {
+  connectNats,
+  ensureAllStreams,
+  jetstream,
+  JetStreamPublisher,
+  JetStreamServer,
+  SettlementPassThroughFilter,
+} from '@iot/messaging';
 import { createLogger, IotMetrics, PinoNestLogger, startTracing, stopTracing } from '@iot/observability';
 import { num } from 'envalid';
 import { RuntimeModule } from './runtime.module';
@@ -74,6 +81,7 @@ export async function startService<S extends EnvSpec>(def: ServiceDefinition<S>,
   let transport: JetStreamServer | undefined;
   if (def.consumes) {
     transport = new JetStreamServer({ nc, js, publisher, logger, metrics });
+    app.useGlobalFilters(new SettlementPassThroughFilter(app.getHttpAdapter()));
     app.connectMicroservice({ strategy: transport }, { inheritAppConfig: true });
     readiness.add('consumers', () => transport!.attached);
   }

@@ -17,7 +17,7 @@ export class RuntimeModule {
         { provide: LOGGER, useValue: runtime.logger },
         { provide: METRICS, useValue: runtime.metrics },
         { provide: READINESS, useValue: runtime.readiness },
-        { provide: ENV, useValue: env },
+        { provide: ENV, useValue: { ...(env as object) } },
       ],
       exports: [NATS, JETSTREAM, PUBLISHER, LOGGER, METRICS, READINESS, ENV],
     };

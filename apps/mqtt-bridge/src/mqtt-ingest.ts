@@ -1,0 +1,142 @@
+import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { readFileSync } from 'node:fs';
+import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
+import {
+  DEVICE_REGISTRY_BUCKET,
+  DlqReasons,
+  Headers,
+  Subjects,
+  UNKNOWN_TENANT,
+  Validators,
+  type DeviceRecord,
+} from '@iot/contracts';
+import { KvView, type JetStreamPublisher, type NatsConnection } from '@iot/messaging';
+import { bridgeSubscriptions, messageIdOf, parseDeviceTopic } from '@iot/mqtt-bridge-domain';
+import { newTraceparent, type IotMetrics, type Logger } from '@iot/observability';
+import { ENV, LOGGER, METRICS, NATS, PUBLISHER, READINESS, type Readiness } from '@iot/service-runtime';
+import type { bridgeEnv } from './env';
+import type { CleanedEnv } from 'envalid';
+
+type BridgeEnv = CleanedEnv<typeof bridgeEnv>;
+const STAGE = 'mqtt-bridge';
+
+/**
+ * Takes device messages from the broker and hands them to JetStream. A QoS 1 message is
+ * acknowledged to the broker (PUBACK) only after JetStream has acknowledged the publish:
+ * MQTT.js sends the PUBACK when `handleMessage`'s callback is called, and we call it last.
+ */
+@Injectable()
+export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown {
+  private clients: MqttClient[] = [];
+  private readonly subscribed = new Set<MqttClient>();
+  private devices!: KvView<DeviceRecord>;
+  private stopping = false;
+
+  constructor(
+    @Inject(ENV) private readonly env: BridgeEnv,
+    @Inject(NATS) private readonly nc: NatsConnection,
+    @Inject(PUBLISHER) private readonly publisher: JetStreamPublisher,
+    @Inject(LOGGER) private readonly logger: Logger,
+    @Inject(METRICS) private readonly metrics: IotMetrics,
+    @Inject(READINESS) private readonly readiness: Readiness,
+  ) {}
+
+  async onApplicationBootstrap(): Promise<void> {
+    this.metrics.initStage(STAGE);
+    this.devices = new KvView(this.nc, DEVICE_REGISTRY_BUCKET, (v) => (Validators.deviceRecord.assert(v), v), this.logger);
+    await this.devices.start();
+    this.logger.info({ devices: this.devices.size }, 'device registry loaded');
+    this.readiness.add('device-registry', () => this.devices.ready);
+    for (let i = 0; i < this.env.MQTT_CONNECTIONS; i++) this.clients.push(this.connect(i));
+    this.readiness.add('mqtt', () => this.clients.every((c) => c.connected && this.subscribed.has(c)));
+  }
+
+  private connect(index: number): MqttClient {
+    const e = this.env;
+    const opts: IClientOptions = {
+      clientId: `${e.MQTT_CLIENT_ID}-${index}`,
+      username: e.MQTT_USERNAME || undefined,
+      password: e.MQTT_PASSWORD || undefined,
+      protocolVersion: 5,
+      // A persistent session: QoS 1 messages wait at the broker while the bridge restarts.
+      clean: false,
+      properties: { sessionExpiryInterval: 7 * 24 * 3600 },
+      reconnectPeriod: 1_000,
+      connectTimeout: 10_000,
+      ca: e.MQTT_CA_FILE ? readFileSync(e.MQTT_CA_FILE) : undefined,
+      cert: e.MQTT_CERT_FILE ? readFileSync(e.MQTT_CERT_FILE) : undefined,
+      key: e.MQTT_KEY_FILE ? readFileSync(e.MQTT_KEY_FILE) : undefined,
+    };
+    const client = mqtt.connect(e.MQTT_URL, opts);
+    // Called for every incoming PUBLISH; the PUBACK goes out when `done` is called.
+    client.handleMessage = (packet, done) => {
+      this.take(packet).then(
+        () => done(),
+        (err) => {
+          // Not acknowledged: the broker keeps the message in the session and sends it again.
+          this.logger.error({ topic: packet.topic, err: String(err) }, 'message not handed over; leaving it unacknowledged');
+          if (!this.stopping) client.end(true, undefined, () => client.reconnect());
+        },
+      );
+    };
+    client.on('connect', (ack) => {
+      this.logger.info({ clientId: opts.clientId, sessionPresent: ack.sessionPresent }, 'connected to the MQTT broker');
+      // Subscribing again when the session is present is harmless and mends a lost subscription.
+      client.subscribe(bridgeSubscriptions(e.MQTT_SHARE_GROUP), { qos: 1 }, (err, granted) => {
+        const refused = granted?.filter((g) => g.qos > 2) ?? [];
+        if (err || refused.length > 0)
+          this.logger.error({ err: err ? String(err) : undefined, refused: refused.map((g) => g.topic) }, 'subscribe failed; check the broker ACL');
+        else this.subscribed.add(client);
+      });
+    });
+    client.on('error', (err) => this.logger.warn({ clientId: opts.clientId, err: String(err) }, 'MQTT error'));
+    client.on('offline', () => this.subscribed.delete(client));
+    client.on('offline', () => this.logger.warn({ clientId: opts.clientId }, 'MQTT connection lost; reconnecting'));
+    return client;
+  }
+
+  /** Hands one MQTT message to JetStream (or to the DLQ); resolves when it is held there. */
+  async take(packet: IPublishPacket): Promise<void> {
+    const end = this.metrics.processingDuration.startTimer({ stage: STAGE });
+    this.metrics.messagesReceived.inc({ stage: STAGE });
+    const receivedAt = Date.now();
+    const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+    const topic = parseDeviceTopic(packet.topic);
+    const device = topic?.device ?? '';
+    const msgId = messageIdOf(device || packet.topic, payload);
+    const headers: Record<string, string> = {
+      [Headers.sourceTopic]: packet.topic,
+      [Headers.receivedAt]: String(receivedAt),
+      [Headers.device]: device,
+    };
+    const traceparent = newTraceparent();
+    const reject = async (reason: (typeof DlqReasons)[keyof typeof DlqReasons], detail: string, tenant = UNKNOWN_TENANT) => {
+      await this.publisher.publishToDlq({
+        stage: STAGE, tenant, originalSubject: packet.topic, data: payload.subarray(0, this.env.MAX_PAYLOAD_BYTES),
+        originalHeaders: { ...headers, [Headers.traceparent]: traceparent }, reason, detail, msgId,
+      });
+      this.metrics.messagesProcessed.inc({ stage: STAGE, outcome: 'dlq' });
+      this.logger.warn({ topic: packet.topic, reason, detail }, 'message dead-lettered');
+      end();
+    };
+    if (!topic) return reject(DlqReasons.rejected, `topic "${packet.topic}" is not a device topic: use devices/<id>/telemetry`);
+    if (payload.byteLength > this.env.MAX_PAYLOAD_BYTES)
+      return reject(DlqReasons.payloadTooLarge, `payload of ${payload.byteLength} bytes exceeds the limit of ${this.env.MAX_PAYLOAD_BYTES} bytes (first bytes kept)`);
+    const record = this.devices.get(device);
+    if (!record || record.state !== 'active')
+      return reject(DlqReasons.unknownDevice, record ? `device "${device}" is ${record.state}` : `device "${device}" is not registered: register it, then replay`);
+    headers[Headers.tenant] = record.tenant;
+    headers[Headers.model] = topic.model ?? record.model;
+    const subject = topic.kind === 'telemetry' ? Subjects.raw(record.tenant, device) : Subjects.status(record.tenant, device);
+    await this.publisher.publish(subject, payload, { msgId, headers, traceparent });
+    this.metrics.messagesProcessed.inc({ stage: STAGE, outcome: 'ok' });
+    end();
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    this.stopping = true;
+    // Without PUBACKs for what is not yet in JetStream: the broker redelivers those.
+    await Promise.all(this.clients.map((c) => c.endAsync(false)));
+    this.devices?.stop();
+  }
+}

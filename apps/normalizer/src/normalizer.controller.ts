@@ -1,0 +1,48 @@
+import { Controller, Inject } from '@nestjs/common';
+import { Ctx, EventPattern, Payload } from '@nestjs/microservices';
+import { Consumers, DlqReasons, Headers, Subjects, Validators, type DecodedTelemetry } from '@iot/contracts';
+import type { JetStreamPatternExtras, JetStreamPublisher, MessageMeta } from '@iot/messaging';
+import { Normalizer } from '@iot/normalizer-domain';
+import { PUBLISHER } from '@iot/service-runtime';
+
+const extras: JetStreamPatternExtras<DecodedTelemetry> = {
+  consumer: Consumers.normalizer,
+  decoder: Validators.decodedTelemetry,
+  batchSize: 256,
+};
+
+/** Decoded readings in, canonical points out; readings that cannot be made canonical go to the DLQ. */
+@Controller()
+export class NormalizerController {
+  private readonly normalizer = new Normalizer();
+
+  constructor(@Inject(PUBLISHER) private readonly publisher: JetStreamPublisher) {}
+
+  @EventPattern(Consumers.normalizer.durable, extras)
+  async onDecoded(@Payload() decoded: DecodedTelemetry, @Ctx() meta: MessageMeta): Promise<void> {
+    const { telemetry, rejected } = this.normalizer.normalize(decoded);
+    const headers = {
+      [Headers.tenant]: telemetry.tenant,
+      [Headers.device]: telemetry.device,
+      [Headers.receivedAt]: String(telemetry.receivedAt),
+    };
+    if (telemetry.points.length > 0)
+      await this.publisher.publishJson(Subjects.normalized(telemetry.tenant, telemetry.device), telemetry, {
+        msgId: meta.msgId,
+        traceparent: meta.traceparent,
+        headers,
+      });
+    if (rejected.length > 0)
+      // The rest of the message was stored; these readings are kept, with why, for a replay.
+      await this.publisher.publishToDlq({
+        stage: Consumers.normalizer.stage,
+        tenant: telemetry.tenant,
+        originalSubject: meta.subject,
+        data: new TextEncoder().encode(JSON.stringify({ ...decoded, readings: decoded.readings.filter((r) => rejected.some((x) => x.metric === r.metric)) })),
+        originalHeaders: { ...headers, [Headers.traceparent]: meta.traceparent ?? '' },
+        reason: DlqReasons.invalidPayload,
+        detail: rejected.map((r) => r.reason).join('; '),
+        msgId: `${meta.msgId}:rejected`,
+      });
+  }
+}

@@ -1,0 +1,56 @@
+import { Controller, Inject, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import { EventPattern, Payload } from '@nestjs/microservices';
+import { Consumers, Validators, type NormalizedTelemetry } from '@iot/contracts';
+import { RetryableError, type Delivery, type JetStreamPatternExtras } from '@iot/messaging';
+import type { Logger } from '@iot/observability';
+import { ENV, LOGGER, READINESS, type Readiness } from '@iot/service-runtime';
+import { rowsOf, TelemetryBatchWriter } from '@iot/tsdb-writer-data-access';
+import type { CleanedEnv } from 'envalid';
+import type { writerEnv } from './env';
+
+type WriterEnv = CleanedEnv<typeof writerEnv>;
+
+export const WRITER = Symbol('TelemetryBatchWriter');
+
+/** A batch of canonical messages in, one transaction out; the batch is acked after COMMIT. */
+@Controller()
+export class TelemetryWriterController implements OnModuleInit, OnApplicationShutdown {
+  private maintenance: NodeJS.Timeout | undefined;
+
+  constructor(
+    @Inject(WRITER) private readonly writer: TelemetryBatchWriter,
+    @Inject(ENV) private readonly env: WriterEnv,
+    @Inject(LOGGER) private readonly logger: Logger,
+    @Inject(READINESS) readiness: Readiness,
+  ) {
+    readiness.add('database', () => this.writer.ping());
+  }
+
+  onModuleInit(): void {
+    const maintain = () =>
+      this.writer.maintainPartitions().catch((e) => this.logger.warn({ err: String(e) }, 'partition maintenance failed; will retry'));
+    void maintain();
+    this.maintenance = setInterval(maintain, this.env.PARTITION_MAINTENANCE_MS);
+    this.maintenance.unref();
+  }
+
+  @EventPattern(Consumers.tsdbWriter.durable, {
+    consumer: Consumers.tsdbWriter,
+    decoder: Validators.normalizedTelemetry,
+    batch: true,
+    batchSize: 1000,
+  } satisfies JetStreamPatternExtras<NormalizedTelemetry>)
+  async onBatch(@Payload() batch: Delivery<NormalizedTelemetry>[]): Promise<void> {
+    try {
+      await this.writer.write(rowsOf(batch.map((d) => d.payload)));
+    } catch (e) {
+      // The database is down or busy: every message of the batch comes back later.
+      throw new RetryableError(`writing ${batch.length} messages failed: ${(e as Error).message}`, e);
+    }
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    clearInterval(this.maintenance);
+    await this.writer.close();
+  }
+}
