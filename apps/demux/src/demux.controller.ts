@@ -7,7 +7,11 @@ import { ENV, PUBLISHER } from '@iot/service-runtime';
 import type { CleanedEnv } from 'envalid';
 import type { demuxEnv } from './env';
 
-const extras: JetStreamPatternExtras<Uint8Array> = { consumer: Consumers.demux, decoder: 'bytes', batchSize: 256 };
+const extras: JetStreamPatternExtras<Uint8Array> = {
+  consumer: Consumers.demux,
+  decoder: 'bytes',
+  batchSize: 256,
+};
 
 /** Raw device message in, decoded readings out; an invalid message goes to the DLQ with why. */
 @Controller()

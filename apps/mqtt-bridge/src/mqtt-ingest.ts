@@ -43,7 +43,12 @@ export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown
 
   async onApplicationBootstrap(): Promise<void> {
     this.metrics.initStage(STAGE);
-    this.devices = new KvView(this.nc, DEVICE_REGISTRY_BUCKET, (v) => (Validators.deviceRecord.assert(v), v), this.logger);
+    this.devices = new KvView(
+      this.nc,
+      DEVICE_REGISTRY_BUCKET,
+      (v) => (Validators.deviceRecord.assert(v), v),
+      this.logger,
+    );
     await this.devices.start();
     this.logger.info({ devices: this.devices.size }, 'device registry loaded');
     this.readiness.add('device-registry', () => this.devices.ready);
@@ -74,24 +79,37 @@ export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown
         () => done(),
         (err) => {
           // Not acknowledged: the broker keeps the message in the session and sends it again.
-          this.logger.error({ topic: packet.topic, err: String(err) }, 'message not handed over; leaving it unacknowledged');
+          this.logger.error(
+            { topic: packet.topic, err: String(err) },
+            'message not handed over; leaving it unacknowledged',
+          );
           if (!this.stopping) client.end(true, undefined, () => client.reconnect());
         },
       );
     };
     client.on('connect', (ack) => {
-      this.logger.info({ clientId: opts.clientId, sessionPresent: ack.sessionPresent }, 'connected to the MQTT broker');
+      this.logger.info(
+        { clientId: opts.clientId, sessionPresent: ack.sessionPresent },
+        'connected to the MQTT broker',
+      );
       // Subscribing again when the session is present is harmless and mends a lost subscription.
       client.subscribe(bridgeSubscriptions(e.MQTT_SHARE_GROUP), { qos: 1 }, (err, granted) => {
         const refused = granted?.filter((g) => g.qos > 2) ?? [];
         if (err || refused.length > 0)
-          this.logger.error({ err: err ? String(err) : undefined, refused: refused.map((g) => g.topic) }, 'subscribe failed; check the broker ACL');
+          this.logger.error(
+            { err: err ? String(err) : undefined, refused: refused.map((g) => g.topic) },
+            'subscribe failed; check the broker ACL',
+          );
         else this.subscribed.add(client);
       });
     });
-    client.on('error', (err) => this.logger.warn({ clientId: opts.clientId, err: String(err) }, 'MQTT error'));
+    client.on('error', (err) =>
+      this.logger.warn({ clientId: opts.clientId, err: String(err) }, 'MQTT error'),
+    );
     client.on('offline', () => this.subscribed.delete(client));
-    client.on('offline', () => this.logger.warn({ clientId: opts.clientId }, 'MQTT connection lost; reconnecting'));
+    client.on('offline', () =>
+      this.logger.warn({ clientId: opts.clientId }, 'MQTT connection lost; reconnecting'),
+    );
     return client;
   }
 
@@ -110,24 +128,49 @@ export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown
       [Headers.device]: device,
     };
     const traceparent = newTraceparent();
-    const reject = async (reason: (typeof DlqReasons)[keyof typeof DlqReasons], detail: string, tenant = UNKNOWN_TENANT) => {
+    const reject = async (
+      reason: (typeof DlqReasons)[keyof typeof DlqReasons],
+      detail: string,
+      tenant = UNKNOWN_TENANT,
+    ) => {
       await this.publisher.publishToDlq({
-        stage: STAGE, tenant, originalSubject: packet.topic, data: payload.subarray(0, this.env.MAX_PAYLOAD_BYTES),
-        originalHeaders: { ...headers, [Headers.traceparent]: traceparent }, reason, detail, msgId,
+        stage: STAGE,
+        tenant,
+        originalSubject: packet.topic,
+        data: payload.subarray(0, this.env.MAX_PAYLOAD_BYTES),
+        originalHeaders: { ...headers, [Headers.traceparent]: traceparent },
+        reason,
+        detail,
+        msgId,
       });
       this.metrics.messagesProcessed.inc({ stage: STAGE, outcome: 'dlq' });
       this.logger.warn({ topic: packet.topic, reason, detail }, 'message dead-lettered');
       end();
     };
-    if (!topic) return reject(DlqReasons.rejected, `topic "${packet.topic}" is not a device topic: use devices/<id>/telemetry`);
+    if (!topic)
+      return reject(
+        DlqReasons.rejected,
+        `topic "${packet.topic}" is not a device topic: use devices/<id>/telemetry`,
+      );
     if (payload.byteLength > this.env.MAX_PAYLOAD_BYTES)
-      return reject(DlqReasons.payloadTooLarge, `payload of ${payload.byteLength} bytes exceeds the limit of ${this.env.MAX_PAYLOAD_BYTES} bytes (first bytes kept)`);
+      return reject(
+        DlqReasons.payloadTooLarge,
+        `payload of ${payload.byteLength} bytes exceeds the limit of ${this.env.MAX_PAYLOAD_BYTES} bytes (first bytes kept)`,
+      );
     const record = this.devices.get(device);
     if (!record || record.state !== 'active')
-      return reject(DlqReasons.unknownDevice, record ? `device "${device}" is ${record.state}` : `device "${device}" is not registered: register it, then replay`);
+      return reject(
+        DlqReasons.unknownDevice,
+        record
+          ? `device "${device}" is ${record.state}`
+          : `device "${device}" is not registered: register it, then replay`,
+      );
     headers[Headers.tenant] = record.tenant;
     headers[Headers.model] = topic.model ?? record.model;
-    const subject = topic.kind === 'telemetry' ? Subjects.raw(record.tenant, device) : Subjects.status(record.tenant, device);
+    const subject =
+      topic.kind === 'telemetry'
+        ? Subjects.raw(record.tenant, device)
+        : Subjects.status(record.tenant, device);
     await this.publisher.publish(subject, payload, { msgId, headers, traceparent });
     this.metrics.messagesProcessed.inc({ stage: STAGE, outcome: 'ok' });
     end();

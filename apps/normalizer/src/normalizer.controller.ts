@@ -38,7 +38,12 @@ export class NormalizerController {
         stage: Consumers.normalizer.stage,
         tenant: telemetry.tenant,
         originalSubject: meta.subject,
-        data: new TextEncoder().encode(JSON.stringify({ ...decoded, readings: decoded.readings.filter((r) => rejected.some((x) => x.metric === r.metric)) })),
+        data: new TextEncoder().encode(
+          JSON.stringify({
+            ...decoded,
+            readings: decoded.readings.filter((r) => rejected.some((x) => x.metric === r.metric)),
+          }),
+        ),
         originalHeaders: { ...headers, [Headers.traceparent]: meta.traceparent ?? '' },
         reason: DlqReasons.invalidPayload,
         detail: rejected.map((r) => r.reason).join('; '),

@@ -3,5 +3,8 @@ import { num, str } from '@iot/config';
 export const writerEnv = {
   DATABASE_URL: str({ desc: 'PostgreSQL or TimescaleDB URL, e.g. postgres://iot:secret@db:5432/iot' }),
   DB_POOL_SIZE: num({ default: 4, desc: 'Connections to the database' }),
-  PARTITION_MAINTENANCE_MS: num({ default: 3_600_000, desc: 'How often partitions are created ahead and dropped behind (ms)' }),
+  PARTITION_MAINTENANCE_MS: num({
+    default: 3_600_000,
+    desc: 'How often partitions are created ahead and dropped behind (ms)',
+  }),
 };

@@ -12,7 +12,9 @@ export const tsdbWriter: ServiceDefinition<typeof writerEnv> = {
   module: (env) => {
     @Module({
       controllers: [TelemetryWriterController],
-      providers: [{ provide: WRITER, useValue: TelemetryBatchWriter.connect(env.DATABASE_URL, env.DB_POOL_SIZE) }],
+      providers: [
+        { provide: WRITER, useValue: TelemetryBatchWriter.connect(env.DATABASE_URL, env.DB_POOL_SIZE) },
+      ],
     })
     class TsdbWriterModule {}
     return TsdbWriterModule;

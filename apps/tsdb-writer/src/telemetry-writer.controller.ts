@@ -28,7 +28,9 @@ export class TelemetryWriterController implements OnModuleInit, OnApplicationShu
 
   onModuleInit(): void {
     const maintain = () =>
-      this.writer.maintainPartitions().catch((e) => this.logger.warn({ err: String(e) }, 'partition maintenance failed; will retry'));
+      this.writer
+        .maintainPartitions()
+        .catch((e) => this.logger.warn({ err: String(e) }, 'partition maintenance failed; will retry'));
     void maintain();
     this.maintenance = setInterval(maintain, this.env.PARTITION_MAINTENANCE_MS);
     this.maintenance.unref();

@@ -32,7 +32,10 @@ export type ZenthosTelemetry = Static<typeof ZenthosTelemetrySchema>;
 
 const Reading = Type.Union([
   Finite(),
-  Type.Object({ value: Finite(), unit: Type.String({ minLength: 1, maxLength: 32 }) }, { additionalProperties: false }),
+  Type.Object(
+    { value: Finite(), unit: Type.String({ minLength: 1, maxLength: 32 }) },
+    { additionalProperties: false },
+  ),
 ]);
 
 /** The platform's own payload on `devices/<device>/telemetry`; `ts` ISO 8601 or epoch ms. */

@@ -81,12 +81,16 @@ describe('decodeRaw: Zenthos', () => {
       }
       expect(err).toBeInstanceOf(PayloadValidationError);
       const [field, rule] = expected[i]!;
-      expect({ field: (err as PayloadValidationError).field, rule: (err as PayloadValidationError).rule }).toEqual({ field, rule });
+      expect({
+        field: (err as PayloadValidationError).field,
+        rule: (err as PayloadValidationError).rule,
+      }).toEqual({ field, rule });
     });
   });
 
   it('rejects a reading of 1e400 (Infinity after JSON.parse)', () => {
-    const payload = '{"message_id":"3f2b9c1e-8a4d-4f6b-9e2a-1c5d7e9f0a12","device_id":"demo-0001","timestamp":1763888400,"sensors":{"temperature":1e400}}';
+    const payload =
+      '{"message_id":"3f2b9c1e-8a4d-4f6b-9e2a-1c5d7e9f0a12","device_id":"demo-0001","timestamp":1763888400,"sensors":{"temperature":1e400}}';
     expect(() => sutFor(zenthosEnv)(enc(payload))).toThrow(/\/sensors\/temperature/);
   });
 });
@@ -95,7 +99,12 @@ describe('decodeRaw: canonical', () => {
   const env = { ...zenthosEnv, sourceTopic: 'devices/demo-0001/telemetry' };
   it('decodes ISO time and readings with or without units', () => {
     const d = sutFor(env)(fixture('canonical-telemetry.json'));
-    expect(d).toMatchObject({ format: 'canonical', model: 'generic', ts: Date.parse('2026-11-23T09:00:00.250Z'), messageId: 'c0ffee00-1234-4abc-9def-0123456789ab' });
+    expect(d).toMatchObject({
+      format: 'canonical',
+      model: 'generic',
+      ts: Date.parse('2026-11-23T09:00:00.250Z'),
+      messageId: 'c0ffee00-1234-4abc-9def-0123456789ab',
+    });
     expect(d.readings).toEqual([
       { metric: 'temperature', value: 70.5, unit: '[degF]' },
       { metric: 'supply_voltage', value: 3300, unit: 'mV' },
@@ -118,12 +127,21 @@ describe('decodeRaw on arbitrary input', () => {
       return e instanceof PayloadValidationError;
     }
   };
-  const topics = fc.constantFrom('zenthos/zenthos-esp32/demo-0001/telemetry', 'devices/demo-0001/telemetry', 'x/y');
+  const topics = fc.constantFrom(
+    'zenthos/zenthos-esp32/demo-0001/telemetry',
+    'devices/demo-0001/telemetry',
+    'x/y',
+  );
   it('arbitrary bytes give a value or a PayloadValidationError', () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 512 }), topics, outcomeIsValueOrTypedError), { numRuns: 500 });
+    fc.assert(fc.property(fc.uint8Array({ maxLength: 512 }), topics, outcomeIsValueOrTypedError), {
+      numRuns: 500,
+    });
   });
   it('arbitrary JSON gives a value or a PayloadValidationError', () => {
-    fc.assert(fc.property(fc.json(), topics, (j, t) => outcomeIsValueOrTypedError(enc(j), t)), { numRuns: 500 });
+    fc.assert(
+      fc.property(fc.json(), topics, (j, t) => outcomeIsValueOrTypedError(enc(j), t)),
+      { numRuns: 500 },
+    );
   });
 });
 

@@ -44,7 +44,12 @@ function parseJson(schema: string, bytes: Uint8Array): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new PayloadValidationError(schema, '', 'json', `is not valid JSON (${(e as Error).message}): send one JSON object`);
+    throw new PayloadValidationError(
+      schema,
+      '',
+      'json',
+      `is not valid JSON (${(e as Error).message}): send one JSON object`,
+    );
   }
 }
 
@@ -55,7 +60,12 @@ function parseJson(schema: string, bytes: Uint8Array): unknown {
 export function decodeRaw(bytes: Uint8Array, env: RawEnvelope, opts: DecodeOptions): DecodedTelemetry {
   const detected = detectFormat(env.sourceTopic);
   if (!detected)
-    throw new PayloadValidationError('raw message', '', 'format', `arrived on topic "${env.sourceTopic}", which names no known payload format`);
+    throw new PayloadValidationError(
+      'raw message',
+      '',
+      'format',
+      `arrived on topic "${env.sourceTopic}", which names no known payload format`,
+    );
   const base = { tenant: env.tenant, device: env.device, receivedAt: env.receivedAt };
   let ts: number;
   let readings: DecodedReading[];
@@ -73,7 +83,8 @@ export function decodeRaw(bytes: Uint8Array, env: RawEnvelope, opts: DecodeOptio
     ts = value.timestamp * 1000;
     messageId = value.message_id;
     readings = Object.entries(value.sensors).map(([metric, v]) => ({ metric, value: v as number }));
-    if (value.signal_strength !== undefined) readings.push({ metric: 'signal_strength', value: value.signal_strength });
+    if (value.signal_strength !== undefined)
+      readings.push({ metric: 'signal_strength', value: value.signal_strength });
   } else {
     const value = parseJson(Validators.canonicalTelemetry.name, bytes);
     Validators.canonicalTelemetry.assert(value);

@@ -1,4 +1,9 @@
-import { jetstreamManager, type JetStreamClient, type JsMsg } from '@nats-io/jetstream';
+import {
+  jetstreamManager,
+  type ConsumerMessages,
+  type JetStreamClient,
+  type JsMsg,
+} from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import {
   Headers,
@@ -51,35 +56,40 @@ export interface ConsumerRunnerOptions<T> {
   publisher: JetStreamPublisher;
   logger: Logger;
   metrics: IotMetrics;
-  /** Messages fetched at once. */
+  /** Messages processed together (at most). */
   batchSize?: number;
-  /** How long a fetch waits to fill a batch before handing over what it has. */
-  fetchExpiresMs?: number;
+  /** How long a partial batch waits for more messages before it is processed (ms). */
+  lingerMs?: number;
   lagIntervalMs?: number;
 }
 
 const decoder = new TextDecoder();
 
 /**
- * The canonical pull loop: fetch a batch, decode and validate, run the handler, settle each
- * message by the one rule (errors.ts), fetch again. Stops fetching on `stop()` and settles
- * what is in flight before resolving. Recreates its durable consumer if it disappears.
+ * The pull loop: consume continuously, gather messages into batches, decode and validate,
+ * run the handler, settle each message by the one rule (errors.ts). Stops pulling on
+ * `stop()` and settles what is in flight before resolving. Recreates its durable consumer
+ * if it disappears.
  */
 export class ConsumerRunner<T> {
   private running = false;
   private loop: Promise<void> | undefined;
-  private currentFetch: { stop(): void } | undefined;
+  private messages: ConsumerMessages | undefined;
   private lagTimer: NodeJS.Timeout | undefined;
   private attached = false;
   private readonly batchSize: number;
-  private readonly fetchExpiresMs: number;
+  private readonly lingerMs: number;
+  private buffer: JsMsg[] = [];
+  private flushTimer: NodeJS.Timeout | undefined;
+  private draining: Promise<void> | undefined;
 
   constructor(private readonly o: ConsumerRunnerOptions<T>) {
     this.batchSize = o.batchSize ?? 256;
-    this.fetchExpiresMs = o.fetchExpiresMs ?? 1_000;
-    if (this.batchSize > o.contract.maxAckPending)
+    this.lingerMs = o.lingerMs ?? 5;
+    // Twice the batch is pulled, so one batch fills while the other is processed.
+    if (this.batchSize * 2 > o.contract.maxAckPending)
       throw new Error(
-        `batch size ${this.batchSize} of ${o.contract.durable} exceeds its max ack pending ${o.contract.maxAckPending}`,
+        `batch size ${this.batchSize} of ${o.contract.durable} needs max ack pending >= ${this.batchSize * 2}, it is ${o.contract.maxAckPending}`,
       );
     o.metrics.initStage(o.contract.stage);
   }
@@ -92,19 +102,20 @@ export class ConsumerRunner<T> {
     const jsm = await jetstreamManager(this.o.nc);
     await ensureConsumer(jsm, this.o.contract);
     this.running = true;
-    this.attached = true;
     this.loop = this.run();
     this.lagTimer = setInterval(() => void this.reportLag(), this.o.lagIntervalMs ?? 5_000);
     this.lagTimer.unref();
     void this.reportLag();
   }
 
-  /** Stops fetching, lets the batch in flight settle, resolves when nothing is in flight. */
+  /** Stops pulling, settles every message already received, resolves when none is in flight. */
   async stop(): Promise<void> {
     this.running = false;
     clearInterval(this.lagTimer);
-    this.currentFetch?.stop();
+    await this.messages?.close().catch(() => undefined);
     await this.loop;
+    this.flush();
+    await this.draining;
   }
 
   private async run(): Promise<void> {
@@ -113,29 +124,85 @@ export class ConsumerRunner<T> {
     while (this.running) {
       try {
         const consumer = await this.o.js.consumers.get(contract.stream, contract.durable);
-        const iter = await consumer.fetch({ max_messages: this.batchSize, expires: this.fetchExpiresMs });
-        this.currentFetch = iter;
-        const batch: JsMsg[] = [];
-        for await (const m of iter) batch.push(m);
-        this.currentFetch = undefined;
+        // Messages arrive as the server has them (no waiting for a full batch); they are
+        // gathered for `lingerMs` or until a batch is full, then processed together.
+        const messages = await consumer.consume({
+          max_messages: this.batchSize * 2,
+          callback: (m) => this.enqueue(m),
+        });
+        this.messages = messages;
         this.attached = true;
         failures = 0;
-        if (batch.length > 0) await this.process(batch);
+        void this.watch(messages);
+        await messages.closed();
+        if (this.running) throw new Error('consumer stopped delivering');
       } catch (e) {
-        this.currentFetch = undefined;
         if (!this.running) break;
         failures++;
         this.attached = false;
         this.o.metrics.workerErrors.inc({ stage: contract.stage, kind: 'connection' });
-        logger.warn({ err: String(e), consumer: contract.durable }, 'fetch failed; will retry');
+        logger.warn({ err: String(e), consumer: contract.durable }, 'consume failed; will retry');
         await new Promise((r) => setTimeout(r, Math.min(5_000, 250 * 2 ** Math.min(failures, 5))));
-        // The consumer may have been deleted (by an operator, or lost with a stream): recreate it.
+        await this.recreate();
+      }
+    }
+  }
+
+  /** Follows the consumer's notifications: a deleted consumer is recreated, and delivery goes on. */
+  private async watch(messages: ConsumerMessages): Promise<void> {
+    for await (const s of messages.status()) {
+      if (s.type === 'consumer_deleted' || s.type === 'consumer_not_found') {
+        this.attached = false;
+        this.o.logger.warn(
+          { consumer: this.o.contract.durable, status: s.type },
+          'durable consumer is gone; recreating it',
+        );
+        await this.recreate();
+      } else if (s.type === 'heartbeats_missed') this.attached = false;
+      else if (s.type === 'next' || s.type === 'heartbeat') this.attached = true;
+    }
+  }
+
+  private async recreate(): Promise<void> {
+    try {
+      await ensureConsumer(await jetstreamManager(this.o.nc), this.o.contract);
+    } catch {
+      /* the server may still be away: the next round tries again */
+    }
+  }
+
+  private enqueue(m: JsMsg): void {
+    this.buffer.push(m);
+    if (this.buffer.length >= this.batchSize) this.flush();
+    else this.flushTimer ??= setTimeout(() => this.flush(), this.lingerMs);
+  }
+
+  private flush(): void {
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    if (this.draining || this.buffer.length === 0) return;
+    this.draining = this.drain();
+  }
+
+  /** One drain loop at a time; batches are processed in order of arrival. */
+  private async drain(): Promise<void> {
+    // Yield first, so `draining` is assigned before the `finally` below can clear it.
+    await Promise.resolve();
+    try {
+      while (this.buffer.length > 0) {
+        const batch = this.buffer.splice(0, this.batchSize);
         try {
-          await ensureConsumer(await jetstreamManager(this.o.nc), contract);
-        } catch {
-          /* the server may still be away: the next round tries again */
+          await this.process(batch);
+        } catch (e) {
+          // Unsettled messages come back after the ack wait; the loop must go on.
+          this.o.logger.error(
+            { err: String(e), consumer: this.o.contract.durable, messages: batch.length },
+            'batch failed to settle',
+          );
         }
       }
+    } finally {
+      this.draining = undefined;
     }
   }
 
@@ -201,7 +268,10 @@ export class ConsumerRunner<T> {
     try {
       value = JSON.parse(decoder.decode(m.data));
     } catch (e) {
-      throw new PermanentError('invalid-payload', `payload on ${m.subject} is not JSON: ${(e as Error).message}`);
+      throw new PermanentError(
+        'invalid-payload',
+        `payload on ${m.subject} is not JSON: ${(e as Error).message}`,
+      );
     }
     const validator: CompiledValidator<T> = this.o.decoder;
     validator.assert(value);

@@ -15,7 +15,11 @@ describe('settle', () => {
   });
 
   it('sends a validation error to the DLQ as invalid-payload, naming the field', () => {
-    const s = settle(new PayloadValidationError('zenthos telemetry', '/timestamp', 'type', 'must be integer'), 1, 5);
+    const s = settle(
+      new PayloadValidationError('zenthos telemetry', '/timestamp', 'type', 'must be integer'),
+      1,
+      5,
+    );
     expect(s).toMatchObject({ kind: 'dlq', reason: 'invalid-payload' });
     expect(s.kind === 'dlq' && s.detail).toContain('/timestamp');
   });

@@ -49,7 +49,10 @@ export class KvView<T> {
         try {
           this.entries.set(e.key, this.parse(e.json()));
         } catch (err) {
-          this.logger.error({ bucket: this.bucket, key: e.key, err: String(err) }, 'ignoring an invalid KV entry');
+          this.logger.error(
+            { bucket: this.bucket, key: e.key, err: String(err) },
+            'ignoring an invalid KV entry',
+          );
         }
       }
     })();

@@ -60,7 +60,9 @@ export async function ensureConsumer(jsm: JetStreamManager, c: ConsumerContract)
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,
     // nats-server 2.9 (Debian) knows only the single filter_subject; 2.10+ takes several.
-    ...(c.filterSubjects.length === 1 ? { filter_subject: c.filterSubjects[0] } : { filter_subjects: [...c.filterSubjects] }),
+    ...(c.filterSubjects.length === 1
+      ? { filter_subject: c.filterSubjects[0] }
+      : { filter_subjects: [...c.filterSubjects] }),
     max_deliver: c.maxDeliver,
     ack_wait: nanos(c.ackWaitMs),
     max_ack_pending: c.maxAckPending,

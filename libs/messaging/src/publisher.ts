@@ -48,11 +48,21 @@ export class JetStreamPublisher {
     const deadline = Date.now() + this.retryForMs;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.js.publish(subject, payload, { msgID: opts.msgId, headers: hdrs, timeout: this.timeoutMs });
+        return await this.js.publish(subject, payload, {
+          msgID: opts.msgId,
+          headers: hdrs,
+          timeout: this.timeoutMs,
+        });
       } catch (e) {
         if (Date.now() >= deadline || !isTransient(e))
-          throw new RetryableError(`publish to ${subject} failed after ${attempt} attempt(s): ${String(e)}`, e);
-        this.logger.debug({ subject, attempt, err: String(e) }, 'publish failed, retrying with the same msg id');
+          throw new RetryableError(
+            `publish to ${subject} failed after ${attempt} attempt(s): ${String(e)}`,
+            e,
+          );
+        this.logger.debug(
+          { subject, attempt, err: String(e) },
+          'publish failed, retrying with the same msg id',
+        );
         await sleep(Math.min(2_000, 100 * 2 ** Math.min(attempt, 5)));
       }
     }

@@ -64,9 +64,9 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
                 kind: 'batch',
                 fn: async (batch: Delivery<unknown>[]) => {
                   const result = await handler(batch, undefined);
-                  return (await lastValueFrom(this.transformToObservable(result), { defaultValue: undefined })) as
-                    | void
-                    | Map<number, unknown>;
+                  return (await lastValueFrom(this.transformToObservable(result), {
+                    defaultValue: undefined,
+                  })) as void | Map<number, unknown>;
                 },
               }
             : { kind: 'message', fn: call },

@@ -10,7 +10,11 @@ const HEAD_BYTES = 512;
  * the exact payload (which carries the device's timestamp), so an identical resend is too.
  */
 export function messageIdOf(device: string, payload: Uint8Array): string {
-  const head = Buffer.from(payload.buffer, payload.byteOffset, Math.min(payload.byteLength, HEAD_BYTES)).toString('latin1');
+  const head = Buffer.from(
+    payload.buffer,
+    payload.byteOffset,
+    Math.min(payload.byteLength, HEAD_BYTES),
+  ).toString('latin1');
   const m = MESSAGE_ID.exec(head);
   if (m) return `${device}:${m[1]}`;
   return `${device}:h:${createHash('sha256').update(device).update('\n').update(payload).digest('hex').slice(0, 40)}`;

@@ -4,8 +4,16 @@ import { messageIdOf } from './message-id';
 
 describe('parseDeviceTopic', () => {
   it('maps the platform topics', () => {
-    expect(parseDeviceTopic('devices/demo-0001/telemetry')).toEqual({ device: 'demo-0001', kind: 'telemetry', format: 'canonical' });
-    expect(parseDeviceTopic('devices/demo-0001/status')).toEqual({ device: 'demo-0001', kind: 'status', format: 'canonical' });
+    expect(parseDeviceTopic('devices/demo-0001/telemetry')).toEqual({
+      device: 'demo-0001',
+      kind: 'telemetry',
+      format: 'canonical',
+    });
+    expect(parseDeviceTopic('devices/demo-0001/status')).toEqual({
+      device: 'demo-0001',
+      kind: 'status',
+      format: 'canonical',
+    });
   });
 
   it('maps the Zenthos compatibility topics with their model', () => {
@@ -18,15 +26,24 @@ describe('parseDeviceTopic', () => {
   });
 
   it('refuses topics it does not serve and device ids that would break a subject', () => {
-    for (const t of ['devices/a/cmd', 'devices/a.b/telemetry', 'devices/*/telemetry', 'devices//telemetry', 'other/x/telemetry', 'devices/a/telemetry/extra'])
+    for (const t of [
+      'devices/a/cmd',
+      'devices/a.b/telemetry',
+      'devices/*/telemetry',
+      'devices//telemetry',
+      'other/x/telemetry',
+      'devices/a/telemetry/extra',
+    ])
       expect(parseDeviceTopic(t)).toBeUndefined();
   });
 
   it('never throws on any topic string', () => {
-    fc.assert(fc.property(fc.string(), (t) => {
-      const r = parseDeviceTopic(t);
-      return r === undefined || /^[A-Za-z0-9_-]+$/.test(r.device);
-    }));
+    fc.assert(
+      fc.property(fc.string(), (t) => {
+        const r = parseDeviceTopic(t);
+        return r === undefined || /^[A-Za-z0-9_-]+$/.test(r.device);
+      }),
+    );
   });
 
   it('subscribes in a shared group', () => {

@@ -18,7 +18,8 @@ export function parseDeviceTopic(topic: string): DeviceTopic | undefined {
   const parts = topic.split('/');
   if (parts.length === 3 && parts[0] === 'devices') {
     const [, device, kind] = parts as [string, string, string];
-    if ((kind === 'telemetry' || kind === 'status') && isValidToken(device)) return { device, kind, format: 'canonical' };
+    if ((kind === 'telemetry' || kind === 'status') && isValidToken(device))
+      return { device, kind, format: 'canonical' };
   }
   if (parts.length === 4 && parts[0] === 'zenthos') {
     const [, model, device, kind] = parts as [string, string, string, string];

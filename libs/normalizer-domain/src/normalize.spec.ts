@@ -73,7 +73,11 @@ describe('Normalizer', () => {
   });
 
   it('marks readings of a skewed clock as skewed', () => {
-    const { telemetry } = newTestService().normalize({ ...base, skewed: true, readings: [{ metric: 'temperature', value: 20 }] });
+    const { telemetry } = newTestService().normalize({
+      ...base,
+      skewed: true,
+      readings: [{ metric: 'temperature', value: 20 }],
+    });
     expect(telemetry.points[0]!.quality).toBe('skewed');
   });
 
@@ -85,12 +89,17 @@ describe('Normalizer', () => {
         { metric: 'humidity', value: 50 },
       ],
     });
-    expect(rejected).toEqual([{ metric: 'temperature', reason: expect.stringContaining('metric "temperature" has unit "V"') }]);
+    expect(rejected).toEqual([
+      { metric: 'temperature', reason: expect.stringContaining('metric "temperature" has unit "V"') },
+    ]);
     expect(telemetry.points).toHaveLength(1);
   });
 
   it('keeps a metric the model does not know, as sent', () => {
-    const { telemetry } = newTestService().normalize({ ...base, readings: [{ metric: 'co2', value: 415, unit: '[ppm]' }] });
+    const { telemetry } = newTestService().normalize({
+      ...base,
+      readings: [{ metric: 'co2', value: 415, unit: '[ppm]' }],
+    });
     expect(telemetry.points).toEqual([{ metric: 'co2', value: 415, unit: '[ppm]', quality: 'good' }]);
   });
 });
@@ -98,6 +107,9 @@ describe('Normalizer', () => {
 describe('applyRange', () => {
   it('is good on the bounds', () => {
     expect(applyRange(0, { unit: '%', min: 0, max: 100 })).toEqual({ value: 0, quality: 'good' });
-    expect(applyRange(-0.5, { unit: '%', min: 0, max: 100, clampMargin: 1 })).toEqual({ value: 0, quality: 'clamped' });
+    expect(applyRange(-0.5, { unit: '%', min: 0, max: 100, clampMargin: 1 })).toEqual({
+      value: 0,
+      quality: 'clamped',
+    });
   });
 });

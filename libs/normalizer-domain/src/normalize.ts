@@ -34,7 +34,12 @@ export class Normalizer {
     for (const r of d.readings) {
       const spec = this.specFor(d.model, r.metric);
       if (!spec) {
-        points.push({ metric: r.metric, value: r.value, unit: r.unit ?? '1', quality: d.skewed ? 'skewed' : 'good' });
+        points.push({
+          metric: r.metric,
+          value: r.value,
+          unit: r.unit ?? '1',
+          quality: d.skewed ? 'skewed' : 'good',
+        });
         continue;
       }
       let value = r.value;
@@ -51,7 +56,14 @@ export class Normalizer {
       points.push({ metric: spec.rename ?? r.metric, value: round(ranged.value), unit: spec.unit, quality });
     }
     return {
-      telemetry: { tenant: d.tenant, device: d.device, messageId: d.messageId, ts: d.ts, receivedAt: d.receivedAt, points },
+      telemetry: {
+        tenant: d.tenant,
+        device: d.device,
+        messageId: d.messageId,
+        ts: d.ts,
+        receivedAt: d.receivedAt,
+        points,
+      },
       rejected,
     };
   }

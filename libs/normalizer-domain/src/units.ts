@@ -36,8 +36,13 @@ export const CONVERSIONS: Record<string, Conversion> = {
 };
 
 export class UnknownUnitError extends Error {
-  constructor(readonly metric: string, readonly unit: string) {
-    super(`metric "${metric}" has unit "${unit}", which has no conversion: send one of ${Object.keys(CONVERSIONS).join(', ')}`);
+  constructor(
+    readonly metric: string,
+    readonly unit: string,
+  ) {
+    super(
+      `metric "${metric}" has unit "${unit}", which has no conversion: send one of ${Object.keys(CONVERSIONS).join(', ')}`,
+    );
     this.name = 'UnknownUnitError';
   }
 }

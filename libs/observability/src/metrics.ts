@@ -63,7 +63,8 @@ export class IotMetrics {
    */
   initStage(stage: string): void {
     this.messagesReceived.inc({ stage }, 0);
-    for (const outcome of ['ok', 'retry', 'dlq', 'dropped']) this.messagesProcessed.inc({ stage, outcome }, 0);
+    for (const outcome of ['ok', 'retry', 'dlq', 'dropped'])
+      this.messagesProcessed.inc({ stage, outcome }, 0);
     for (const kind of ['retryable', 'permanent', 'connection']) this.workerErrors.inc({ stage, kind }, 0);
     this.processingDuration.zero({ stage });
   }

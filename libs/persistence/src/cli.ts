@@ -9,7 +9,9 @@ async function main() {
     process.exit(2);
   }
   if (!url) {
-    process.stderr.write('DATABASE_URL is not set: give the PostgreSQL URL, e.g. postgres://user:pass@host:5432/iot\n');
+    process.stderr.write(
+      'DATABASE_URL is not set: give the PostgreSQL URL, e.g. postgres://user:pass@host:5432/iot\n',
+    );
     process.exit(2);
   }
   const ran = await runMigrations(url);

@@ -23,7 +23,10 @@ export interface ServiceDefinition<S extends EnvSpec> {
   /** The app's own variables; the common ones (NATS_URL, HTTP_PORT, ...) are added. */
   env: S;
   /** Builds the app's root module from its validated environment and the runtime. */
-  module: (env: ReturnType<typeof loadEnv<S & typeof commonEnv>>, runtime: ServiceRuntime) => Type<unknown> | Promise<Type<unknown>>;
+  module: (
+    env: ReturnType<typeof loadEnv<S & typeof commonEnv>>,
+    runtime: ServiceRuntime,
+  ) => Type<unknown> | Promise<Type<unknown>>;
   /** Whether the module has `@EventPattern` handlers to attach as JetStream consumers. */
   consumes: boolean;
   /** Extra work at shutdown, after consumers stopped and before NATS drains. */
@@ -40,14 +43,21 @@ export interface RunningService {
 
 const runtimeEnv = {
   ...commonEnv,
-  NATS_STREAM_REPLICAS: num({ default: 1, choices: [1, 3, 5], desc: 'Replicas of each stream: 1 locally, 3 in production' }),
+  NATS_STREAM_REPLICAS: num({
+    default: 1,
+    choices: [1, 3, 5],
+    desc: 'Replicas of each stream: 1 locally, 3 in production',
+  }),
 };
 
 /**
  * Starts a service the same way everywhere: validate the environment, connect to NATS,
  * provision streams, serve /healthz /readyz /metrics /openapi.json /docs, attach consumers.
  */
-export async function startService<S extends EnvSpec>(def: ServiceDefinition<S>, source = process.env): Promise<RunningService> {
+export async function startService<S extends EnvSpec>(
+  def: ServiceDefinition<S>,
+  source = process.env,
+): Promise<RunningService> {
   const env = loadEnv(def.name, { ...runtimeEnv, ...def.env }, source);
   const logger = createLogger(def.name, env.LOG_LEVEL);
   await startTracing(def.name, env.OTEL_EXPORTER_OTLP_ENDPOINT);

@@ -39,7 +39,8 @@ export function containerProcess(name: string, c: StartedTestContainer): Managed
     pid: undefined,
     running: () => running,
     signal(sig) {
-      if (sig === 'SIGKILL' || sig === 'SIGTERM') void c.stop({ timeout: sig === 'SIGKILL' ? 0 : 10_000, remove: false }).then(() => (running = false));
+      if (sig === 'SIGKILL' || sig === 'SIGTERM')
+        void c.stop({ timeout: sig === 'SIGKILL' ? 0 : 10_000, remove: false }).then(() => (running = false));
       else throw new Error(`${sig} is not supported on containers; run with IOT_TEST_SERVERS=local`);
     },
     async stop() {
@@ -60,7 +61,11 @@ export async function startNatsContainer() {
     .withExposedPorts(4222, 8222)
     .withWaitStrategy(Wait.forHttp('/healthz', 8222))
     .start();
-  return { c, url: `nats://${c.getHost()}:${c.getMappedPort(4222)}`, monitorUrl: `http://${c.getHost()}:${c.getMappedPort(8222)}` };
+  return {
+    c,
+    url: `nats://${c.getHost()}:${c.getMappedPort(4222)}`,
+    monitorUrl: `http://${c.getHost()}:${c.getMappedPort(8222)}`,
+  };
 }
 
 export async function startPostgresContainer() {
@@ -70,14 +75,22 @@ export async function startPostgresContainer() {
     .withExposedPorts(5432)
     .withWaitStrategy(Wait.forLogMessage(/database system is ready to accept connections/, 2))
     .start();
-  return { c, url: `postgres://postgres:test@${c.getHost()}:${c.getMappedPort(5432)}/iot`, port: c.getMappedPort(5432) };
+  return {
+    c,
+    url: `postgres://postgres:test@${c.getHost()}:${c.getMappedPort(5432)}/iot`,
+    port: c.getMappedPort(5432),
+  };
 }
 
 export async function startMosquittoContainer() {
   const { GenericContainer, Wait } = await import('testcontainers');
   const c = await new GenericContainer('eclipse-mosquitto:2')
     .withCopyContentToContainer([
-      { content: 'listener 1883\nallow_anonymous true\npersistence true\npersistence_location /mosquitto/data/\nmax_queued_messages 1000000\n', target: '/mosquitto/config/mosquitto.conf' },
+      {
+        content:
+          'listener 1883\nallow_anonymous true\npersistence true\npersistence_location /mosquitto/data/\nmax_queued_messages 1000000\n',
+        target: '/mosquitto/config/mosquitto.conf',
+      },
     ])
     .withExposedPorts(1883)
     .withWaitStrategy(Wait.forListeningPorts())

@@ -1,8 +1,18 @@
-import { writeFileSync, chmodSync } from 'node:fs';
+import { writeFileSync, chmodSync, mkdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { createPki, type Pki } from './pki';
-import { chownTo, freePort, isRoot, removeDir, spawnManaged, tempDir, waitFor, which, type ManagedProcess } from './process';
+import {
+  chownTo,
+  isRoot,
+  portOr,
+  removeDir,
+  spawnManaged,
+  tempDir,
+  waitFor,
+  which,
+  type ManagedProcess,
+} from './process';
 
 export interface MosquittoHandle {
   /** mqtt://127.0.0.1:<port>: the plain listener (loopback only). */
@@ -20,6 +30,11 @@ export interface MosquittoHandle {
 export interface MosquittoOptions {
   /** Adds an mTLS listener with a fresh local CA; the client certificate CN becomes the username. */
   tls?: boolean;
+  /** A lasting directory (for `./platform up`): kept on stop; its CA is reused. */
+  dir?: string;
+  /** Preferred ports; free ones are taken when these are busy. */
+  port?: number;
+  tlsPort?: number;
 }
 
 const tcpOpen = (port: number) =>
@@ -32,10 +47,12 @@ const tcpOpen = (port: number) =>
 /** Starts mosquitto 2 with persistence (QoS 1 sessions survive a restart) on free ports. */
 export async function startMosquitto(opts: MosquittoOptions = {}): Promise<MosquittoHandle> {
   const bin = which('mosquitto', ['/usr/sbin']);
-  if (!bin) throw new Error('mosquitto not found: install the Debian package mosquitto (./platform test does)');
-  const dir = tempDir('mqtt');
-  const port = await freePort();
-  const tlsPort = opts.tls ? await freePort() : undefined;
+  if (!bin)
+    throw new Error('mosquitto not found: install the Debian package mosquitto (./platform test does)');
+  const dir = opts.dir ?? tempDir('mqtt');
+  mkdirSync(dir, { recursive: true });
+  const port = await portOr(opts.port);
+  const tlsPort = opts.tls ? await portOr(opts.tlsPort) : undefined;
   const pki = opts.tls ? createPki(join(dir, 'pki')) : undefined;
   const lines = [
     'per_listener_settings false',
@@ -72,7 +89,12 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
       chmodSync(pki.serverKey, 0o644);
     }
   }
-  const proc = spawnManaged({ name: 'mosquitto', cmd: bin, args: ['-c', conf], logFile: join(dir, 'mosquitto.log') });
+  const proc = spawnManaged({
+    name: 'mosquitto',
+    cmd: bin,
+    args: ['-c', conf],
+    logFile: join(dir, 'mosquitto.log'),
+  });
   const ready = async () => (await tcpOpen(port)) && (!tlsPort || (await tcpOpen(tlsPort)));
   await waitFor('mosquitto to listen', ready, 15_000, proc.logFile);
   return {
@@ -88,7 +110,7 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
     },
     async stop() {
       await proc.stop();
-      removeDir(dir);
+      if (!opts.dir) removeDir(dir);
     },
   };
 }

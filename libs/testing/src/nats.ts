@@ -1,6 +1,15 @@
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort, removeDir, spawnManaged, tempDir, waitFor, which, type ManagedProcess } from './process';
+import {
+  freePort,
+  portOr,
+  removeDir,
+  spawnManaged,
+  tempDir,
+  waitFor,
+  which,
+  type ManagedProcess,
+} from './process';
 
 export interface NatsNode {
   name: string;
@@ -24,16 +33,29 @@ export interface NatsHandle {
 export interface NatsOptions {
   /** 1 (default) or 3 for a JetStream cluster. */
   nodes?: 1 | 3;
+  /** A lasting directory (for `./platform up`): kept on stop, reused on the next start. */
+  dir?: string;
+  /** Preferred ports of a single node; free ones are taken when these are busy. */
+  clientPort?: number;
+  monitorPort?: number;
 }
 
 /** Starts nats-server with JetStream, alone or as a three-node cluster, on free ports. */
 export async function startNats(opts: NatsOptions = {}): Promise<NatsHandle> {
   const bin = which('nats-server');
-  if (!bin) throw new Error('nats-server not found on PATH: install the Debian package nats-server (./platform test does)');
+  if (!bin)
+    throw new Error(
+      'nats-server not found on PATH: install the Debian package nats-server (./platform test does)',
+    );
   const count = opts.nodes ?? 1;
-  const dir = tempDir('nats');
+  const dir = opts.dir ?? tempDir('nats');
+  mkdirSync(dir, { recursive: true });
   const ports = await Promise.all(
-    Array.from({ length: count }, async () => ({ client: await freePort(), monitor: await freePort(), cluster: await freePort() })),
+    Array.from({ length: count }, async () => ({
+      client: await portOr(opts.clientPort),
+      monitor: await portOr(opts.monitorPort),
+      cluster: await freePort(),
+    })),
   );
   const nodes: NatsNode[] = ports.map((p, i) => {
     const name = `n${i + 1}`;
@@ -51,8 +73,18 @@ export async function startNats(opts: NatsOptions = {}): Promise<NatsHandle> {
     ].join('\n');
     const confFile = join(dir, `${name}.conf`);
     writeFileSync(confFile, conf);
-    const process = spawnManaged({ name: `nats-${name}`, cmd: bin, args: ['-c', confFile], logFile: join(dir, `${name}.log`) });
-    return { name, url: `nats://127.0.0.1:${p.client}`, monitorUrl: `http://127.0.0.1:${p.monitor}`, process };
+    const process = spawnManaged({
+      name: `nats-${name}`,
+      cmd: bin,
+      args: ['-c', confFile],
+      logFile: join(dir, `${name}.log`),
+    });
+    return {
+      name,
+      url: `nats://127.0.0.1:${p.client}`,
+      monitorUrl: `http://127.0.0.1:${p.monitor}`,
+      process,
+    };
   });
   const handle: NatsHandle = {
     url: nodes.map((n) => n.url).join(','),
@@ -71,7 +103,7 @@ export async function startNats(opts: NatsOptions = {}): Promise<NatsHandle> {
     },
     async stop() {
       await Promise.all(nodes.map((n) => n.process.stop()));
-      removeDir(dir);
+      if (!opts.dir) removeDir(dir);
     },
   };
   await handle.waitHealthy();

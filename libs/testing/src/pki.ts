@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export interface Pki {
@@ -23,12 +23,7 @@ function openssl(args: string[], cwd: string) {
 export function createPki(dir: string): Pki {
   mkdirSync(dir, { recursive: true });
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  openssl(['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '3650', '-subj', '/CN=IoT Local Dev CA'], dir);
-  writeFileSync(join(dir, 'server.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
-  openssl(['req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost'], dir);
-  openssl(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.crt',
-    '-days', '825', '-extfile', 'server.ext'], dir);
-  writeFileSync(join(dir, 'client.ext'), 'extendedKeyUsage=clientAuth\n');
+  if (!existsSync(join(dir, 'server.crt'))) issueCaAndServer(dir, ec);
   return {
     dir,
     caCert: join(dir, 'ca.crt'),
@@ -36,10 +31,75 @@ export function createPki(dir: string): Pki {
     serverCert: join(dir, 'server.crt'),
     serverKey: join(dir, 'server.key'),
     issueClient(cn: string, days = 365) {
+      if (existsSync(join(dir, `${cn}.crt`)))
+        return { cert: join(dir, `${cn}.crt`), key: join(dir, `${cn}.key`) };
       openssl(['req', ...ec, '-keyout', `${cn}.key`, '-out', `${cn}.csr`, '-subj', `/CN=${cn}`], dir);
-      openssl(['x509', '-req', '-in', `${cn}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${cn}.crt`,
-        '-days', String(days), '-extfile', 'client.ext'], dir);
+      openssl(
+        [
+          'x509',
+          '-req',
+          '-in',
+          `${cn}.csr`,
+          '-CA',
+          'ca.crt',
+          '-CAkey',
+          'ca.key',
+          '-CAcreateserial',
+          '-out',
+          `${cn}.crt`,
+          '-days',
+          String(days),
+          '-extfile',
+          'client.ext',
+        ],
+        dir,
+      );
       return { cert: join(dir, `${cn}.crt`), key: join(dir, `${cn}.key`) };
     },
   };
+}
+
+function issueCaAndServer(dir: string, ec: string[]): void {
+  openssl(
+    [
+      'req',
+      '-x509',
+      ...ec,
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.crt',
+      '-days',
+      '3650',
+      '-subj',
+      '/CN=IoT Local Dev CA',
+    ],
+    dir,
+  );
+  writeFileSync(
+    join(dir, 'server.ext'),
+    'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n',
+  );
+  openssl(['req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost'], dir);
+  openssl(
+    [
+      'x509',
+      '-req',
+      '-in',
+      'server.csr',
+      '-CA',
+      'ca.crt',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-out',
+      'server.crt',
+      '-days',
+      '825',
+      '-extfile',
+      'server.ext',
+    ],
+    dir,
+  );
+  writeFileSync(join(dir, 'client.ext'), 'extendedKeyUsage=clientAuth\n');
 }

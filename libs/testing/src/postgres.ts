@@ -1,8 +1,17 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from 'pg';
-import { chownTo, freePort, isRoot, removeDir, spawnManaged, tempDir, waitFor, type ManagedProcess } from './process';
+import {
+  chownTo,
+  isRoot,
+  portOr,
+  removeDir,
+  spawnManaged,
+  tempDir,
+  waitFor,
+  type ManagedProcess,
+} from './process';
 
 export interface PostgresHandle {
   /** postgres://postgres@127.0.0.1:<port>/iot */
@@ -21,7 +30,9 @@ export interface PostgresHandle {
 export function postgresBinDir(): string {
   if (process.env.PG_BIN) return process.env.PG_BIN;
   try {
-    const dir = execFileSync('pg_config', ['--bindir'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+    const dir = execFileSync('pg_config', ['--bindir'], { stdio: ['ignore', 'pipe', 'ignore'] })
+      .toString()
+      .trim();
     if (existsSync(join(dir, 'initdb'))) return dir;
   } catch {
     /* fall through */
@@ -29,29 +40,61 @@ export function postgresBinDir(): string {
   const base = '/usr/lib/postgresql';
   const versions = existsSync(base) ? readdirSync(base).sort((a, b) => Number(b) - Number(a)) : [];
   for (const v of versions) if (existsSync(join(base, v, 'bin', 'initdb'))) return join(base, v, 'bin');
-  throw new Error('PostgreSQL server binaries not found: install the Debian package postgresql (./platform test does)');
+  throw new Error(
+    'PostgreSQL server binaries not found: install the Debian package postgresql (./platform test does)',
+  );
 }
 
 /**
  * Starts a throwaway PostgreSQL: initdb in a temporary directory, trust auth on loopback,
  * fsync off (test data need not survive a power cut), database `iot`.
  */
-export async function startPostgres(): Promise<PostgresHandle> {
+export interface PostgresOptions {
+  /** A lasting directory (for `./platform up`): kept on stop, its data reused on the next start. */
+  dir?: string;
+  /** Preferred port; a free one is taken when it is busy. */
+  port?: number;
+}
+
+export async function startPostgres(opts: PostgresOptions = {}): Promise<PostgresHandle> {
   const bin = postgresBinDir();
-  const dir = tempDir('pg');
+  const dir = opts.dir ?? tempDir('pg');
+  mkdirSync(dir, { recursive: true });
   const user = isRoot() ? 'postgres' : undefined;
   if (user) chownTo(dir, user);
   const data = join(dir, 'data');
-  const initArgs = ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync'];
-  execFileSync(user ? 'runuser' : join(bin, 'initdb'), user ? ['-u', user, '--', join(bin, 'initdb'), ...initArgs] : initArgs, {
-    stdio: 'ignore',
-  });
-  const port = await freePort();
+  if (!existsSync(join(data, 'PG_VERSION'))) {
+    const initArgs = ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync'];
+    execFileSync(
+      user ? 'runuser' : join(bin, 'initdb'),
+      user ? ['-u', user, '--', join(bin, 'initdb'), ...initArgs] : initArgs,
+      {
+        stdio: 'ignore',
+      },
+    );
+  }
+  const port = await portOr(opts.port);
   const proc = spawnManaged({
     name: 'postgres',
     cmd: join(bin, 'postgres'),
-    args: ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off',
-      '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'max_connections=200'],
+    args: [
+      '-D',
+      data,
+      '-p',
+      String(port),
+      '-k',
+      dir,
+      '-c',
+      'listen_addresses=127.0.0.1',
+      '-c',
+      'fsync=off',
+      '-c',
+      'synchronous_commit=off',
+      '-c',
+      'full_page_writes=off',
+      '-c',
+      'max_connections=200',
+    ],
     logFile: join(dir, 'postgres.log'),
     user,
   });
@@ -69,7 +112,8 @@ export async function startPostgres(): Promise<PostgresHandle> {
   await waitFor('PostgreSQL to accept connections', ready, 30_000, proc.logFile);
   const admin = new Client({ connectionString: adminUrl });
   await admin.connect();
-  await admin.query('CREATE DATABASE iot');
+  const exists = await admin.query(`SELECT 1 FROM pg_database WHERE datname = 'iot'`);
+  if (exists.rowCount === 0) await admin.query('CREATE DATABASE iot');
   await admin.end();
   const url = `postgres://postgres@127.0.0.1:${port}/iot`;
   return {
@@ -93,7 +137,7 @@ export async function startPostgres(): Promise<PostgresHandle> {
     },
     async stop() {
       await proc.stop();
-      removeDir(dir);
+      if (!opts.dir) removeDir(dir);
     },
   };
 }

@@ -17,13 +17,30 @@ export function freePort(): Promise<number> {
   });
 }
 
+/** `preferred` when it is free to listen on, else a free port. */
+export async function portOr(preferred: number | undefined): Promise<number> {
+  if (preferred === undefined) return freePort();
+  const free = await new Promise<boolean>((resolve) => {
+    const srv = createServer();
+    srv.unref();
+    srv.once('error', () => resolve(false));
+    srv.listen(preferred, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+  return free ? preferred : freePort();
+}
+
 export function tempDir(prefix: string): string {
   return mkdtempSync(join(process.env.IOT_TEST_TMP ?? tmpdir(), `iot-${prefix}-`));
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-export async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 30_000, logFile?: string) {
+export async function waitFor(
+  what: string,
+  check: () => Promise<boolean> | boolean,
+  timeoutMs = 30_000,
+  logFile?: string,
+) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
@@ -32,7 +49,10 @@ export async function waitFor(what: string, check: () => Promise<boolean> | bool
       /* not yet */
     }
     if (Date.now() > deadline) {
-      const tail = logFile && existsSync(logFile) ? `\n--- ${logFile} ---\n${readFileSync(logFile, 'utf8').slice(-3000)}` : '';
+      const tail =
+        logFile && existsSync(logFile)
+          ? `\n--- ${logFile} ---\n${readFileSync(logFile, 'utf8').slice(-3000)}`
+          : '';
       throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${tail}`);
     }
     await sleep(100);

@@ -1,13 +1,23 @@
 import { Client } from 'pg';
-import { containerProcess, serverMode, startMosquittoContainer, startNatsContainer, startPostgresContainer } from './containers';
-import { startMosquitto as startLocalMosquitto, type MosquittoHandle, type MosquittoOptions } from './mosquitto';
+import {
+  containerProcess,
+  serverMode,
+  startMosquittoContainer,
+  startNatsContainer,
+  startPostgresContainer,
+} from './containers';
+import {
+  startMosquitto as startLocalMosquitto,
+  type MosquittoHandle,
+  type MosquittoOptions,
+} from './mosquitto';
 import { startNats as startLocalNats, type NatsHandle, type NatsOptions } from './nats';
-import { startPostgres as startLocalPostgres, type PostgresHandle } from './postgres';
+import { startPostgres as startLocalPostgres, type PostgresHandle, type PostgresOptions } from './postgres';
 import { waitFor } from './process';
 
-/** nats-server: local binary, or a container where a Docker engine answers (single node). */
+/** nats-server: local binary, or a container where a Docker engine answers (single node, no lasting dir). */
 export async function startNats(opts: NatsOptions = {}): Promise<NatsHandle> {
-  if ((opts.nodes ?? 1) > 1 || (await serverMode()) === 'local') return startLocalNats(opts);
+  if ((opts.nodes ?? 1) > 1 || opts.dir || (await serverMode()) === 'local') return startLocalNats(opts);
   const { c, url, monitorUrl } = await startNatsContainer();
   const process = containerProcess('nats', c);
   return {
@@ -16,14 +26,15 @@ export async function startNats(opts: NatsOptions = {}): Promise<NatsHandle> {
     monitorUrl,
     dir: '',
     nodes: [{ name: 'n1', url, monitorUrl, process }],
-    waitHealthy: (timeoutMs = 30_000) => waitFor('nats container', async () => (await fetch(`${monitorUrl}/healthz`)).ok, timeoutMs),
+    waitHealthy: (timeoutMs = 30_000) =>
+      waitFor('nats container', async () => (await fetch(`${monitorUrl}/healthz`)).ok, timeoutMs),
     stop: async () => void (await c.stop()),
   };
 }
 
 /** PostgreSQL: initdb in a temporary directory, or a TimescaleDB container where an engine answers. */
-export async function startPostgres(): Promise<PostgresHandle> {
-  if ((await serverMode()) === 'local') return startLocalPostgres();
+export async function startPostgres(opts: PostgresOptions = {}): Promise<PostgresHandle> {
+  if (opts.dir || (await serverMode()) === 'local') return startLocalPostgres(opts);
   const { c, url, port } = await startPostgresContainer();
   const process = containerProcess('postgres', c);
   return {
@@ -48,8 +59,15 @@ export async function startPostgres(): Promise<PostgresHandle> {
 
 /** mosquitto: local binary (always with TLS), or a container where an engine answers. */
 export async function startMosquitto(opts: MosquittoOptions = {}): Promise<MosquittoHandle> {
-  if (opts.tls || (await serverMode()) === 'local') return startLocalMosquitto(opts);
+  if (opts.tls || opts.dir || (await serverMode()) === 'local') return startLocalMosquitto(opts);
   const { c, url, port } = await startMosquittoContainer();
   const process = containerProcess('mosquitto', c);
-  return { url, port, dir: '', process, restart: () => process.restart(), stop: async () => void (await c.stop()) };
+  return {
+    url,
+    port,
+    dir: '',
+    process,
+    restart: () => process.restart(),
+    stop: async () => void (await c.stop()),
+  };
 }

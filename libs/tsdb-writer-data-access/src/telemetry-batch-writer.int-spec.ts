@@ -18,7 +18,14 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
 
   const now = Date.now();
   const row = (metric: string, value: number, ts = now): TelemetryRow => ({
-    tenant: 'demo', device: 'demo-0001', metric, ts, value, unit: 'Cel', quality: 'good', receivedAt: ts + 5,
+    tenant: 'demo',
+    device: 'demo-0001',
+    metric,
+    ts,
+    value,
+    unit: 'Cel',
+    quality: 'good',
+    receivedAt: ts + 5,
   });
 
   it('stores rows once, even when the same batch is written again, and keeps the rollup exact', async () => {
@@ -54,7 +61,8 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
     const old = Date.UTC(2020, 0, 1);
     await sut.write([row('temperature', 1, old)]);
     const [r] = await pg.query<{ part: string }>(
-      `SELECT tableoid::regclass::text AS part FROM telemetry WHERE ts = to_timestamp($1 / 1000.0)`, [old],
+      `SELECT tableoid::regclass::text AS part FROM telemetry WHERE ts = to_timestamp($1 / 1000.0)`,
+      [old],
     );
     expect(r!.part).toBe('telemetry_default');
     await sut.maintainPartitions(7);

@@ -19,7 +19,16 @@ export function rowsOf(messages: NormalizedTelemetry[]): TelemetryRow[] {
   const rows: TelemetryRow[] = [];
   for (const m of messages)
     for (const p of m.points)
-      rows.push({ tenant: m.tenant, device: m.device, metric: p.metric, ts: m.ts, value: p.value, unit: p.unit, quality: p.quality, receivedAt: m.receivedAt });
+      rows.push({
+        tenant: m.tenant,
+        device: m.device,
+        metric: p.metric,
+        ts: m.ts,
+        value: p.value,
+        unit: p.unit,
+        quality: p.quality,
+        receivedAt: m.receivedAt,
+      });
   return rows;
 }
 
@@ -60,7 +69,8 @@ export class TelemetryBatchWriter {
 
   async detectEngine(): Promise<StoreEngine> {
     const { rows } = await this.pool.query(`SELECT value FROM telemetry_settings WHERE key = 'engine'`);
-    if (!rows[0]) throw new Error('telemetry_settings has no engine row: run the migrations first (platform migrate)');
+    if (!rows[0])
+      throw new Error('telemetry_settings has no engine row: run the migrations first (platform migrate)');
     this.engine = rows[0].value as StoreEngine;
     return this.engine;
   }
@@ -69,7 +79,16 @@ export class TelemetryBatchWriter {
   async write(rows: TelemetryRow[]): Promise<number> {
     if (rows.length === 0) return 0;
     const engine = this.engine ?? (await this.detectEngine());
-    const cols: [string[], string[], string[], number[], number[], string[], string[], number[]] = [[], [], [], [], [], [], [], []];
+    const cols: [string[], string[], string[], number[], number[], string[], string[], number[]] = [
+      [],
+      [],
+      [],
+      [],
+      [],
+      [],
+      [],
+      [],
+    ];
     for (const r of rows) {
       cols[0].push(r.tenant);
       cols[1].push(r.device);

@@ -7,7 +7,10 @@ import { waitFor, sleep } from '@iot/testing';
 import { startPipeline, type Pipeline } from './pipeline';
 
 const fixture = JSON.parse(
-  readFileSync(join(__dirname, '..', '..', '..', 'libs', 'demux-domain', 'src', 'fixtures', 'zenthos-telemetry.json'), 'utf8'),
+  readFileSync(
+    join(__dirname, '..', '..', '..', 'libs', 'demux-domain', 'src', 'fixtures', 'zenthos-telemetry.json'),
+    'utf8',
+  ),
 );
 
 function mosquittoPub(p: Pipeline, topic: string, message: string, clientId = 'demo-0001') {
@@ -40,7 +43,15 @@ describe('first path: MQTT to PostgreSQL through bridge, demux, normalizer, writ
     // Give a duplicate every chance to arrive before asserting there is none.
     await sleep(1_500);
     const rows = await rowsOf('demo-0001');
-    expect(rows.map(({ metric, value, unit, quality, tenant_id }) => ({ metric, value, unit, quality, tenant_id }))).toEqual([
+    expect(
+      rows.map(({ metric, value, unit, quality, tenant_id }) => ({
+        metric,
+        value,
+        unit,
+        quality,
+        tenant_id,
+      })),
+    ).toEqual([
       { metric: 'battery_voltage', value: 3.91, unit: 'V', quality: 'good', tenant_id: 'demo' },
       { metric: 'humidity', value: 64, unit: '%', quality: 'good', tenant_id: 'demo' },
       { metric: 'light_level', value: 18250, unit: 'lx', quality: 'good', tenant_id: 'demo' },
@@ -53,15 +64,32 @@ describe('first path: MQTT to PostgreSQL through bridge, demux, normalizer, writ
 
   it('dead-letters an invalid payload and an unknown device with their reasons, and goes on', async () => {
     const timestamp = Math.floor(Date.now() / 1000);
-    mosquittoPub(p, 'zenthos/zenthos-esp32/demo-0001/telemetry', JSON.stringify({ ...fixture, message_id: 'not-a-uuid', timestamp }));
-    mosquittoPub(p, 'zenthos/zenthos-esp32/ghost-9/telemetry', JSON.stringify({ ...fixture, device_id: 'ghost-9', timestamp }), 'ghost-9');
-    const good = { ...fixture, message_id: '11111111-2222-4333-8444-555555555555', timestamp: timestamp + 60 };
+    mosquittoPub(
+      p,
+      'zenthos/zenthos-esp32/demo-0001/telemetry',
+      JSON.stringify({ ...fixture, message_id: 'not-a-uuid', timestamp }),
+    );
+    mosquittoPub(
+      p,
+      'zenthos/zenthos-esp32/ghost-9/telemetry',
+      JSON.stringify({ ...fixture, device_id: 'ghost-9', timestamp }),
+      'ghost-9',
+    );
+    const good = {
+      ...fixture,
+      message_id: '11111111-2222-4333-8444-555555555555',
+      timestamp: timestamp + 60,
+    };
     mosquittoPub(p, 'zenthos/zenthos-esp32/demo-0001/telemetry', JSON.stringify(good));
 
     const nc = await connect({ servers: p.nats.urls });
     try {
       const jsm = await jetstreamManager(nc);
-      await waitFor('two DLQ messages', async () => (await jsm.streams.info('DLQ_V1')).state.messages >= 2, 20_000);
+      await waitFor(
+        'two DLQ messages',
+        async () => (await jsm.streams.info('DLQ_V1')).state.messages >= 2,
+        20_000,
+      );
       const js = jetstream(nc);
       const reasons: Record<string, string> = {};
       for (let seq = 1; seq <= 2; seq++) {
@@ -69,13 +97,21 @@ describe('first path: MQTT to PostgreSQL through bridge, demux, normalizer, writ
         reasons[m!.subject] = `${m!.header.get('iot-dlq-reason')} | ${m!.header.get('iot-dlq-detail')}`;
       }
       void js;
-      expect(reasons['iot.dlq.v1.demux.demo']).toMatch(/^invalid-payload \| zenthos telemetry: field \/message_id must match format "uuid"/);
-      expect(reasons['iot.dlq.v1.mqtt-bridge._unknown']).toMatch(/^unknown-device \| device "ghost-9" is not registered/);
+      expect(reasons['iot.dlq.v1.demux.demo']).toMatch(
+        /^invalid-payload \| zenthos telemetry: field \/message_id must match format "uuid"/,
+      );
+      expect(reasons['iot.dlq.v1.mqtt-bridge._unknown']).toMatch(
+        /^unknown-device \| device "ghost-9" is not registered/,
+      );
     } finally {
       await nc.close();
     }
     // The good message after the bad ones is stored: nothing was held up behind them.
-    await waitFor('the good message after the poison ones', async () => (await rowsOf('demo-0001')).length >= 12, 20_000);
+    await waitFor(
+      'the good message after the poison ones',
+      async () => (await rowsOf('demo-0001')).length >= 12,
+      20_000,
+    );
   });
 
   it('serves the iot_* metrics with live values', async () => {
@@ -85,6 +121,9 @@ describe('first path: MQTT to PostgreSQL through bridge, demux, normalizer, writ
     const writer = p.services.find((s) => s.runtime.name === 'tsdb-writer')!;
     const ready = await fetch(`${writer.url}/readyz`);
     expect(ready.status).toBe(200);
-    expect(await ready.json()).toEqual({ status: 'ready', checks: { nats: true, consumers: true, database: true } });
+    expect(await ready.json()).toEqual({
+      status: 'ready',
+      checks: { nats: true, consumers: true, database: true },
+    });
   });
 });

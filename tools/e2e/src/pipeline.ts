@@ -68,3 +68,31 @@ export async function startPipeline(devices: DeviceRecord[]): Promise<Pipeline> 
   }
   return { nats, pg, mqtt, services, stop };
 }
+
+/** Where messages are: stream sizes and consumer positions, for a failing test's message. */
+export async function pipelineReport(p: Pipeline): Promise<string> {
+  const { connect } = await import('@nats-io/transport-node');
+  const { jetstreamManager } = await import('@nats-io/jetstream');
+  const nc = await connect({ servers: p.nats.urls });
+  try {
+    const jsm = await jetstreamManager(nc);
+    const lines: string[] = [];
+    for (const [stream, consumer] of [
+      ['TELEMETRY_RAW_V1', 'demux'],
+      ['TELEMETRY_DECODED_V1', 'normalizer'],
+      ['TELEMETRY_NORMALIZED_V1', 'tsdb-writer'],
+      ['DLQ_V1', undefined],
+    ] as const) {
+      const info = await jsm.streams.info(stream);
+      let line = `${stream}: ${info.state.messages} messages`;
+      if (consumer) {
+        const c = await jsm.consumers.info(stream, consumer);
+        line += `; ${consumer}: pending ${c.num_pending}, ack pending ${c.num_ack_pending}, redelivered ${c.num_redelivered}`;
+      }
+      lines.push(line);
+    }
+    return lines.join('\n');
+  } finally {
+    await nc.close();
+  }
+}

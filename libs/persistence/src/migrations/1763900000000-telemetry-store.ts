@@ -20,10 +20,13 @@ export class TelemetryStore1763900000000 implements MigrationInterface {
         key   text PRIMARY KEY,
         value text NOT NULL
       )`);
-    await q.query(`
+    await q.query(
+      `
       INSERT INTO telemetry_settings (key, value) VALUES
         ('raw_retention', '7 days'), ('rollup_retention', '1 year'), ('engine', $1)
-      ON CONFLICT (key) DO NOTHING`, [available ? 'timescaledb' : 'postgres-partitions']);
+      ON CONFLICT (key) DO NOTHING`,
+      [available ? 'timescaledb' : 'postgres-partitions'],
+    );
 
     if (available) {
       await q.query(`CREATE EXTENSION IF NOT EXISTS timescaledb`);
@@ -40,7 +43,9 @@ export class TelemetryStore1763900000000 implements MigrationInterface {
           PRIMARY KEY (tenant_id, device_id, metric, ts)
         )`);
       await q.query(`SELECT create_hypertable('telemetry', 'ts', chunk_time_interval => interval '1 day')`);
-      await q.query(`ALTER TABLE telemetry SET (timescaledb.compress, timescaledb.compress_segmentby = 'tenant_id, device_id, metric')`);
+      await q.query(
+        `ALTER TABLE telemetry SET (timescaledb.compress, timescaledb.compress_segmentby = 'tenant_id, device_id, metric')`,
+      );
       await q.query(`SELECT add_compression_policy('telemetry', interval '2 days')`);
       await q.query(`SELECT add_retention_policy('telemetry', interval '7 days')`);
       await q.query(`

@@ -1,0 +1,241 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DEVICE_REGISTRY_BUCKET } from '@iot/contracts';
+import { connectNats, putDeviceRecords } from '@iot/messaging';
+import { createLogger } from '@iot/observability';
+import { runMigrations } from '@iot/persistence';
+import {
+  portOr,
+  spawnManaged,
+  startMosquitto,
+  startNats,
+  startPostgres,
+  waitFor,
+  which,
+  type ManagedProcess,
+  type MosquittoHandle,
+  type NatsHandle,
+  type PostgresHandle,
+} from '@iot/testing';
+import { DEMO_MODEL, DEMO_TENANT, IDLE_DEVICES, SERVICES, SIMULATED_DEVICES } from './services';
+
+export interface PlatformState {
+  supervisorPid: number;
+  startedAt: string;
+  servers: {
+    nats: string;
+    nats_monitor: string;
+    postgres: string;
+    mqtt: string;
+    mqtts: string;
+    prometheus: string;
+  };
+  services: Array<{ name: string; url: string; pid: number | undefined; log: string }>;
+  certs: string;
+  logs: string;
+}
+
+const say = (msg: string) => process.stdout.write(`==> ${msg}\n`);
+
+/** Everything `./platform up` runs, started in order and stopped in reverse. */
+export class LocalPlatform {
+  private nats?: NatsHandle;
+  private pg?: PostgresHandle;
+  private mqtt?: MosquittoHandle;
+  private prometheus?: ManagedProcess;
+  private simulator?: ManagedProcess;
+  private readonly services: Array<{ name: string; url: string; proc: ManagedProcess; log: string }> = [];
+
+  constructor(
+    private readonly root: string,
+    private readonly stateDir: string,
+  ) {}
+
+  get stateFile(): string {
+    return join(this.stateDir, 'platform.json');
+  }
+
+  async start(opts: { simulatorRate: number }): Promise<PlatformState> {
+    const logs = join(this.stateDir, 'logs');
+    mkdirSync(logs, { recursive: true });
+    say('starting nats-server (JetStream), PostgreSQL and mosquitto under ' + this.stateDir);
+    [this.nats, this.pg, this.mqtt] = await Promise.all([
+      startNats({ dir: join(this.stateDir, 'nats'), clientPort: 4222, monitorPort: 8222 }),
+      startPostgres({ dir: join(this.stateDir, 'postgres'), port: 5432 }),
+      startMosquitto({ dir: join(this.stateDir, 'mosquitto'), port: 1883, tls: true, tlsPort: 8883 }),
+    ]);
+    const certs = this.mqtt.pki!.dir;
+    this.mqtt.pki!.issueClient('demo-0001');
+
+    say('applying database migrations');
+    const applied = await runMigrations(this.pg.url);
+    say(applied.length ? `applied ${applied.join(', ')}` : 'schema is up to date');
+
+    say(
+      `seeding tenant "${DEMO_TENANT}": devices demo-0001..demo-${String(SIMULATED_DEVICES + IDLE_DEVICES).padStart(4, '0')}`,
+    );
+    const nc = await connectNats({
+      servers: this.nats.urls,
+      name: 'platform-seed',
+      logger: createLogger('platform', 'silent'),
+    });
+    await putDeviceRecords(
+      nc,
+      DEVICE_REGISTRY_BUCKET,
+      Array.from({ length: SIMULATED_DEVICES + IDLE_DEVICES }, (_, i) => ({
+        device: `demo-${String(i + 1).padStart(4, '0')}`,
+        tenant: DEMO_TENANT,
+        model: DEMO_MODEL,
+        state: 'active',
+      })),
+    );
+    await nc.close();
+
+    say('starting the nine services');
+    for (const s of SERVICES) {
+      const port = await portOr(s.port);
+      const log = join(logs, `${s.name}.log`);
+      const env: NodeJS.ProcessEnv = {
+        ...process.env,
+        NATS_URL: this.nats.url,
+        HTTP_PORT: String(port),
+        LOG_LEVEL: process.env.LOG_LEVEL ?? 'info',
+        ...(s.needs.includes('database') ? { DATABASE_URL: this.pg.url } : {}),
+        ...(s.needs.includes('mqtt') ? { MQTT_URL: this.mqtt.url, MQTT_CLIENT_ID: 'mqtt-bridge-local' } : {}),
+      };
+      const proc = spawnManaged({
+        name: s.name,
+        cmd: process.execPath,
+        args: [join(this.root, 'dist', 'apps', s.name, 'src', 'main.js')],
+        logFile: log,
+        env,
+        cwd: this.root,
+      });
+      this.services.push({ name: s.name, url: `http://127.0.0.1:${port}`, proc, log });
+    }
+    for (const s of this.services)
+      await waitFor(
+        `${s.name} to be ready (see ${s.log})`,
+        async () => (await fetch(`${s.url}/readyz`)).ok,
+        120_000,
+        s.log,
+      );
+
+    const prometheusUrl = await this.startPrometheus();
+
+    if (opts.simulatorRate > 0) {
+      say(`starting the device simulator: ${SIMULATED_DEVICES} devices, ${opts.simulatorRate} msg/s in all`);
+      this.simulator = spawnManaged({
+        name: 'simulator',
+        cmd: process.execPath,
+        args: [
+          join(this.root, 'dist', 'tools', 'simulator', 'src', 'main.js'),
+          '--url',
+          this.mqtt.url,
+          '--devices',
+          String(SIMULATED_DEVICES),
+          '--rate',
+          String(opts.simulatorRate),
+          '--model',
+          DEMO_MODEL,
+        ],
+        logFile: join(logs, 'simulator.log'),
+        cwd: this.root,
+      });
+    }
+
+    const state: PlatformState = {
+      supervisorPid: process.pid,
+      startedAt: new Date().toISOString(),
+      servers: {
+        nats: this.nats.url,
+        nats_monitor: this.nats.monitorUrl,
+        postgres: this.pg.url,
+        mqtt: this.mqtt.url,
+        mqtts: this.mqtt.mqttsUrl!,
+        prometheus: prometheusUrl,
+      },
+      services: this.services.map((s) => ({ name: s.name, url: s.url, pid: s.proc.pid, log: s.log })),
+      certs,
+      logs,
+    };
+    writeFileSync(this.stateFile, JSON.stringify(state, null, 2));
+    return state;
+  }
+
+  private async startPrometheus(): Promise<string> {
+    const bin = which('prometheus');
+    if (!bin) {
+      say('prometheus not found: skipping it (install the Debian package prometheus)');
+      return '';
+    }
+    const dir = join(this.stateDir, 'prometheus');
+    mkdirSync(dir, { recursive: true });
+    const port = await portOr(9090);
+    const rulesDir = join(this.root, 'deploy', 'prometheus', 'rules');
+    const rules = existsSync(rulesDir)
+      ? readdirSync(rulesDir)
+          .filter((f) => f.endsWith('.yml'))
+          .map((f) => join(rulesDir, f))
+      : [];
+    const targets = this.services.map((s) => `'${new URL(s.url).host}'`).join(', ');
+    writeFileSync(
+      join(dir, 'prometheus.yml'),
+      [
+        'global: { scrape_interval: 5s, evaluation_interval: 15s }',
+        rules.length ? `rule_files: [${rules.map((r) => `'${r}'`).join(', ')}]` : '',
+        'scrape_configs:',
+        "  - job_name: 'iot-services'",
+        `    static_configs: [{ targets: [${targets}] }]`,
+        "  - job_name: 'nats'",
+        `    metrics_path: /varz`,
+        `    static_configs: [{ targets: ['${new URL(this.nats!.monitorUrl).host}'] }]`,
+      ].join('\n'),
+    );
+    this.prometheus = spawnManaged({
+      name: 'prometheus',
+      cmd: bin,
+      args: [
+        `--config.file=${join(dir, 'prometheus.yml')}`,
+        `--storage.tsdb.path=${join(dir, 'data')}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+      ],
+      logFile: join(this.stateDir, 'logs', 'prometheus.log'),
+    });
+    return `http://127.0.0.1:${port}`;
+  }
+
+  /** Stops in reverse order: devices, services (each drains), then the servers. */
+  async stop(): Promise<void> {
+    await this.simulator?.stop();
+    for (const s of [...this.services].reverse()) await s.proc.stop(30_000);
+    await this.prometheus?.stop();
+    await Promise.all([this.mqtt?.stop(), this.nats?.stop(), this.pg?.stop()]);
+    rmSync(this.stateFile, { force: true });
+  }
+}
+
+export function readState(stateDir: string): PlatformState | undefined {
+  const file = join(stateDir, 'platform.json');
+  if (!existsSync(file)) return undefined;
+  const state = JSON.parse(readFileSync(file, 'utf8')) as PlatformState;
+  try {
+    process.kill(state.supervisorPid, 0);
+    return state;
+  } catch {
+    return undefined; // left behind by a run that died
+  }
+}
+
+export async function healthOf(url: string): Promise<boolean> {
+  try {
+    return (await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1_500) })).ok;
+  } catch {
+    return false;
+  }
+}
+
+export function tail(file: string): void {
+  spawnSync('tail', ['-n', '200', '-F', file], { stdio: 'inherit' });
+}
