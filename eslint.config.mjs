@@ -5,8 +5,85 @@ import nx from '@nx/eslint-plugin';
 import tseslint from 'typescript-eslint';
 import prettier from 'eslint-config-prettier';
 
+const scopes = [
+  'mqtt-bridge',
+  'demux',
+  'normalizer',
+  'tsdb-writer',
+  'asset-worker',
+  'event-engine',
+  'broadcaster',
+  'auth',
+  'config',
+];
+
+/** Which kinds of project may depend on which; tests may also use the `type:testing` harness. */
+function boundaries(forTests) {
+  const t = (tags) => (forTests ? [...tags, 'type:testing'] : tags);
+  return {
+    enforceBuildableLibDependency: false,
+    allow: [],
+    depConstraints: [
+      {
+        sourceTag: 'type:app',
+        onlyDependOnLibsWithTags: t([
+          'type:runtime',
+          'type:domain',
+          'type:data-access',
+          'type:util',
+          'type:contracts',
+        ]),
+      },
+      {
+        sourceTag: 'type:tool',
+        onlyDependOnLibsWithTags: [
+          'type:runtime',
+          'type:domain',
+          'type:data-access',
+          'type:util',
+          'type:contracts',
+          'type:testing',
+        ],
+      },
+      {
+        sourceTag: 'type:runtime',
+        onlyDependOnLibsWithTags: t(['type:data-access', 'type:util', 'type:contracts']),
+      },
+      {
+        sourceTag: 'type:data-access',
+        onlyDependOnLibsWithTags: t(['type:data-access', 'type:util', 'type:contracts', 'type:domain']),
+      },
+      { sourceTag: 'type:domain', onlyDependOnLibsWithTags: t(['type:domain', 'type:contracts']) },
+      { sourceTag: 'type:util', onlyDependOnLibsWithTags: t(['type:util', 'type:contracts']) },
+      { sourceTag: 'type:contracts', onlyDependOnLibsWithTags: t(['type:contracts']) },
+      {
+        sourceTag: 'type:testing',
+        onlyDependOnLibsWithTags: ['type:util', 'type:contracts', 'type:data-access'],
+      },
+      { sourceTag: 'scope:shared', onlyDependOnLibsWithTags: ['scope:shared'] },
+      ...scopes.map((scope) => ({
+        sourceTag: `scope:${scope}`,
+        onlyDependOnLibsWithTags: [`scope:${scope}`, 'scope:shared'],
+      })),
+      { sourceTag: 'platform:node', onlyDependOnLibsWithTags: ['platform:node'] },
+    ],
+  };
+}
+
 export default [
-  { ignores: ['**/node_modules/**', '**/dist/**', '.platform/**', '.state/**', '.nx/**', 'k8s/**', 'deploy/**', 'bench/**', 'firmware/**'] },
+  {
+    ignores: [
+      '**/node_modules/**',
+      '**/dist/**',
+      '.platform/**',
+      '.state/**',
+      '.nx/**',
+      'k8s/**',
+      'deploy/**',
+      'bench/**',
+      'firmware/**',
+    ],
+  },
   ...tseslint.configs.recommended,
   prettier,
   {
@@ -14,29 +91,16 @@ export default [
     plugins: { '@nx': nx },
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
-      '@nx/enforce-module-boundaries': [
-        'error',
-        {
-          enforceBuildableLibDependency: false,
-          allow: [],
-          depConstraints: [
-            { sourceTag: 'type:app', onlyDependOnLibsWithTags: ['type:domain', 'type:data-access', 'type:util', 'type:contracts'] },
-            { sourceTag: 'type:tool', onlyDependOnLibsWithTags: ['type:domain', 'type:data-access', 'type:util', 'type:contracts', 'type:testing'] },
-            { sourceTag: 'type:data-access', onlyDependOnLibsWithTags: ['type:data-access', 'type:util', 'type:contracts', 'type:domain'] },
-            { sourceTag: 'type:domain', onlyDependOnLibsWithTags: ['type:domain', 'type:contracts'] },
-            { sourceTag: 'type:util', onlyDependOnLibsWithTags: ['type:util', 'type:contracts'] },
-            { sourceTag: 'type:contracts', onlyDependOnLibsWithTags: ['type:contracts'] },
-            { sourceTag: 'type:testing', onlyDependOnLibsWithTags: ['type:util', 'type:contracts', 'type:data-access'] },
-            { sourceTag: 'scope:shared', onlyDependOnLibsWithTags: ['scope:shared'] },
-            { sourceTag: 'platform:node', onlyDependOnLibsWithTags: ['platform:node'] },
-          ],
-        },
-      ],
+      '@nx/enforce-module-boundaries': ['error', boundaries(false)],
     },
   },
   {
     files: ['**/*.spec.ts', '**/*.int-spec.ts'],
-    rules: { '@typescript-eslint/no-non-null-assertion': 'off' },
+    rules: {
+      '@typescript-eslint/no-non-null-assertion': 'off',
+      // Tests of any project may use the real-server harness.
+      '@nx/enforce-module-boundaries': ['error', boundaries(true)],
+    },
   },
   {
     files: ['**/*.js', '**/*.cjs', '**/*.mjs'],

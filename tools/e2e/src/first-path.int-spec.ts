@@ -115,10 +115,10 @@ describe('first path: MQTT to PostgreSQL through bridge, demux, normalizer, writ
   });
 
   it('serves the iot_* metrics with live values', async () => {
-    const bridge = p.services.find((s) => s.runtime.name === 'mqtt-bridge')!;
+    const bridge = p.service('mqtt-bridge');
     const text = await (await fetch(`${bridge.url}/metrics`)).text();
     expect(text).toMatch(/iot_messages_received_total\{stage="mqtt-bridge",service="mqtt-bridge"\} [1-9]/);
-    const writer = p.services.find((s) => s.runtime.name === 'tsdb-writer')!;
+    const writer = p.service('tsdb-writer');
     const ready = await fetch(`${writer.url}/readyz`);
     expect(ready.status).toBe(200);
     expect(await ready.json()).toEqual({

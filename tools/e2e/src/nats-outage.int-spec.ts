@@ -62,13 +62,13 @@ describe('NATS down for 10 seconds while the pipeline runs', () => {
     expect(await count()).toEqual([{ n: '20', distinct_ts: '20' }]);
     for (const s of p.services) {
       const res = await fetch(`${s.url}/healthz`);
-      expect({ service: s.runtime.name, status: res.status }).toEqual({
-        service: s.runtime.name,
+      expect({ service: s.name, status: res.status }).toEqual({
+        service: s.name,
         status: 200,
       });
     }
     // And each is ready again: reconnected to NATS, consumers attached.
     for (const s of p.services)
-      await waitFor(`${s.runtime.name} ready again`, async () => (await fetch(`${s.url}/readyz`)).ok, 30_000);
+      await waitFor(`${s.name} ready again`, async () => (await fetch(`${s.url}/readyz`)).ok, 30_000);
   });
 });

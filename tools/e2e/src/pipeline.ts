@@ -1,41 +1,63 @@
+import { execFileSync } from 'node:child_process';
+import { join, resolve } from 'node:path';
 import { DEVICE_REGISTRY_BUCKET, type DeviceRecord } from '@iot/contracts';
 import { connectNats, putDeviceRecords } from '@iot/messaging';
 import { createLogger } from '@iot/observability';
 import { runMigrations } from '@iot/persistence';
-import { startService, type RunningService } from '@iot/service-runtime';
 import {
-  waitFor,
   freePort,
+  spawnManaged,
   startMosquitto,
   startNats,
   startPostgres,
+  tempDir,
+  removeDir,
+  waitFor,
+  type ManagedProcess,
   type MosquittoHandle,
   type NatsHandle,
   type PostgresHandle,
 } from '@iot/testing';
-import { demux } from '../../../apps/demux/src/main';
-import { mqttBridge } from '../../../apps/mqtt-bridge/src/main';
-import { normalizer } from '../../../apps/normalizer/src/main';
-import { tsdbWriter } from '../../../apps/tsdb-writer/src/main';
+
+const ROOT = resolve(__dirname, '..', '..', '..');
+
+export interface PipelineService {
+  name: string;
+  url: string;
+  process: ManagedProcess;
+}
 
 export interface Pipeline {
   nats: NatsHandle;
   pg: PostgresHandle;
   mqtt: MosquittoHandle;
-  services: RunningService[];
+  services: PipelineService[];
+  service(name: string): PipelineService;
   stop(): Promise<void>;
 }
 
+let built = false;
+
+/** Builds dist/ once per test process, so the services run as they are deployed. */
+function buildOnce(): void {
+  if (built) return;
+  execFileSync(process.execPath, [join(ROOT, 'tools', 'build', 'build.mjs')], { stdio: 'inherit' });
+  built = true;
+}
+
 /**
- * Real nats-server, PostgreSQL and mosquitto, and the four services of the first path
- * started in this process (each with its own HTTP port), as `./platform up` starts them.
+ * Real nats-server, PostgreSQL and mosquitto, and the four services of the first path, each
+ * its own process started from dist/ as `./platform up` starts them.
  */
 export async function startPipeline(devices: DeviceRecord[]): Promise<Pipeline> {
+  buildOnce();
   const [nats, pg, mqtt] = await Promise.all([startNats(), startPostgres(), startMosquitto()]);
-  const services: RunningService[] = [];
+  const logs = tempDir('e2e-logs');
+  const services: PipelineService[] = [];
   const stop = async () => {
-    for (const s of [...services].reverse()) await s.shutdown().catch(() => undefined);
+    for (const s of [...services].reverse()) await s.process.stop(15_000);
     await Promise.all([nats.stop(), pg.stop(), mqtt.stop()]);
+    removeDir(logs);
   };
   try {
     await runMigrations(pg.url);
@@ -47,26 +69,47 @@ export async function startPipeline(devices: DeviceRecord[]): Promise<Pipeline> 
     await putDeviceRecords(nc, DEVICE_REGISTRY_BUCKET, devices);
     await nc.close();
     const base = {
+      ...process.env,
       NATS_URL: nats.url,
-      LOG_LEVEL: process.env.E2E_LOG_LEVEL ?? 'silent',
+      LOG_LEVEL: process.env.E2E_LOG_LEVEL ?? 'warn',
       SHUTDOWN_GRACE_MS: '10000',
     };
-    for (const [def, extra] of [
-      [tsdbWriter, { DATABASE_URL: pg.url }],
-      [normalizer, {}],
-      [demux, {}],
-      [mqttBridge, { MQTT_URL: mqtt.url, MQTT_CLIENT_ID: 'e2e-bridge', MQTT_CONNECTIONS: '2' }],
-    ] as const)
-      services.push(
-        await startService(def as never, { ...base, ...extra, HTTP_PORT: String(await freePort()) }),
-      );
+    for (const [name, extra] of [
+      ['tsdb-writer', { DATABASE_URL: pg.url }],
+      ['normalizer', {}],
+      ['demux', {}],
+      ['mqtt-bridge', { MQTT_URL: mqtt.url, MQTT_CLIENT_ID: 'e2e-bridge', MQTT_CONNECTIONS: '2' }],
+    ] as const) {
+      const port = await freePort();
+      const process = spawnManaged({
+        name,
+        cmd: global.process.execPath,
+        args: [join(ROOT, 'dist', 'apps', name, 'src', 'main.js')],
+        logFile: join(logs, `${name}.log`),
+        env: { ...base, ...extra, HTTP_PORT: String(port) },
+        cwd: ROOT,
+      });
+      services.push({ name, url: `http://127.0.0.1:${port}`, process });
+    }
     for (const s of services)
-      await waitFor(`${s.runtime.name} to be ready`, async () => (await fetch(`${s.url}/readyz`)).ok, 30_000);
+      await waitFor(
+        `${s.name} to be ready`,
+        async () => (await fetch(`${s.url}/readyz`)).ok,
+        60_000,
+        s.process.logFile,
+      );
   } catch (e) {
     await stop();
     throw e;
   }
-  return { nats, pg, mqtt, services, stop };
+  return {
+    nats,
+    pg,
+    mqtt,
+    services,
+    service: (name) => services.find((s) => s.name === name)!,
+    stop,
+  };
 }
 
 /** Where messages are: stream sizes and consumer positions, for a failing test's message. */
