@@ -13,6 +13,8 @@ export const config: ServiceDefinition<Record<string, never>> = {
   description: 'Versioned hierarchical configuration, feature flags, audit and rollback; the DLQ admin API.',
   env: {},
   consumes: false,
+  // The control plane (and, with issue #4, the DLQ admin API) reports the DLQ's size.
+  reportsDlq: true,
   module: () => ConfigModule,
 };
 

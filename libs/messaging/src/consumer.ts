@@ -2,6 +2,7 @@ import {
   jetstreamManager,
   type ConsumerMessages,
   type JetStreamClient,
+  type JetStreamManager,
   type JsMsg,
 } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -336,12 +337,17 @@ export class ConsumerRunner<T> {
         { consumer: contract.durable, stream: contract.stream },
         info.num_pending + info.num_ack_pending,
       );
-      const dlq = await jsm.streams.info(Streams.DLQ_V1.name);
-      metrics.dlqSize.set({ stream: Streams.DLQ_V1.name }, dlq.state.messages);
+      await reportDlqSize(jsm, metrics);
     } catch {
       /* monitoring must never hurt the work; the next tick tries again */
     }
   }
+}
+
+/** Sets `iot_dlq_size` from the dead-letter stream's message count. */
+export async function reportDlqSize(jsm: JetStreamManager, metrics: IotMetrics): Promise<void> {
+  const dlq = await jsm.streams.info(Streams.DLQ_V1.name);
+  metrics.dlqSize.set({ stream: Streams.DLQ_V1.name }, dlq.state.messages);
 }
 
 export function metaOf(m: JsMsg): MessageMeta {

@@ -7,6 +7,8 @@ import {
   connectNats,
   ensureAllStreams,
   jetstream,
+  jetstreamManager,
+  reportDlqSize,
   JetStreamPublisher,
   JetStreamServer,
   SettlementPassThroughFilter,
@@ -29,6 +31,8 @@ export interface ServiceDefinition<S extends EnvSpec> {
   ) => Type<unknown> | Promise<Type<unknown>>;
   /** Whether the module has `@EventPattern` handlers to attach as JetStream consumers. */
   consumes: boolean;
+  /** Reports `iot_dlq_size` every few seconds (the control plane does; workers do with their lag). */
+  reportsDlq?: boolean;
   /** Extra work at shutdown, after consumers stopped and before NATS drains. */
   onShutdown?: () => Promise<void>;
 }
@@ -62,6 +66,8 @@ export async function startService<S extends EnvSpec>(
   const logger = createLogger(def.name, env.LOG_LEVEL);
   await startTracing(def.name, env.OTEL_EXPORTER_OTLP_ENDPOINT);
   const metrics = new IotMetrics(def.name);
+  // Each service's own stage series exist from the start (at zero until it does work).
+  metrics.initStage(def.name);
   const nc = await connectNats({ servers: natsServers(env.NATS_URL), name: def.name, logger });
   await ensureAllStreams(nc, { replicas: env.NATS_STREAM_REPLICAS });
   const js = jetstream(nc);
@@ -88,6 +94,15 @@ export async function startService<S extends EnvSpec>(
   );
   SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'openapi.json' });
 
+  let dlqTimer: NodeJS.Timeout | undefined;
+  if (def.reportsDlq) {
+    const jsm = await jetstreamManager(nc);
+    const report = () => reportDlqSize(jsm, metrics).catch(() => undefined);
+    void report();
+    dlqTimer = setInterval(report, 5_000);
+    dlqTimer.unref();
+  }
+
   let transport: JetStreamServer | undefined;
   if (def.consumes) {
     transport = new JetStreamServer({ nc, js, publisher, logger, metrics });
@@ -104,6 +119,7 @@ export async function startService<S extends EnvSpec>(
   const shutdown = () =>
     (shuttingDown ??= (async () => {
       logger.info('shutting down: draining consumers');
+      clearInterval(dlqTimer);
       await transport?.close();
       await def.onShutdown?.();
       await app.close();

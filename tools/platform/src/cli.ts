@@ -256,10 +256,15 @@ async function test(): Promise<number> {
   mkdirSync(STATE, { recursive: true });
   const bin = (name: string, ...rest: string[]) => join(ROOT, 'node_modules', ...rest, name);
   // The module-boundaries rule reads Nx's project graph: compute it first (a clean clone has none).
-  step('project graph (nx show projects)', process.execPath, [bin('nx.js', 'nx', 'dist', 'bin'), 'show', 'projects'], {
-    NX_DAEMON: 'false',
-    NX_NO_CLOUD: 'true',
-  });
+  step(
+    'project graph (nx show projects)',
+    process.execPath,
+    [bin('nx.js', 'nx', 'dist', 'bin'), 'show', 'projects'],
+    {
+      NX_DAEMON: 'false',
+      NX_NO_CLOUD: 'true',
+    },
+  );
   const lint = step('lint (ESLint with Nx module boundaries)', process.execPath, [
     bin('eslint.js', 'eslint', 'bin'),
     '--max-warnings=0',

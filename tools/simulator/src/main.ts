@@ -68,6 +68,7 @@ const report = setInterval(
 );
 const stop = () => {
   clearInterval(report);
+  process.stdout.write(`${new Date().toISOString()} final sent=${sent} acked=${acked}\n`);
   Promise.all(clients.map((c) => c.endAsync())).finally(() => process.exit(0));
 };
 process.once('SIGTERM', stop);
