@@ -47,45 +47,24 @@ describe('test servers', () => {
       const pki = mq.pki!;
       const dev = pki.issueClient('demo-0001');
       const port = new URL(mq.mqttsUrl!).port;
-      const sub = spawn('mosquitto_sub', [
-        '-p',
-        port,
+      const asDevice = [
         '-h',
         '127.0.0.1',
+        '-p',
+        port,
         '--cafile',
         pki.caCert,
         '--cert',
         dev.cert,
         '--key',
         dev.key,
-        '-t',
-        'devices/demo-0001/telemetry',
-        '-C',
-        '1',
-        '-W',
-        '10',
-      ]);
+      ];
+      const topic = ['-t', 'devices/demo-0001/telemetry'];
+      const sub = spawn('mosquitto_sub', [...asDevice, ...topic, '-C', '1', '-W', '10']);
       let out = '';
       sub.stdout.on('data', (d) => (out += d));
       await new Promise((r) => setTimeout(r, 500));
-      execFileSync('mosquitto_pub', [
-        '-p',
-        port,
-        '-h',
-        '127.0.0.1',
-        '--cafile',
-        pki.caCert,
-        '--cert',
-        dev.cert,
-        '--key',
-        dev.key,
-        '-t',
-        'devices/demo-0001/telemetry',
-        '-q',
-        '1',
-        '-m',
-        '{"hello":1}',
-      ]);
+      execFileSync('mosquitto_pub', [...asDevice, ...topic, '-q', '1', '-m', '{"hello":1}']);
       await new Promise((r) => sub.once('exit', r));
       expect(out.trim()).toBe('{"hello":1}');
       // Without a client certificate the TLS listener refuses the connection.

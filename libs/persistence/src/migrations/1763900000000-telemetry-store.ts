@@ -1,5 +1,17 @@
 import type { MigrationInterface, QueryRunner } from 'typeorm';
 
+/** The columns every reader relies on; the same on TimescaleDB and on plain PostgreSQL. */
+const TELEMETRY_COLUMNS = `
+  tenant_id   text             NOT NULL,
+  device_id   text             NOT NULL,
+  metric      text             NOT NULL,
+  ts          timestamptz      NOT NULL,  -- event time from the device
+  value       double precision NOT NULL,
+  unit        text             NOT NULL,  -- canonical UCUM unit
+  quality     text             NOT NULL,  -- good | clamped | out-of-range | skewed
+  received_at timestamptz      NOT NULL,  -- ingest time at the bridge
+  PRIMARY KEY (tenant_id, device_id, metric, ts)`;
+
 /**
  * The telemetry store: `telemetry` (raw points) and `telemetry_5m` (5-minute rollup).
  * On TimescaleDB: a hypertable with compression, a continuous aggregate and retention.
@@ -31,17 +43,7 @@ export class TelemetryStore1763900000000 implements MigrationInterface {
     if (available) {
       await q.query(`CREATE EXTENSION IF NOT EXISTS timescaledb`);
       await q.query(`
-        CREATE TABLE telemetry (
-          tenant_id   text             NOT NULL,
-          device_id   text             NOT NULL,
-          metric      text             NOT NULL,
-          ts          timestamptz      NOT NULL,  -- event time from the device
-          value       double precision NOT NULL,
-          unit        text             NOT NULL,  -- canonical UCUM unit
-          quality     text             NOT NULL,  -- good | clamped | out-of-range | skewed
-          received_at timestamptz      NOT NULL,  -- ingest time at the bridge
-          PRIMARY KEY (tenant_id, device_id, metric, ts)
-        )`);
+        CREATE TABLE telemetry (${TELEMETRY_COLUMNS})`);
       await q.query(`SELECT create_hypertable('telemetry', 'ts', chunk_time_interval => interval '1 day')`);
       await q.query(
         `ALTER TABLE telemetry SET (timescaledb.compress, timescaledb.compress_segmentby = 'tenant_id, device_id, metric')`,
@@ -60,17 +62,7 @@ export class TelemetryStore1763900000000 implements MigrationInterface {
     }
 
     await q.query(`
-      CREATE TABLE telemetry (
-        tenant_id   text             NOT NULL,
-        device_id   text             NOT NULL,
-        metric      text             NOT NULL,
-        ts          timestamptz      NOT NULL,  -- event time from the device
-        value       double precision NOT NULL,
-        unit        text             NOT NULL,  -- canonical UCUM unit
-        quality     text             NOT NULL,  -- good | clamped | out-of-range | skewed
-        received_at timestamptz      NOT NULL,  -- ingest time at the bridge
-        PRIMARY KEY (tenant_id, device_id, metric, ts)
-      ) PARTITION BY RANGE (ts)`);
+      CREATE TABLE telemetry (${TELEMETRY_COLUMNS}) PARTITION BY RANGE (ts)`);
     // Catches rows outside every daily partition (old backfills, far-future clocks) so no write fails.
     await q.query(`CREATE TABLE telemetry_default PARTITION OF telemetry DEFAULT`);
     await q.query(`
