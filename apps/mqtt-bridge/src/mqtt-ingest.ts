@@ -17,7 +17,8 @@ import { ENV, LOGGER, METRICS, NATS, PUBLISHER, READINESS, type Readiness } from
 import type { bridgeEnv } from './env';
 import type { CleanedEnv } from 'envalid';
 
-type BridgeEnv = CleanedEnv<typeof bridgeEnv>;
+// NATS_STREAM_REPLICAS is one of the runtime's common variables (service-runtime).
+type BridgeEnv = CleanedEnv<typeof bridgeEnv> & { NATS_STREAM_REPLICAS: number };
 const STAGE = 'mqtt-bridge';
 
 /**
@@ -48,6 +49,7 @@ export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown
       DEVICE_REGISTRY_BUCKET,
       (v) => (Validators.deviceRecord.assert(v), v),
       this.logger,
+      this.env.NATS_STREAM_REPLICAS,
     );
     await this.devices.start();
     this.logger.info({ devices: this.devices.size }, 'device registry loaded');
