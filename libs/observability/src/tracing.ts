@@ -1,5 +1,6 @@
 import { context, propagation, trace, type TextMapGetter, type TextMapSetter } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { randomBytes } from 'node:crypto';
 
 /** A header carrier: NATS `MsgHdrs` satisfy it, as does a plain map. */
@@ -19,9 +20,16 @@ propagation.setGlobalPropagator(new W3CTraceContextPropagator());
 
 let sdkShutdown: (() => Promise<void>) | undefined;
 
-/** Starts the OpenTelemetry NodeSDK with the OTLP exporter when an endpoint is configured. */
+/**
+ * Starts the OpenTelemetry NodeSDK with the OTLP exporter when an endpoint is configured.
+ * Without one, only a context manager is installed: incoming trace context still becomes
+ * active around handlers, so log lines carry the device's trace id and publishes pass it on.
+ */
 export async function startTracing(service: string, endpoint: string | undefined): Promise<void> {
-  if (!endpoint) return;
+  if (!endpoint) {
+    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+    return;
+  }
   const { NodeSDK } = await import('@opentelemetry/sdk-node');
   const { OTLPTraceExporter } = await import('@opentelemetry/exporter-trace-otlp-http');
   const sdk = new NodeSDK({ serviceName: service, traceExporter: new OTLPTraceExporter({ url: endpoint }) });

@@ -38,6 +38,7 @@ export function containerProcess(name: string, c: StartedTestContainer): Managed
     logFile: `docker logs ${c.getId()}`,
     pid: undefined,
     running: () => running,
+    exited: async () => null,
     signal(sig) {
       if (sig === 'SIGKILL' || sig === 'SIGTERM')
         void c.stop({ timeout: sig === 'SIGKILL' ? 0 : 10_000, remove: false }).then(() => (running = false));

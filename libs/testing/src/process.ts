@@ -78,6 +78,8 @@ export interface ManagedProcess {
   readonly logFile: string;
   readonly pid: number | undefined;
   running(): boolean;
+  /** Resolves with the exit code (null when killed by a signal) once the process has exited. */
+  exited(): Promise<number | null>;
   /** Sends a signal (SIGKILL, SIGSTOP, SIGCONT ...) for fault injection. */
   signal(sig: NodeJS.Signals): void;
   /** Stops gracefully (SIGTERM, then SIGKILL after the timeout). */
@@ -99,14 +101,14 @@ export interface SpawnOptions {
 
 export function spawnManaged(o: SpawnOptions): ManagedProcess {
   let child: ChildProcess | undefined;
-  let exited: Promise<void> = Promise.resolve();
+  let exited: Promise<number | null> = Promise.resolve(null);
   const start = () => {
     const fd = openSync(o.logFile, 'a');
     const [cmd, args] = o.user ? ['runuser', ['-u', o.user, '--', o.cmd, ...o.args]] : [o.cmd, o.args];
     child = spawn(cmd, args, { stdio: ['ignore', fd, fd], env: o.env ?? process.env, cwd: o.cwd });
     live.add(child);
     const c = child;
-    exited = new Promise((resolve) => c.once('exit', () => (live.delete(c), resolve())));
+    exited = new Promise((resolve) => c.once('exit', (code) => (live.delete(c), resolve(code))));
   };
   start();
   return {
@@ -116,6 +118,7 @@ export function spawnManaged(o: SpawnOptions): ManagedProcess {
       return child?.pid;
     },
     running: () => !!child && child.exitCode === null && child.signalCode === null,
+    exited: () => exited,
     signal: (sig) => void child?.kill(sig),
     async stop(timeoutMs = 10_000) {
       if (!child || child.exitCode !== null || child.signalCode !== null) return;

@@ -19,7 +19,7 @@ import {
   type PostgresHandle,
 } from '@iot/testing';
 
-const ROOT = resolve(__dirname, '..', '..', '..');
+export const ROOT = resolve(__dirname, '..', '..', '..');
 
 export interface PipelineService {
   name: string;
@@ -39,7 +39,7 @@ export interface Pipeline {
 let built = false;
 
 /** Builds dist/ once per test process, so the services run as they are deployed. */
-function buildOnce(): void {
+export function buildOnce(): void {
   if (built) return;
   execFileSync(process.execPath, [join(ROOT, 'tools', 'build', 'build.mjs')], { stdio: 'inherit' });
   built = true;
