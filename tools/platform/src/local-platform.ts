@@ -188,9 +188,8 @@ export class LocalPlatform {
         'scrape_configs:',
         "  - job_name: 'iot-services'",
         `    static_configs: [{ targets: [${targets}] }]`,
-        "  - job_name: 'nats'",
-        `    metrics_path: /varz`,
-        `    static_configs: [{ targets: ['${new URL(this.nats!.monitorUrl).host}'] }]`,
+        // nats-server's own monitoring (/varz, /jsz) is JSON; scraping it needs
+        // prometheus-nats-exporter, which compose and k8s run and Debian does not package.
       ].join('\n'),
     );
     this.prometheus = spawnManaged({
