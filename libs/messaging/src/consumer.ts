@@ -130,6 +130,9 @@ export class ConsumerRunner<T> {
         const messages = await consumer.consume({
           max_messages: this.batchSize * 2,
           callback: (m) => this.enqueue(m),
+          // A deleted consumer ends this consume at once (rather than after two missed
+          // heartbeats, ~30 s); the loop below recreates it and consumes again.
+          abort_on_missing_resource: true,
         });
         this.messages = messages;
         this.attached = true;
@@ -143,7 +146,8 @@ export class ConsumerRunner<T> {
         this.attached = false;
         this.o.metrics.workerErrors.inc({ stage: contract.stage, kind: 'connection' });
         logger.warn({ err: String(e), consumer: contract.durable }, 'consume failed; will retry');
-        await new Promise((r) => setTimeout(r, Math.min(5_000, 250 * 2 ** Math.min(failures, 5))));
+        await new Promise((r) => setTimeout(r, Math.min(5_000, 100 * 2 ** Math.min(failures - 1, 6))));
+        // The consumer may have been deleted (by an operator, or lost with a stream): recreate it.
         await this.recreate();
       }
     }

@@ -17,6 +17,11 @@ export interface PublisherOptions {
   retryForMs?: number;
   /** Per-attempt timeout waiting for the stream's ack. */
   timeoutMs?: number;
+  /**
+   * The ack window: publishes awaiting their ack at once. Callers publish concurrently
+   * (a batch at a time) instead of one round trip each; past the window they wait.
+   */
+  maxInFlight?: number;
 }
 
 const encoder = new TextEncoder();
@@ -30,6 +35,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export class JetStreamPublisher {
   private readonly retryForMs: number;
   private readonly timeoutMs: number;
+  private readonly maxInFlight: number;
+  private inFlightCount = 0;
+  private readonly waiting: Array<() => void> = [];
 
   constructor(
     private readonly js: JetStreamClient,
@@ -38,6 +46,27 @@ export class JetStreamPublisher {
   ) {
     this.retryForMs = opts.retryForMs ?? 30_000;
     this.timeoutMs = opts.timeoutMs ?? 5_000;
+    this.maxInFlight = opts.maxInFlight ?? 1_024;
+  }
+
+  /** Publishes awaiting their ack right now. */
+  get inFlight(): number {
+    return this.inFlightCount;
+  }
+
+  private async acquire(): Promise<void> {
+    if (this.inFlightCount < this.maxInFlight) {
+      this.inFlightCount++;
+      return;
+    }
+    // The slot is handed over by release(), so the count never exceeds the window.
+    await new Promise<void>((resolve) => this.waiting.push(resolve));
+  }
+
+  private release(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.inFlightCount--;
   }
 
   async publish(subject: string, data: Uint8Array | string, opts: PublishOptions): Promise<PubAck> {
@@ -46,25 +75,30 @@ export class JetStreamPublisher {
     injectTraceContext(hdrs, opts.traceparent);
     const payload = typeof data === 'string' ? encoder.encode(data) : data;
     const deadline = Date.now() + this.retryForMs;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await this.js.publish(subject, payload, {
-          msgID: opts.msgId,
-          headers: hdrs,
-          timeout: this.timeoutMs,
-        });
-      } catch (e) {
-        if (Date.now() >= deadline || !isTransient(e))
-          throw new RetryableError(
-            `publish to ${subject} failed after ${attempt} attempt(s): ${String(e)}`,
-            e,
+    await this.acquire();
+    try {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await this.js.publish(subject, payload, {
+            msgID: opts.msgId,
+            headers: hdrs,
+            timeout: this.timeoutMs,
+          });
+        } catch (e) {
+          if (Date.now() >= deadline || !isTransient(e))
+            throw new RetryableError(
+              `publish to ${subject} failed after ${attempt} attempt(s): ${String(e)}`,
+              e,
+            );
+          this.logger.debug(
+            { subject, attempt, err: String(e) },
+            'publish failed, retrying with the same msg id',
           );
-        this.logger.debug(
-          { subject, attempt, err: String(e) },
-          'publish failed, retrying with the same msg id',
-        );
-        await sleep(Math.min(2_000, 100 * 2 ** Math.min(attempt, 5)));
+          await sleep(Math.min(2_000, 100 * 2 ** Math.min(attempt, 5)));
+        }
       }
+    } finally {
+      this.release();
     }
   }
 

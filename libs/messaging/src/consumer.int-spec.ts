@@ -1,0 +1,164 @@
+import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
+import { Consumers, Headers, type ConsumerContract } from '@iot/contracts';
+import { createLogger, IotMetrics } from '@iot/observability';
+import { startNats, waitFor, type NatsHandle } from '@iot/testing';
+import { connectNats, type NatsConnection } from './connection';
+import { ConsumerRunner, type MessageMeta } from './consumer';
+import { PermanentError, RetryableError } from './errors';
+import { ensureAllStreams } from './provisioning';
+import { JetStreamPublisher } from './publisher';
+
+describe('ConsumerRunner settlement (real nats-server)', () => {
+  let nats: NatsHandle;
+  let nc: NatsConnection;
+  let js: JetStreamClient;
+  let publisher: JetStreamPublisher;
+  const logger = createLogger('test', 'silent');
+
+  beforeAll(async () => {
+    nats = await startNats();
+    nc = await connectNats({ servers: nats.urls, name: 'consumer-test', logger });
+    await ensureAllStreams(nc, { replicas: 1 });
+    js = jetstream(nc);
+    publisher = new JetStreamPublisher(js, logger);
+  });
+  afterAll(async () => {
+    await nc?.close();
+    await nats?.stop();
+  });
+
+  // Each test uses its own tenant and a consumer filtered to it, so tests do not share messages.
+  function newTestService(
+    tenant: string,
+    handler: (payload: Uint8Array, meta: MessageMeta) => Promise<void>,
+    maxDeliver = 3,
+  ) {
+    const contract: ConsumerContract = {
+      ...Consumers.demux,
+      durable: `test-${tenant}`,
+      stage: 'demux',
+      filterSubjects: [`iot.raw.v1.${tenant}.>`],
+      maxDeliver,
+      ackWaitMs: 5_000,
+    };
+    const metrics = new IotMetrics('test');
+    const sut = new ConsumerRunner<Uint8Array>({
+      nc,
+      js,
+      contract,
+      decoder: 'bytes',
+      handler: { kind: 'message', fn: handler },
+      publisher,
+      logger,
+      metrics,
+      batchSize: 16,
+    });
+    return { sut, contract, metrics };
+  }
+
+  async function dlqMessages(tenant: string) {
+    const jsm = await jetstreamManager(nc);
+    const info = await jsm.streams.info('DLQ_V1', { subjects_filter: `iot.dlq.v1.demux.${tenant}` });
+    const out: Array<{ reason: string; detail: string; original: string; data: string; device: string }> = [];
+    for (let seq = info.state.first_seq; seq <= info.state.last_seq && seq > 0; seq++) {
+      const m = await jsm.streams.getMessage('DLQ_V1', { seq }).catch(() => null);
+      if (!m || m.subject !== `iot.dlq.v1.demux.${tenant}`) continue;
+      out.push({
+        reason: m.header.get(Headers.dlqReason),
+        detail: m.header.get(Headers.dlqDetail),
+        original: m.header.get(Headers.originalSubject),
+        data: new TextDecoder().decode(m.data),
+        device: m.header.get(Headers.device),
+      });
+    }
+    return out;
+  }
+
+  it('acks what the handler returns for, and sees each message once', async () => {
+    const seen: string[] = [];
+    const { sut } = newTestService('ok', async (p) => void seen.push(new TextDecoder().decode(p)));
+    await sut.start();
+    for (let i = 0; i < 20; i++) await publisher.publish('iot.raw.v1.ok.d1', `m${i}`, { msgId: `ok-${i}` });
+    await waitFor('20 messages', () => seen.length >= 20, 10_000);
+    await sut.stop();
+    expect(seen.sort()).toEqual(Array.from({ length: 20 }, (_, i) => `m${i}`).sort());
+    const info = await (await jetstreamManager(nc)).consumers.info('TELEMETRY_RAW_V1', 'test-ok');
+    expect(info.num_ack_pending + info.num_pending).toBe(0);
+  });
+
+  it('retries a retryable failure with backoff until it passes', async () => {
+    const deliveries: number[] = [];
+    const { sut } = newTestService('retry', async (_p, meta) => {
+      deliveries.push(meta.deliveryCount);
+      if (meta.deliveryCount < 2) throw new RetryableError('database is down');
+    });
+    await sut.start();
+    await publisher.publish('iot.raw.v1.retry.d1', 'x', { msgId: 'retry-1' });
+    await waitFor('second delivery', () => deliveries.length >= 2, 10_000);
+    await sut.stop();
+    expect(deliveries).toEqual([1, 2]);
+    expect(await dlqMessages('retry')).toEqual([]);
+  });
+
+  it('dead-letters a permanent failure at once, with reason, original subject, headers and payload', async () => {
+    let calls = 0;
+    const { sut } = newTestService('perm', async () => {
+      calls++;
+      throw new PermanentError('unknown-device', 'device d9 is not registered');
+    });
+    await sut.start();
+    await publisher.publish('iot.raw.v1.perm.d9', 'payload-bytes', {
+      msgId: 'perm-1',
+      headers: { [Headers.device]: 'd9' },
+    });
+    await waitFor('a DLQ message', async () => (await dlqMessages('perm')).length === 1, 10_000);
+    await sut.stop();
+    expect(calls).toBe(1);
+    expect(await dlqMessages('perm')).toEqual([
+      {
+        reason: 'unknown-device',
+        detail: 'device d9 is not registered',
+        original: 'iot.raw.v1.perm.d9',
+        data: 'payload-bytes',
+        device: 'd9',
+      },
+    ]);
+  });
+
+  it('dead-letters a message that keeps failing on its last delivery', async () => {
+    const { sut } = newTestService(
+      'poison',
+      async () => {
+        throw new Error('surprise');
+      },
+      2,
+    );
+    await sut.start();
+    await publisher.publish('iot.raw.v1.poison.d1', 'p', { msgId: 'poison-1' });
+    await waitFor('a DLQ message', async () => (await dlqMessages('poison')).length === 1, 15_000);
+    await sut.stop();
+    const [dlq] = await dlqMessages('poison');
+    expect(dlq!.reason).toBe('max-deliveries');
+    expect(dlq!.detail).toBe('gave up after 2 deliveries: surprise');
+  });
+
+  it('recreates its durable consumer when it is deleted, and goes on', async () => {
+    const seen: string[] = [];
+    const { sut } = newTestService('recreate', async (p) => void seen.push(new TextDecoder().decode(p)));
+    await sut.start();
+    await publisher.publish('iot.raw.v1.recreate.d1', 'before', { msgId: 'rc-1' });
+    await waitFor('first message', () => seen.length === 1, 10_000);
+    await (await jetstreamManager(nc)).consumers.delete('TELEMETRY_RAW_V1', 'test-recreate');
+    await waitFor(
+      'the consumer to exist again',
+      async () => {
+        await (await jetstreamManager(nc)).consumers.info('TELEMETRY_RAW_V1', 'test-recreate');
+        return true;
+      },
+      30_000,
+    );
+    await publisher.publish('iot.raw.v1.recreate.d1', 'after', { msgId: 'rc-2' });
+    await waitFor('the message after the deletion', () => seen.includes('after'), 30_000);
+    await sut.stop();
+  });
+});

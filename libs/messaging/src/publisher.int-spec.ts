@@ -1,0 +1,45 @@
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { createLogger } from '@iot/observability';
+import { startNats, type NatsHandle } from '@iot/testing';
+import { connectNats, type NatsConnection } from './connection';
+import { ensureAllStreams } from './provisioning';
+import { JetStreamPublisher } from './publisher';
+
+describe('JetStreamPublisher (real nats-server)', () => {
+  let nats: NatsHandle;
+  let nc: NatsConnection;
+  const logger = createLogger('test', 'silent');
+
+  beforeAll(async () => {
+    nats = await startNats();
+    nc = await connectNats({ servers: nats.urls, name: 'publisher-test', logger });
+    await ensureAllStreams(nc, { replicas: 1 });
+  });
+  afterAll(async () => {
+    await nc?.close();
+    await nats?.stop();
+  });
+
+  it('keeps at most the window of publishes awaiting acks, and every one is stored', async () => {
+    const sut = new JetStreamPublisher(jetstream(nc), logger, { maxInFlight: 8 });
+    let maxSeen = 0;
+    const all = Array.from({ length: 500 }, (_, i) => {
+      const p = sut.publish('iot.raw.v1.t1.d1', `{"n":${i}}`, { msgId: `window-${i}` });
+      maxSeen = Math.max(maxSeen, sut.inFlight);
+      return p;
+    });
+    const acks = await Promise.all(all);
+    expect(maxSeen).toBe(8);
+    expect(sut.inFlight).toBe(0);
+    expect(new Set(acks.map((a) => a.seq)).size).toBe(500);
+    expect((await (await jetstreamManager(nc)).streams.info('TELEMETRY_RAW_V1')).state.messages).toBe(500);
+  });
+
+  it('stores a message published twice with the same id once', async () => {
+    const sut = new JetStreamPublisher(jetstream(nc), logger);
+    const first = await sut.publish('iot.raw.v1.t1.d2', 'x', { msgId: 'same-id' });
+    const second = await sut.publish('iot.raw.v1.t1.d2', 'x', { msgId: 'same-id' });
+    expect(second.duplicate).toBe(true);
+    expect(second.seq).toBe(first.seq);
+  });
+});
