@@ -1,9 +1,23 @@
-import { Controller, Inject } from '@nestjs/common';
+import { Controller, Inject, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import { Ctx, EventPattern, Payload } from '@nestjs/microservices';
-import { Consumers, Headers, Subjects } from '@iot/contracts';
+import {
+  Consumers,
+  DEVICE_REGISTRY_BUCKET,
+  Headers,
+  Subjects,
+  Validators,
+  type DeviceRecord,
+} from '@iot/contracts';
 import { decodeRaw } from '@iot/demux-domain';
-import type { JetStreamPatternExtras, JetStreamPublisher, MessageMeta } from '@iot/messaging';
-import { ENV, PUBLISHER } from '@iot/service-runtime';
+import {
+  KvView,
+  type JetStreamPatternExtras,
+  type JetStreamPublisher,
+  type MessageMeta,
+  type NatsConnection,
+} from '@iot/messaging';
+import type { Logger } from '@iot/observability';
+import { ENV, LOGGER, NATS, PUBLISHER, READINESS, type Readiness } from '@iot/service-runtime';
 import type { CleanedEnv } from 'envalid';
 import type { demuxEnv } from './env';
 
@@ -13,17 +27,43 @@ const extras: JetStreamPatternExtras<Uint8Array> = {
   batchSize: 256,
 };
 
-/** Raw device message in, decoded readings out; an invalid message goes to the DLQ with why. */
+/**
+ * Raw device message in, decoded readings out (one message per device and time); an invalid
+ * message goes to the DLQ with why, and so does a gateway's reading for an unknown child.
+ */
 @Controller()
-export class DemuxController {
+export class DemuxController implements OnModuleInit, OnModuleDestroy {
+  private readonly devices: KvView<DeviceRecord>;
+
   constructor(
     @Inject(PUBLISHER) private readonly publisher: JetStreamPublisher,
-    @Inject(ENV) private readonly env: CleanedEnv<typeof demuxEnv>,
-  ) {}
+    @Inject(ENV) private readonly env: CleanedEnv<typeof demuxEnv> & { NATS_STREAM_REPLICAS: number },
+    @Inject(NATS) nc: NatsConnection,
+    @Inject(LOGGER) logger: Logger,
+    @Inject(READINESS) readiness: Readiness,
+  ) {
+    // Gateways and SenML packs name child devices: they must be registered in the same tenant.
+    this.devices = new KvView(
+      nc,
+      DEVICE_REGISTRY_BUCKET,
+      (v) => (Validators.deviceRecord.assert(v), v),
+      logger,
+      env.NATS_STREAM_REPLICAS,
+    );
+    readiness.add('device-registry', () => this.devices.ready);
+  }
+
+  async onModuleInit(): Promise<void> {
+    await this.devices.start();
+  }
+
+  onModuleDestroy(): void {
+    this.devices.stop();
+  }
 
   @EventPattern(Consumers.demux.durable, extras)
   async onRaw(@Payload() bytes: Uint8Array, @Ctx() meta: MessageMeta): Promise<void> {
-    const decoded = decodeRaw(
+    const { outputs, rejected } = decodeRaw(
       bytes,
       {
         tenant: meta.tenant,
@@ -33,15 +73,41 @@ export class DemuxController {
         receivedAt: meta.receivedAt ?? Date.now(),
       },
       { maxFutureSkewMs: this.env.MAX_FUTURE_SKEW_MS, defaultModel: meta.header(Headers.model) ?? 'generic' },
+      this.devices,
     );
-    await this.publisher.publishJson(Subjects.decoded(decoded.tenant, decoded.device), decoded, {
-      msgId: meta.msgId,
-      traceparent: meta.traceparent,
-      headers: {
-        [Headers.tenant]: decoded.tenant,
-        [Headers.device]: decoded.device,
-        [Headers.receivedAt]: String(decoded.receivedAt),
-      },
-    });
+    await Promise.all(
+      outputs.map(({ msgId, telemetry }) =>
+        this.publisher.publishJson(Subjects.decoded(telemetry.tenant, telemetry.device), telemetry, {
+          msgId,
+          traceparent: meta.traceparent,
+          headers: {
+            [Headers.tenant]: telemetry.tenant,
+            [Headers.device]: telemetry.device,
+            [Headers.receivedAt]: String(telemetry.receivedAt),
+          },
+        }),
+      ),
+    );
+    // The accepted part went on; each refused child is kept, with why, for a replay once registered.
+    await Promise.all(
+      rejected.map((r) =>
+        this.publisher.publishToDlq({
+          stage: Consumers.demux.stage,
+          tenant: meta.tenant,
+          originalSubject: meta.subject,
+          data: bytes,
+          originalHeaders: {
+            [Headers.tenant]: meta.tenant,
+            [Headers.device]: meta.device,
+            [Headers.sourceTopic]: meta.header(Headers.sourceTopic) ?? '',
+            [Headers.receivedAt]: String(meta.receivedAt ?? ''),
+            [Headers.traceparent]: meta.traceparent ?? '',
+          },
+          reason: r.reason,
+          detail: r.detail,
+          msgId: `${meta.msgId}:rejected:${r.device}`,
+        }),
+      ),
+    );
   }
 }

@@ -49,6 +49,48 @@ export const CanonicalTelemetrySchema = Type.Object(
 );
 export type CanonicalTelemetry = Static<typeof CanonicalTelemetrySchema>;
 
+/** One element of a gateway batch: a child device's readings, on the gateway's topic. */
+export const GatewayBatchSchema = Type.Array(
+  Type.Object(
+    {
+      device_id: Id,
+      message_id: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+      ts: Type.Union([Type.String({ format: 'date-time' }), Type.Integer({ minimum: 0, maximum: 1e14 })]),
+      readings: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }), Reading, {
+        minProperties: 1,
+      }),
+    },
+    { additionalProperties: true },
+  ),
+  { minItems: 1, maxItems: 1000 },
+);
+export type GatewayBatch = Static<typeof GatewayBatchSchema>;
+
+/** An RFC 8428 SenML JSON pack: base fields apply to the records that follow them. */
+export const SenmlPackSchema = Type.Array(
+  Type.Object(
+    {
+      bn: Type.Optional(Type.String({ maxLength: 256 })),
+      bt: Type.Optional(Finite()),
+      bu: Type.Optional(Type.String({ maxLength: 32 })),
+      bv: Type.Optional(Finite()),
+      bver: Type.Optional(Type.Integer()),
+      n: Type.Optional(Type.String({ maxLength: 256 })),
+      u: Type.Optional(Type.String({ maxLength: 32 })),
+      v: Type.Optional(Finite()),
+      vs: Type.Optional(Type.String()),
+      vb: Type.Optional(Type.Boolean()),
+      vd: Type.Optional(Type.String()),
+      s: Type.Optional(Finite()),
+      t: Type.Optional(Finite()),
+      ut: Type.Optional(Finite()),
+    },
+    { additionalProperties: true },
+  ),
+  { minItems: 1, maxItems: 5000 },
+);
+export type SenmlPack = Static<typeof SenmlPackSchema>;
+
 // ---- Pipeline payloads (between services) ----
 
 export const DecodedReadingSchema = Type.Object({
@@ -64,7 +106,12 @@ export const DecodedTelemetrySchema = Type.Object({
   device: Type.String(),
   model: Type.String(),
   messageId: Type.String(),
-  format: Type.Union([Type.Literal('zenthos'), Type.Literal('canonical')]),
+  format: Type.Union([
+    Type.Literal('zenthos'),
+    Type.Literal('canonical'),
+    Type.Literal('senml'),
+    Type.Literal('gateway-batch'),
+  ]),
   /** Event time from the device, epoch ms. */
   ts: Type.Number(),
   /** Ingest time at the bridge, epoch ms. */

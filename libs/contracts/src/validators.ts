@@ -2,11 +2,15 @@ import {
   CanonicalTelemetrySchema,
   DecodedTelemetrySchema,
   DeviceRecordSchema,
+  GatewayBatchSchema,
+  SenmlPackSchema,
   NormalizedTelemetrySchema,
   ZenthosTelemetrySchema,
   type CanonicalTelemetry,
   type DecodedTelemetry,
   type DeviceRecord,
+  type GatewayBatch,
+  type SenmlPack,
   type NormalizedTelemetry,
   type ZenthosTelemetry,
 } from './payloads';
@@ -19,6 +23,8 @@ export interface PayloadValidators {
   decodedTelemetry: CompiledValidator<DecodedTelemetry>;
   normalizedTelemetry: CompiledValidator<NormalizedTelemetry>;
   deviceRecord: CompiledValidator<DeviceRecord>;
+  gatewayBatch: CompiledValidator<GatewayBatch>;
+  senmlPack: CompiledValidator<SenmlPack>;
 }
 
 /** Compiled once at load; hot paths call these, never a schema interpreter. */
@@ -28,4 +34,6 @@ export const Validators: PayloadValidators = {
   decodedTelemetry: compileValidator('iot.decoded.v1', DecodedTelemetrySchema),
   normalizedTelemetry: compileValidator('iot.normalized.v1', NormalizedTelemetrySchema),
   deviceRecord: compileValidator('device record', DeviceRecordSchema),
+  gatewayBatch: compileValidator('gateway batch', GatewayBatchSchema),
+  senmlPack: compileValidator('SenML pack', SenmlPackSchema),
 };

@@ -2,12 +2,18 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { PayloadValidationError } from '@iot/contracts';
-import { decodeRaw, detectFormat, type RawEnvelope } from './decode';
+import { decodeRaw, detectFormat, type DeviceDirectory, type RawEnvelope } from './decode';
 
 const fixture = (name: string) => readFileSync(join(__dirname, 'fixtures', name));
 const enc = (v: unknown) => new TextEncoder().encode(typeof v === 'string' ? v : JSON.stringify(v));
 const opts = { maxFutureSkewMs: 5 * 60_000, defaultModel: 'generic' };
 const now = Date.UTC(2026, 10, 23, 9, 0, 0);
+const registry: Record<string, { tenant: string; model: string; state: string }> = {
+  'demo-0002': { tenant: 'demo', model: 'generic', state: 'active' },
+  'demo-0003': { tenant: 'demo', model: 'soil-probe', state: 'active' },
+  'other-0001': { tenant: 'other', model: 'generic', state: 'active' },
+};
+const directory: DeviceDirectory = { get: (d) => registry[d] };
 const zenthosEnv: RawEnvelope = {
   tenant: 'demo',
   device: 'demo-0001',
@@ -118,11 +124,104 @@ describe('decodeRaw: canonical', () => {
   });
 });
 
+describe('decodeRaw: SenML (RFC 8428)', () => {
+  const env = {
+    ...zenthosEnv,
+    device: 'demo-0002',
+    sourceTopic: 'devices/demo-0002/telemetry',
+    msgId: 'demo-0002:h:abc',
+  };
+  it('resolves base name, base time and base unit into readings per time', () => {
+    const r = decodeRaw(fixture('senml-pack.json'), env, opts, directory);
+    expect(r.rejected).toEqual([]);
+    expect(
+      r.outputs.map((o) => ({
+        msgId: o.msgId,
+        ts: o.telemetry.ts,
+        format: o.telemetry.format,
+        readings: o.telemetry.readings,
+      })),
+    ).toEqual([
+      {
+        msgId: 'demo-0002:h:abc:demo-0002:1763888400000',
+        ts: 1763888400_000,
+        format: 'senml',
+        readings: [
+          { metric: 'temperature', value: 21.7, unit: 'Cel' },
+          { metric: 'humidity', value: 61.0, unit: '%RH' },
+          { metric: 'battery_voltage', value: 3.88, unit: 'V' },
+        ],
+      },
+      {
+        msgId: 'demo-0002:h:abc:demo-0002:1763888460000',
+        ts: 1763888460_000,
+        format: 'senml',
+        readings: [{ metric: 'temperature', value: 21.9, unit: 'Cel' }],
+      },
+    ]);
+  });
+
+  it('adds the base value and takes small times as relative to now', () => {
+    const pack = [{ bn: 'urn:dev:demo-0002:', bv: 100, n: 'level', v: 5, t: -10 }];
+    const [o] = decodeRaw(enc(pack), env, opts, directory).outputs;
+    expect(o!.telemetry.readings).toEqual([{ metric: 'level', value: 105 }]);
+    expect(o!.telemetry.ts).toBe(now - 10_000);
+    expect(o!.msgId).toBe('demo-0002:h:abc');
+  });
+
+  it('refuses a record without a numeric value, naming it', () => {
+    expect(() => decodeRaw(enc([{ n: 'label', vs: 'hello' }]), env, opts, directory)).toThrow(
+      /SenML pack: field \/0 has no numeric value/,
+    );
+  });
+});
+
+describe('decodeRaw: gateway batch', () => {
+  const env = { ...zenthosEnv, device: 'gw-1', sourceTopic: 'devices/gw-1/telemetry', msgId: 'gw-1:h:1' };
+  it("splits a gateway's message into its children's readings, with their models and message ids", () => {
+    const r = decodeRaw(fixture('gateway-batch.json'), env, opts, directory);
+    expect(r.rejected).toEqual([
+      {
+        device: 'demo-0004',
+        reason: 'unknown-device',
+        detail: expect.stringContaining(
+          '"demo-0004" in a gateway-batch message from "gw-1" is not an active device of tenant "demo"',
+        ),
+      },
+    ]);
+    expect(r.outputs).toEqual([
+      {
+        msgId: 'demo-0003:0b6a2f7e-1d3c-4e5f-8a9b-112233445566',
+        telemetry: expect.objectContaining({
+          tenant: 'demo',
+          device: 'demo-0003',
+          model: 'soil-probe',
+          format: 'gateway-batch',
+          ts: 1763888400000,
+          readings: [
+            { metric: 'soil_moisture', value: 38.1 },
+            { metric: 'temperature', value: 20.9 },
+          ],
+        }),
+      },
+    ]);
+  });
+
+  it("never lets a gateway write into another tenant's device", () => {
+    const batch = [{ device_id: 'other-0001', ts: 1, readings: { t: 1 } }];
+    const r = decodeRaw(enc(batch), env, opts, directory);
+    expect(r.outputs).toEqual([]);
+    expect(r.rejected[0]!.device).toBe('other-0001');
+  });
+});
+
 describe('decodeRaw on arbitrary input', () => {
   const outcomeIsValueOrTypedError = (bytes: Uint8Array, topic: string) => {
     try {
-      const d = sutFor({ ...zenthosEnv, sourceTopic: topic })(bytes);
-      return Number.isFinite(d.ts) && d.readings.every((r) => Number.isFinite(r.value));
+      const r = decodeRaw(bytes, { ...zenthosEnv, sourceTopic: topic }, opts, directory);
+      return r.outputs.every(
+        ({ telemetry: d }) => Number.isFinite(d.ts) && d.readings.every((x) => Number.isFinite(x.value)),
+      );
     } catch (e) {
       return e instanceof PayloadValidationError;
     }
@@ -145,6 +244,11 @@ describe('decodeRaw on arbitrary input', () => {
   });
 });
 
+/** Decodes a single-device message and returns its one output's telemetry. */
 function sutFor(env: RawEnvelope) {
-  return (bytes: Uint8Array) => decodeRaw(bytes, env, opts);
+  return (bytes: Uint8Array) => {
+    const r = decodeRaw(bytes, env, opts, directory);
+    expect(r.outputs).toHaveLength(1);
+    return r.outputs[0]!.telemetry;
+  };
 }
