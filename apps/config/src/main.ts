@@ -1,21 +1,30 @@
 import { Module } from '@nestjs/common';
+import { DeadLetterStore } from '@iot/dlq-data-access';
+import { deviceRegistryView, jetstreamManager } from '@iot/messaging';
 import { runService, type ServiceDefinition } from '@iot/service-runtime';
+import { DLQ_STORE, DlqController } from './dlq.controller';
 
 /**
- * Wiring only for now: the service starts, connects to NATS, provisions the streams, and
- * serves /healthz, /readyz, /metrics and /openapi.json. Its domain arrives with its issue.
+ * The control plane. Today: the dead-letter queue API (tenant-scoped list, inspect, replay,
+ * purge). Versioned configuration, feature flags, audit and rollback come with their issue.
  */
-@Module({})
-export class ConfigModule {}
-
 export const config: ServiceDefinition<Record<string, never>> = {
   name: 'config',
-  description: 'Versioned hierarchical configuration, feature flags, audit and rollback; the DLQ admin API.',
+  description:
+    'Control plane: the dead-letter queue API; configuration, feature flags, audit and rollback to come.',
   env: {},
   consumes: false,
-  // The control plane (and, with issue #4, the DLQ admin API) reports the DLQ's size.
+  // The control plane reports the DLQ's size.
   reportsDlq: true,
-  module: () => ConfigModule,
+  module: async (env, runtime) => {
+    const devices = deviceRegistryView(runtime.nc, runtime.logger, env.NATS_STREAM_REPLICAS);
+    await devices.start();
+    runtime.readiness.add('device-registry', () => devices.ready);
+    const store = new DeadLetterStore(await jetstreamManager(runtime.nc), runtime.publisher, devices);
+    @Module({ controllers: [DlqController], providers: [{ provide: DLQ_STORE, useValue: store }] })
+    class ConfigModule {}
+    return ConfigModule;
+  },
 };
 
 if (require.main === module) runService(config);

@@ -1,16 +1,10 @@
 import { Controller, Inject, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import { Ctx, EventPattern, Payload } from '@nestjs/microservices';
-import {
-  Consumers,
-  DEVICE_REGISTRY_BUCKET,
-  Headers,
-  Subjects,
-  Validators,
-  type DeviceRecord,
-} from '@iot/contracts';
+import { Consumers, Headers, Subjects, type DeviceRecord } from '@iot/contracts';
 import { decodeRaw } from '@iot/demux-domain';
 import {
-  KvView,
+  deviceRegistryView,
+  type KvView,
   type JetStreamPatternExtras,
   type JetStreamPublisher,
   type MessageMeta,
@@ -43,13 +37,7 @@ export class DemuxController implements OnModuleInit, OnModuleDestroy {
     @Inject(READINESS) readiness: Readiness,
   ) {
     // Gateways and SenML packs name child devices: they must be registered in the same tenant.
-    this.devices = new KvView(
-      nc,
-      DEVICE_REGISTRY_BUCKET,
-      (v) => (Validators.deviceRecord.assert(v), v),
-      logger,
-      env.NATS_STREAM_REPLICAS,
-    );
+    this.devices = deviceRegistryView(nc, logger, env.NATS_STREAM_REPLICAS);
     readiness.add('device-registry', () => this.devices.ready);
   }
 

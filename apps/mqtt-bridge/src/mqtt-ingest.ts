@@ -1,16 +1,13 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { readFileSync } from 'node:fs';
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
+import { DlqReasons, Headers, Subjects, UNKNOWN_TENANT, type DeviceRecord } from '@iot/contracts';
 import {
-  DEVICE_REGISTRY_BUCKET,
-  DlqReasons,
-  Headers,
-  Subjects,
-  UNKNOWN_TENANT,
-  Validators,
-  type DeviceRecord,
-} from '@iot/contracts';
-import { KvView, type JetStreamPublisher, type NatsConnection } from '@iot/messaging';
+  deviceRegistryView,
+  type KvView,
+  type JetStreamPublisher,
+  type NatsConnection,
+} from '@iot/messaging';
 import { bridgeSubscriptions, messageIdOf, parseDeviceTopic } from '@iot/mqtt-bridge-domain';
 import { newTraceparent, type IotMetrics, type Logger } from '@iot/observability';
 import { ENV, LOGGER, METRICS, NATS, PUBLISHER, READINESS, type Readiness } from '@iot/service-runtime';
@@ -44,13 +41,7 @@ export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown
 
   async onApplicationBootstrap(): Promise<void> {
     this.metrics.initStage(STAGE);
-    this.devices = new KvView(
-      this.nc,
-      DEVICE_REGISTRY_BUCKET,
-      (v) => (Validators.deviceRecord.assert(v), v),
-      this.logger,
-      this.env.NATS_STREAM_REPLICAS,
-    );
+    this.devices = deviceRegistryView(this.nc, this.logger, this.env.NATS_STREAM_REPLICAS);
     await this.devices.start();
     this.logger.info({ devices: this.devices.size }, 'device registry loaded');
     this.readiness.add('device-registry', () => this.devices.ready);

@@ -13,6 +13,8 @@ export const Headers = {
   dlqStage: 'iot-dlq-stage',
   dlqDetail: 'iot-dlq-detail',
   originalSubject: 'iot-original-subject',
+  /** The `Nats-Msg-Id` the message had (or would have had), kept on its DLQ copy. */
+  originalMsgId: 'iot-original-msg-id',
 } as const;
 
 /** Machine-readable DLQ reasons; the human detail travels in `iot-dlq-detail`. */

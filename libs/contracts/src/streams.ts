@@ -9,6 +9,8 @@ export interface StreamContract {
   /** Window in which a repeated `Nats-Msg-Id` is dropped by the server, in milliseconds. */
   duplicateWindowMs: number;
   description: string;
+  /** Direct get (read any message by sequence or subject from any replica): the DLQ API uses it. */
+  allowDirect?: boolean;
 }
 
 const DAY = 24 * 60 * 60 * 1000;
@@ -71,6 +73,7 @@ export const Streams = {
     maxBytes: 5 * GB,
     duplicateWindowMs: 2 * 60 * 1000,
     description: 'Messages a stage could not process, with the reason; replayable.',
+    allowDirect: true,
   },
 } as const satisfies Record<string, StreamContract>;
 

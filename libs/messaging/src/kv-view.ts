@@ -1,6 +1,7 @@
 import { Kvm, KvWatchInclude, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '@iot/observability';
+import { DEVICE_REGISTRY_BUCKET, Validators, type DeviceRecord } from '@iot/contracts';
 
 /**
  * A current, in-memory view of a JetStream KV bucket: loaded at start, then kept up to date
@@ -67,6 +68,17 @@ export class KvView<T> {
   stop(): void {
     this.stopWatch?.();
   }
+}
+
+/** The device registry as every service sees it: a current, validated, in-memory view. */
+export function deviceRegistryView(nc: NatsConnection, logger: Logger, replicas = 1): KvView<DeviceRecord> {
+  return new KvView(
+    nc,
+    DEVICE_REGISTRY_BUCKET,
+    (v) => (Validators.deviceRecord.assert(v), v),
+    logger,
+    replicas,
+  );
 }
 
 /** Writes device records into the registry bucket (used by seeding and tests until auth owns it). */

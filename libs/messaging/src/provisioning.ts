@@ -33,6 +33,7 @@ export async function ensureStream(
     max_bytes: s.maxBytes,
     duplicate_window: nanos(s.duplicateWindowMs),
     num_replicas: replicas,
+    allow_direct: s.allowDirect ?? false,
   };
   try {
     await jsm.streams.info(s.name);

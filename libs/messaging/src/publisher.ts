@@ -129,6 +129,7 @@ export class JetStreamPublisher {
     // Header values are single-line; keep the detail readable and bounded.
     headers[Headers.dlqDetail] = args.detail.replace(/[\r\n]+/g, ' ').slice(0, 1024);
     headers[Headers.originalSubject] = args.originalSubject;
+    headers[Headers.originalMsgId] = args.msgId;
     return this.publish(Subjects.dlq(args.stage, args.tenant), args.data, {
       msgId: `dlq:${args.stage}:${args.msgId}`,
       headers,

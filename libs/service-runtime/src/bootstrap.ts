@@ -11,12 +11,21 @@ import {
   reportDlqSize,
   JetStreamPublisher,
   JetStreamServer,
-  SettlementPassThroughFilter,
 } from '@iot/messaging';
 import { createLogger, IotMetrics, PinoNestLogger, startTracing, stopTracing } from '@iot/observability';
 import { num } from 'envalid';
 import { RuntimeModule } from './runtime.module';
+import { TransportErrorFilter } from './error-filter';
 import { Readiness, type ServiceRuntime } from './runtime';
+
+const runtimeEnv = {
+  ...commonEnv,
+  NATS_STREAM_REPLICAS: num({
+    default: 1,
+    choices: [1, 3, 5],
+    desc: 'Replicas of each stream: 1 locally, 3 in production',
+  }),
+};
 
 export interface ServiceDefinition<S extends EnvSpec> {
   /** The service name: log field, metric label, NATS client name and durable consumer name. */
@@ -26,7 +35,7 @@ export interface ServiceDefinition<S extends EnvSpec> {
   env: S;
   /** Builds the app's root module from its validated environment and the runtime. */
   module: (
-    env: ReturnType<typeof loadEnv<S & typeof commonEnv>>,
+    env: ReturnType<typeof loadEnv<S & typeof runtimeEnv>>,
     runtime: ServiceRuntime,
   ) => Type<unknown> | Promise<Type<unknown>>;
   /** Whether the module has `@EventPattern` handlers to attach as JetStream consumers. */
@@ -44,15 +53,6 @@ export interface RunningService {
   /** Drains and closes everything; what SIGTERM calls. */
   shutdown(): Promise<void>;
 }
-
-const runtimeEnv = {
-  ...commonEnv,
-  NATS_STREAM_REPLICAS: num({
-    default: 1,
-    choices: [1, 3, 5],
-    desc: 'Replicas of each stream: 1 locally, 3 in production',
-  }),
-};
 
 /**
  * Starts a service the same way everywhere: validate the environment, connect to NATS,
@@ -88,6 +88,8 @@ export async function startService<S extends EnvSpec>(
   class RootModule {}
 
   const app = await NestFactory.create(RootModule, { logger: new PinoNestLogger(logger), bufferLogs: false });
+  // Before the transport connects: it inherits the filter (inheritAppConfig).
+  app.useGlobalFilters(new TransportErrorFilter(logger));
   const document = SwaggerModule.createDocument(
     app,
     new DocumentBuilder().setTitle(def.name).setDescription(def.description).setVersion('1').build(),
@@ -106,7 +108,6 @@ export async function startService<S extends EnvSpec>(
   let transport: JetStreamServer | undefined;
   if (def.consumes) {
     transport = new JetStreamServer({ nc, js, publisher, logger, metrics });
-    app.useGlobalFilters(new SettlementPassThroughFilter(app.getHttpAdapter()));
     app.connectMicroservice({ strategy: transport }, { inheritAppConfig: true });
     readiness.add('consumers', () => transport!.attached);
   }

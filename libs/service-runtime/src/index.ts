@@ -2,3 +2,4 @@ export * from './runtime';
 export * from './runtime.module';
 export * from './health.controller';
 export * from './bootstrap';
+export * from './error-filter';

@@ -49,7 +49,10 @@ export function buildOnce(): void {
  * Real nats-server, PostgreSQL and mosquitto, and the four services of the first path, each
  * its own process started from dist/ as `./platform up` starts them.
  */
-export async function startPipeline(devices: DeviceRecord[]): Promise<Pipeline> {
+export async function startPipeline(
+  devices: DeviceRecord[],
+  opts: { withControlPlane?: boolean } = {},
+): Promise<Pipeline> {
   buildOnce();
   const [nats, pg, mqtt] = await Promise.all([startNats(), startPostgres(), startMosquitto()]);
   const logs = tempDir('e2e-logs');
@@ -79,6 +82,7 @@ export async function startPipeline(devices: DeviceRecord[]): Promise<Pipeline> 
       ['normalizer', {}],
       ['demux', {}],
       ['mqtt-bridge', { MQTT_URL: mqtt.url, MQTT_CLIENT_ID: 'e2e-bridge', MQTT_CONNECTIONS: '2' }],
+      ...(opts.withControlPlane ? [['config', {}] as const] : []),
     ] as const) {
       const port = await freePort();
       const process = spawnManaged({
