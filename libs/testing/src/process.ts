@@ -96,6 +96,8 @@ export interface SpawnOptions {
   env?: NodeJS.ProcessEnv;
   /** Run as this user (PostgreSQL refuses to run as root). */
   user?: string;
+  /** The signal of a graceful stop (default SIGTERM; PostgreSQL's fast shutdown is SIGINT). */
+  stopSignal?: NodeJS.Signals;
   cwd?: string;
 }
 
@@ -123,7 +125,7 @@ export function spawnManaged(o: SpawnOptions): ManagedProcess {
     async stop(timeoutMs = 10_000) {
       if (!child || child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGCONT');
-      child.kill('SIGTERM');
+      child.kill(o.stopSignal ?? 'SIGTERM');
       const timer = setTimeout(() => child?.kill('SIGKILL'), timeoutMs);
       await exited;
       clearTimeout(timer);

@@ -60,7 +60,8 @@ export async function startPipeline(
   const stop = async () => {
     for (const s of [...services].reverse()) await s.process.stop(15_000);
     await Promise.all([nats.stop(), pg.stop(), mqtt.stop()]);
-    removeDir(logs);
+    if (process.env.E2E_KEEP_LOGS) process.stderr.write(`service logs kept in ${logs}\n`);
+    else removeDir(logs);
   };
   try {
     await runMigrations(pg.url);
@@ -137,6 +138,17 @@ export async function pipelineReport(p: Pipeline): Promise<string> {
         line += `; ${consumer}: pending ${c.num_pending}, ack pending ${c.num_ack_pending}, redelivered ${c.num_redelivered}`;
       }
       lines.push(line);
+    }
+    // The dead letters themselves: where and why.
+    for (let seq = 1; ;) {
+      const m = await jsm.direct
+        .getMessage('DLQ_V1', { seq, next_by_subj: 'iot.dlq.v1.>' })
+        .catch(() => null);
+      if (!m) break;
+      seq = m.seq + 1;
+      lines.push(
+        `  dlq ${m.seq} ${m.subject}: ${m.header.get('iot-dlq-reason')}: ${m.header.get('iot-dlq-detail')}`,
+      );
     }
     return lines.join('\n');
   } finally {
