@@ -1,5 +1,11 @@
 import { num, str } from '@iot/config';
+import { parseRateLimit, rateLimitsByModel } from '@iot/mqtt-bridge-domain';
+import { makeValidator } from 'envalid';
 import { hostname } from 'node:os';
+
+// Malformed limits stop the bridge at start, with the variable named and the form expected.
+const rateLimit = makeValidator((s: string) => (parseRateLimit(s), s));
+const rateLimitsPerModel = makeValidator((s: string) => (rateLimitsByModel(s, { ratePerS: 1, burst: 1 }), s));
 
 export const bridgeEnv = {
   MQTT_URL: str({
@@ -23,5 +29,13 @@ export const bridgeEnv = {
   MQTT_CA_FILE: str({ default: '', desc: 'CA certificate file for mqtts://' }),
   MQTT_CERT_FILE: str({ default: '', desc: 'Client certificate file for mqtts://' }),
   MQTT_KEY_FILE: str({ default: '', desc: 'Client key file for mqtts://' }),
+  RATE_LIMIT: rateLimit({
+    default: '1/20',
+    desc: 'Telemetry messages per device: RATE/BURST, e.g. 1/20 = 1 per second sustained, 20 at once',
+  }),
+  RATE_LIMITS_BY_MODEL: rateLimitsPerModel({
+    default: '',
+    desc: 'Per device model, overriding RATE_LIMIT: MODEL=RATE/BURST,..., e.g. gateway=50/500',
+  }),
   MAX_PAYLOAD_BYTES: num({ default: 64 * 1024, desc: 'Larger messages go to the DLQ as payload-too-large' }),
 };

@@ -8,7 +8,14 @@ import {
   type JetStreamPublisher,
   type NatsConnection,
 } from '@iot/messaging';
-import { bridgeSubscriptions, messageIdOf, parseDeviceTopic } from '@iot/mqtt-bridge-domain';
+import {
+  bridgeSubscriptions,
+  DeviceRateLimiter,
+  messageIdOf,
+  parseDeviceTopic,
+  parseRateLimit,
+  rateLimitsByModel,
+} from '@iot/mqtt-bridge-domain';
 import { newTraceparent, type IotMetrics, type Logger } from '@iot/observability';
 import { ENV, LOGGER, METRICS, NATS, PUBLISHER, READINESS, type Readiness } from '@iot/service-runtime';
 import type { bridgeEnv } from './env';
@@ -27,6 +34,7 @@ const STAGE = 'mqtt-bridge';
 export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown {
   private clients: MqttClient[] = [];
   private readonly subscribed = new Set<MqttClient>();
+  private readonly limiter: DeviceRateLimiter;
   private devices!: KvView<DeviceRecord>;
   private stopping = false;
 
@@ -37,7 +45,11 @@ export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown
     @Inject(LOGGER) private readonly logger: Logger,
     @Inject(METRICS) private readonly metrics: IotMetrics,
     @Inject(READINESS) private readonly readiness: Readiness,
-  ) {}
+  ) {
+    this.limiter = new DeviceRateLimiter(
+      rateLimitsByModel(env.RATE_LIMITS_BY_MODEL, parseRateLimit(env.RATE_LIMIT)),
+    );
+  }
 
   async onApplicationBootstrap(): Promise<void> {
     this.metrics.initStage(STAGE);
@@ -160,6 +172,18 @@ export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown
       );
     headers[Headers.tenant] = record.tenant;
     headers[Headers.model] = topic.model ?? record.model;
+    if (topic.kind === 'telemetry') {
+      const decision = this.limiter.take(device, headers[Headers.model]);
+      if (!decision.allowed) {
+        // Dropped by policy, and acknowledged so the device does not resend it forever;
+        // counted, and said in the device's status (at most once a minute).
+        this.metrics.messagesProcessed.inc({ stage: STAGE, outcome: 'dropped' });
+        if (decision.notify)
+          await this.noticeRateLimited(record.tenant, device, decision.dropped, receivedAt);
+        end();
+        return;
+      }
+    }
     const subject =
       topic.kind === 'telemetry'
         ? Subjects.raw(record.tenant, device)
@@ -167,6 +191,21 @@ export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown
     await this.publisher.publish(subject, payload, { msgId, headers, traceparent });
     this.metrics.messagesProcessed.inc({ stage: STAGE, outcome: 'ok' });
     end();
+  }
+
+  /** Publishes the device's status: it sends faster than its model's limit, and how much was dropped. */
+  private async noticeRateLimited(
+    tenant: string,
+    device: string,
+    dropped: number,
+    at: number,
+  ): Promise<void> {
+    const status = { status: 'rate-limited', device, dropped, at: new Date(at).toISOString(), source: STAGE };
+    this.logger.warn(status, 'device exceeds its rate limit; excess dropped');
+    await this.publisher.publishJson(Subjects.status(tenant, device), status, {
+      msgId: `${device}:rate-limited:${at}`,
+      headers: { [Headers.tenant]: tenant, [Headers.device]: device, [Headers.receivedAt]: String(at) },
+    });
   }
 
   async onApplicationShutdown(): Promise<void> {

@@ -1,2 +1,3 @@
 export * from './topics';
 export * from './message-id';
+export * from './rate-limit';

@@ -71,5 +71,5 @@ describe('10,000 messages from 100 devices, 1% duplicates and 1% invalid', () =>
     } finally {
       await nc.close();
     }
-  });
+  }, 300_000);
 });

@@ -49,10 +49,13 @@ export function buildOnce(): void {
  * Real nats-server, PostgreSQL and mosquitto, and the four services of the first path, each
  * its own process started from dist/ as `./platform up` starts them.
  */
-export async function startPipeline(
-  devices: DeviceRecord[],
-  opts: { withControlPlane?: boolean } = {},
-): Promise<Pipeline> {
+export interface PipelineOptions {
+  withControlPlane?: boolean;
+  /** Extra environment of the bridge, e.g. rate limits. */
+  bridgeEnv?: Record<string, string>;
+}
+
+export async function startPipeline(devices: DeviceRecord[], opts: PipelineOptions = {}): Promise<Pipeline> {
   buildOnce();
   const [nats, pg, mqtt] = await Promise.all([startNats(), startPostgres(), startMosquitto()]);
   const logs = tempDir('e2e-logs');
@@ -82,7 +85,17 @@ export async function startPipeline(
       ['tsdb-writer', { DATABASE_URL: pg.url }],
       ['normalizer', {}],
       ['demux', {}],
-      ['mqtt-bridge', { MQTT_URL: mqtt.url, MQTT_CLIENT_ID: 'e2e-bridge', MQTT_CONNECTIONS: '2' }],
+      [
+        'mqtt-bridge',
+        {
+          MQTT_URL: mqtt.url,
+          MQTT_CLIENT_ID: 'e2e-bridge',
+          MQTT_CONNECTIONS: '2',
+          // Load tests send far faster than a real device may; rate limiting has its own test.
+          RATE_LIMIT: '100000/1000000',
+          ...opts.bridgeEnv,
+        },
+      ],
       ...(opts.withControlPlane ? [['config', {}] as const] : []),
     ] as const) {
       const port = await freePort();
