@@ -249,10 +249,25 @@ export class ConsumerRunner<T> {
       }
     }
     const settlements = msgs.map((m, i) => settle(outcomes[i], m.info.deliveryCount, contract.maxDeliver));
-    await Promise.all(msgs.map((m, i) => this.apply(m, settlements[i]!)));
+    // A batch that failed as a whole (its database or next stream is down) is one event: log
+    // it once, not once per message.
+    const wholeBatchRetry = msgs.length > 1 && settlements.every((s) => s.kind === 'nak');
+    if (wholeBatchRetry) {
+      const first = settlements[0] as Extract<Settlement, { kind: 'nak' }>;
+      this.o.logger.warn(
+        {
+          consumer: contract.durable,
+          messages: msgs.length,
+          delayMs: first.delayMs,
+          err: String(first.error),
+        },
+        'batch failed; will retry',
+      );
+    }
+    await Promise.all(msgs.map((m, i) => this.apply(m, settlements[i]!, wholeBatchRetry)));
     end();
-    // A batch that failed as a whole (its database or next stream is down) says: wait. Pause
-    // fetching as long as the backoff instead of pulling more messages only to nak them.
+    // Such a batch also says: wait. Pause consuming as long as the backoff instead of pulling
+    // more messages only to nak them.
     if (settlements.every((s) => s.kind === 'nak')) {
       const delay = Math.min(...settlements.map((s) => (s.kind === 'nak' ? s.delayMs : 0)));
       await this.pause(Math.min(delay, 5_000));
@@ -283,7 +298,7 @@ export class ConsumerRunner<T> {
     return value as T;
   }
 
-  private async apply(m: JsMsg, s: Settlement): Promise<void> {
+  private async apply(m: JsMsg, s: Settlement, quiet = false): Promise<void> {
     const { metrics, contract, logger } = this.o;
     const stage = contract.stage;
     switch (s.kind) {
@@ -294,10 +309,11 @@ export class ConsumerRunner<T> {
       case 'nak':
         metrics.workerErrors.inc({ stage, kind: 'retryable' });
         metrics.messagesProcessed.inc({ stage, outcome: 'retry' });
-        logger.warn(
-          { subject: m.subject, delivery: m.info.deliveryCount, delayMs: s.delayMs, err: String(s.error) },
-          'processing failed; will retry',
-        );
+        if (!quiet)
+          logger.warn(
+            { subject: m.subject, delivery: m.info.deliveryCount, delayMs: s.delayMs, err: String(s.error) },
+            'processing failed; will retry',
+          );
         m.nak(s.delayMs);
         return;
       case 'dlq': {

@@ -9,6 +9,7 @@ import {
   removeDir,
   spawnManaged,
   tempDir,
+  userIds,
   waitFor,
   type ManagedProcess,
 } from './process';
@@ -65,13 +66,7 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
   const data = join(dir, 'data');
   if (!existsSync(join(data, 'PG_VERSION'))) {
     const initArgs = ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync'];
-    execFileSync(
-      user ? 'runuser' : join(bin, 'initdb'),
-      user ? ['-u', user, '--', join(bin, 'initdb'), ...initArgs] : initArgs,
-      {
-        stdio: 'ignore',
-      },
-    );
+    execFileSync(join(bin, 'initdb'), initArgs, { stdio: 'ignore', ...(user ? userIds(user) : {}) });
   }
   const port = await portOr(opts.port);
   const proc = spawnManaged({

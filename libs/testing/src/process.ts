@@ -106,8 +106,15 @@ export function spawnManaged(o: SpawnOptions): ManagedProcess {
   let exited: Promise<number | null> = Promise.resolve(null);
   const start = () => {
     const fd = openSync(o.logFile, 'a');
-    const [cmd, args] = o.user ? ['runuser', ['-u', o.user, '--', o.cmd, ...o.args]] : [o.cmd, o.args];
-    child = spawn(cmd, args, { stdio: ['ignore', fd, fd], env: o.env ?? process.env, cwd: o.cwd });
+    // Run as the user directly (not through runuser, which would swallow the stop signal):
+    // the child is the server itself, so signals reach it.
+    const ids = o.user ? userIds(o.user) : {};
+    child = spawn(o.cmd, o.args, {
+      stdio: ['ignore', fd, fd],
+      env: o.env ?? process.env,
+      cwd: o.cwd,
+      ...ids,
+    });
     live.add(child);
     const c = child;
     exited = new Promise((resolve) => c.once('exit', (code) => (live.delete(c), resolve(code))));
@@ -141,9 +148,15 @@ export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
 }
 
-export function chownTo(dir: string, user: string): void {
+/** The numeric user and group ids of a system user. */
+export function userIds(user: string): { uid: number; gid: number } {
   const uid = Number(execFileSync('id', ['-u', user]).toString().trim());
   const gid = Number(execFileSync('id', ['-g', user]).toString().trim());
+  return { uid, gid };
+}
+
+export function chownTo(dir: string, user: string): void {
+  const { uid, gid } = userIds(user);
   chownSync(dir, uid, gid);
 }
 
