@@ -2,8 +2,9 @@ import { Controller, Inject } from '@nestjs/common';
 import { Ctx, EventPattern, Payload } from '@nestjs/microservices';
 import { Consumers, DlqReasons, Headers, Subjects, Validators, type DecodedTelemetry } from '@iot/contracts';
 import type { JetStreamPatternExtras, JetStreamPublisher, MessageMeta } from '@iot/messaging';
-import { Normalizer } from '@iot/normalizer-domain';
-import { PUBLISHER } from '@iot/service-runtime';
+import { BUILTIN_PROFILES, DeadbandFilter, Normalizer } from '@iot/normalizer-domain';
+import type { IotMetrics } from '@iot/observability';
+import { METRICS, PUBLISHER } from '@iot/service-runtime';
 
 const extras: JetStreamPatternExtras<DecodedTelemetry> = {
   consumer: Consumers.normalizer,
@@ -14,24 +15,29 @@ const extras: JetStreamPatternExtras<DecodedTelemetry> = {
 /** Decoded readings in, canonical points out; readings that cannot be made canonical go to the DLQ. */
 @Controller()
 export class NormalizerController {
-  private readonly normalizer = new Normalizer();
+  private readonly normalizer = new Normalizer(BUILTIN_PROFILES, new DeadbandFilter());
 
-  constructor(@Inject(PUBLISHER) private readonly publisher: JetStreamPublisher) {}
+  constructor(
+    @Inject(PUBLISHER) private readonly publisher: JetStreamPublisher,
+    @Inject(METRICS) private readonly metrics: IotMetrics,
+  ) {}
 
   @EventPattern(Consumers.normalizer.durable, extras)
   async onDecoded(@Payload() decoded: DecodedTelemetry, @Ctx() meta: MessageMeta): Promise<void> {
-    const { telemetry, rejected } = this.normalizer.normalize(decoded);
+    const { telemetry, rejected, suppressed } = this.normalizer.normalize(decoded);
+    if (suppressed > 0) this.metrics.pointsSuppressed.inc({ stage: Consumers.normalizer.stage }, suppressed);
     const headers = {
       [Headers.tenant]: telemetry.tenant,
       [Headers.device]: telemetry.device,
       [Headers.receivedAt]: String(telemetry.receivedAt),
     };
-    if (telemetry.points.length > 0)
-      await this.publisher.publishJson(Subjects.normalized(telemetry.tenant, telemetry.device), telemetry, {
-        msgId: meta.msgId,
-        traceparent: meta.traceparent,
-        headers,
-      });
+    // Published even when the deadband held back every point: the device was heard, and
+    // its twin's last-seen follows from this message (readers of iot.normalized.v1).
+    await this.publisher.publishJson(Subjects.normalized(telemetry.tenant, telemetry.device), telemetry, {
+      msgId: meta.msgId,
+      traceparent: meta.traceparent,
+      headers,
+    });
     if (rejected.length > 0)
       // The rest of the message was stored; these readings are kept, with why, for a replay.
       await this.publisher.publishToDlq({

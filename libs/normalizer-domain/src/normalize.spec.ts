@@ -1,5 +1,6 @@
 import type { DecodedTelemetry } from '@iot/contracts';
 import { applyRange, Normalizer } from './normalize';
+import { DeadbandFilter } from './deadband';
 
 const base: DecodedTelemetry = {
   tenant: 'demo',
@@ -101,6 +102,32 @@ describe('Normalizer', () => {
       readings: [{ metric: 'co2', value: 415, unit: '[ppm]' }],
     });
     expect(telemetry.points).toEqual([{ metric: 'co2', value: 415, unit: '[ppm]', quality: 'good' }]);
+  });
+});
+
+describe('Normalizer with a deadband', () => {
+  it('holds back unchanged battery and radio levels of a Zenthos device, never temperature', () => {
+    const sut = new Normalizer(undefined, new DeadbandFilter());
+    const msg = (ts: number, battery: number, temperature: number) =>
+      sut.normalize({
+        ...base,
+        ts,
+        readings: [
+          { metric: 'battery_voltage', value: battery },
+          { metric: 'temperature', value: temperature },
+        ],
+      });
+    expect(msg(1_000, 3.91, 20).telemetry.points.map((x) => x.metric)).toEqual([
+      'battery_voltage',
+      'temperature',
+    ]);
+    const second = msg(2_000, 3.912, 20);
+    expect(second.telemetry.points.map((x) => x.metric)).toEqual(['temperature']);
+    expect(second.suppressed).toBe(1);
+    expect(msg(3_000, 3.9, 20).telemetry.points.map((x) => x.metric)).toEqual([
+      'battery_voltage',
+      'temperature',
+    ]);
   });
 });
 

@@ -1,9 +1,13 @@
 import type { DecodedTelemetry, NormalizedPoint, NormalizedTelemetry, Quality } from '@iot/contracts';
 import { BUILTIN_PROFILES, type MetricSpec, type ModelProfile } from './profiles';
 import { toCanonical } from './units';
+import type { DeadbandFilter } from './deadband';
 
 export interface NormalizeResult {
+  /** The canonical points; those the deadband held back are not among them. */
   telemetry: NormalizedTelemetry;
+  /** Points the deadband held back (unchanged values). */
+  suppressed: number;
   /** Readings that could not be made canonical (an unknown unit), with why. */
   rejected: Array<{ metric: string; reason: string }>;
 }
@@ -17,8 +21,14 @@ export function applyRange(value: number, spec: MetricSpec): { value: number; qu
   return { value, quality: 'out-of-range' };
 }
 
+const DEFAULT_MAX_SILENCE_MS = 15 * 60_000;
+
 export class Normalizer {
-  constructor(private readonly profiles: Record<string, ModelProfile> = BUILTIN_PROFILES) {}
+  constructor(
+    private readonly profiles: Record<string, ModelProfile> = BUILTIN_PROFILES,
+    /** Without one, every point is kept. */
+    private readonly deadband?: DeadbandFilter,
+  ) {}
 
   private specFor(model: string, metric: string): MetricSpec | undefined {
     return this.profiles[model]?.metrics[metric] ?? this.profiles.generic?.metrics[metric];
@@ -31,6 +41,7 @@ export class Normalizer {
   normalize(d: DecodedTelemetry): NormalizeResult {
     const points: NormalizedPoint[] = [];
     const rejected: NormalizeResult['rejected'] = [];
+    let suppressed = 0;
     for (const r of d.readings) {
       const spec = this.specFor(d.model, r.metric);
       if (!spec) {
@@ -53,7 +64,20 @@ export class Normalizer {
       value = value * (spec.scale ?? 1) + (spec.offset ?? 0);
       const ranged = applyRange(value, spec);
       const quality: Quality = d.skewed && ranged.quality === 'good' ? 'skewed' : ranged.quality;
-      points.push({ metric: spec.rename ?? r.metric, value: round(ranged.value), unit: spec.unit, quality });
+      const point: NormalizedPoint = {
+        metric: spec.rename ?? r.metric,
+        value: round(ranged.value),
+        unit: spec.unit,
+        quality,
+      };
+      const band = spec.deadband
+        ? { tolerance: spec.deadband, maxSilenceMs: spec.deadbandMaxSilenceMs ?? DEFAULT_MAX_SILENCE_MS }
+        : undefined;
+      if (this.deadband && !this.deadband.admit(d.tenant, d.device, d.ts, point, band)) {
+        suppressed++;
+        continue;
+      }
+      points.push(point);
     }
     return {
       telemetry: {
@@ -65,6 +89,7 @@ export class Normalizer {
         points,
       },
       rejected,
+      suppressed,
     };
   }
 }

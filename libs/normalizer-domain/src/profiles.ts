@@ -13,6 +13,10 @@ export interface MetricSpec {
   clampMargin?: number;
   /** Store under this name. */
   rename?: string;
+  /** Deadband: a value within this distance of the last stored one is not stored again. */
+  deadband?: number;
+  /** With a deadband, still store at least this often (ms); default 15 minutes. */
+  deadbandMaxSilenceMs?: number;
 }
 
 export interface ModelProfile {
@@ -31,9 +35,10 @@ export const BUILTIN_PROFILES: Record<string, ModelProfile> = {
       soil_moisture: { unit: '%', min: 0, max: 100, clampMargin: 5 },
       temperature: { unit: 'Cel', min: -40, max: 85, clampMargin: 2 },
       humidity: { unit: '%', min: 0, max: 100, clampMargin: 5 },
-      light_level: { unit: 'lx', min: 0, max: 200_000, clampMargin: 1_000 },
-      battery_voltage: { unit: 'V', min: 0, max: 5, clampMargin: 0.2 },
-      signal_strength: { unit: 'dB[mW]', min: -130, max: 0, clampMargin: 5 },
+      // Light, battery and radio level jitter without meaning: small moves are not stored.
+      light_level: { unit: 'lx', min: 0, max: 200_000, clampMargin: 1_000, deadband: 5 },
+      battery_voltage: { unit: 'V', min: 0, max: 5, clampMargin: 0.2, deadband: 0.005 },
+      signal_strength: { unit: 'dB[mW]', min: -130, max: 0, clampMargin: 5, deadband: 1 },
     },
   },
   generic: {

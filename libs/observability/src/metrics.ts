@@ -13,6 +13,7 @@ export class IotMetrics {
   readonly consumerLag: Gauge<'consumer' | 'stream'>;
   readonly dlqSize: Gauge<'stream'>;
   readonly workerErrors: Counter<'stage' | 'kind'>;
+  readonly pointsSuppressed: Counter<'stage'>;
 
   constructor(readonly service: string) {
     this.registry.setDefaultLabels({ service });
@@ -53,6 +54,12 @@ export class IotMetrics {
       name: 'iot_worker_errors_total',
       help: 'Errors while processing, by kind (retryable, permanent, publish, connection)',
       labelNames: ['stage', 'kind'],
+      registers,
+    });
+    this.pointsSuppressed = new Counter({
+      name: 'iot_points_suppressed_total',
+      help: 'Points held back by the deadband (a value unchanged within its tolerance)',
+      labelNames: ['stage'],
       registers,
     });
   }
