@@ -6,7 +6,8 @@ export const mqttBridge: ServiceDefinition<typeof bridgeEnv> = {
   name: 'mqtt-bridge',
   description: 'MQTT to JetStream; QoS 1 acknowledged only once JetStream holds the message.',
   env: bridgeEnv,
-  consumes: false,
+  // Downlink commands arrive on a JetStream consumer.
+  consumes: true,
   module: () => MqttBridgeModule,
 };
 

@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
+import { DownlinkController } from './downlink.controller';
 import { MqttIngest } from './mqtt-ingest';
 
-@Module({ providers: [MqttIngest] })
+@Module({ controllers: [DownlinkController], providers: [MqttIngest] })
 export class MqttBridgeModule {}

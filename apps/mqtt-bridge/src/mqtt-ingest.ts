@@ -4,6 +4,7 @@ import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 
 import { DlqReasons, Headers, Subjects, UNKNOWN_TENANT, type DeviceRecord } from '@iot/contracts';
 import {
   deviceRegistryView,
+  RetryableError,
   type KvView,
   type JetStreamPublisher,
   type NatsConnection,
@@ -191,6 +192,23 @@ export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown
     await this.publisher.publish(subject, payload, { msgId, headers, traceparent });
     this.metrics.messagesProcessed.inc({ stage: STAGE, outcome: 'ok' });
     end();
+  }
+
+  private nextClient = 0;
+
+  /**
+   * Publishes to a device topic at QoS 1 over one of the bridge's connections; resolves once
+   * the broker has acknowledged it (PUBACK), so the message is the broker's to deliver.
+   */
+  async publishToDevice(topic: string, payload: string): Promise<void> {
+    for (let i = 0; i < this.clients.length; i++) {
+      const client = this.clients[(this.nextClient++ + i) % this.clients.length]!;
+      if (client.connected) {
+        await client.publishAsync(topic, payload, { qos: 1 });
+        return;
+      }
+    }
+    throw new RetryableError(`no connection to the MQTT broker to publish ${topic}`);
   }
 
   /** Publishes the device's status: it sends faster than its model's limit, and how much was dropped. */

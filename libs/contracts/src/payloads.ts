@@ -158,3 +158,25 @@ export const DeviceRecordSchema = Type.Object({
   state: Type.Union([Type.Literal('active'), Type.Literal('disabled')]),
 });
 export type DeviceRecord = Static<typeof DeviceRecordSchema>;
+
+/** `iot.cmd.v1.<tenant>.<device>`: a command for a device, sent to `devices/<device>/cmd`. */
+export const DeviceCommandSchema = Type.Object(
+  {
+    command_id: Type.String({ minLength: 1, maxLength: 128 }),
+    name: Type.String({ minLength: 1, maxLength: 64 }),
+    params: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+    /** Not delivered after this time (ISO 8601): a stale command is worse than none. */
+    expires_at: Type.Optional(Type.String({ format: 'date-time' })),
+  },
+  { additionalProperties: false },
+);
+export type DeviceCommand = Static<typeof DeviceCommandSchema>;
+
+/** `iot.events.v1.command.<tenant>.<device>`: what became of a command. */
+export interface CommandResult {
+  command_id: string;
+  device: string;
+  status: 'sent' | 'expired';
+  at: string;
+  detail?: string;
+}

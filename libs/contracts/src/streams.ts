@@ -122,6 +122,15 @@ export const Consumers = {
     maxAckPending: 20_000,
     stage: 'tsdb-writer',
   },
+  mqttBridgeCommands: {
+    durable: 'mqtt-bridge',
+    stream: 'COMMANDS_V1',
+    filterSubjects: [SubjectFilters.commands],
+    maxDeliver: 10,
+    ackWaitMs: 30_000,
+    maxAckPending: 1_000,
+    stage: 'mqtt-bridge-downlink',
+  },
 } as const satisfies Record<string, ConsumerContract>;
 
 /** The JetStream key-value bucket holding the device registry: key = device id. */

@@ -38,6 +38,9 @@ export const Subjects = {
     `iot.normalized.v1.${token('tenant', tenant)}.${token('device', device)}`,
   alarm: (tenant: string, device: string) =>
     `iot.events.v1.alarm.${token('tenant', tenant)}.${token('device', device)}`,
+  /** What became of a downlink command: on EVENTS_V1 beside the alarms. */
+  commandResult: (tenant: string, device: string) =>
+    `iot.events.v1.command.${token('tenant', tenant)}.${token('device', device)}`,
   command: (tenant: string, device: string) =>
     `iot.cmd.v1.${token('tenant', tenant)}.${token('device', device)}`,
   configChanged: (tenant: string) => `iot.config.v1.changed.${token('tenant', tenant)}`,

@@ -2,6 +2,7 @@ import {
   CanonicalTelemetrySchema,
   DecodedTelemetrySchema,
   DeviceRecordSchema,
+  DeviceCommandSchema,
   GatewayBatchSchema,
   SenmlPackSchema,
   NormalizedTelemetrySchema,
@@ -9,6 +10,7 @@ import {
   type CanonicalTelemetry,
   type DecodedTelemetry,
   type DeviceRecord,
+  type DeviceCommand,
   type GatewayBatch,
   type SenmlPack,
   type NormalizedTelemetry,
@@ -25,6 +27,7 @@ export interface PayloadValidators {
   deviceRecord: CompiledValidator<DeviceRecord>;
   gatewayBatch: CompiledValidator<GatewayBatch>;
   senmlPack: CompiledValidator<SenmlPack>;
+  deviceCommand: CompiledValidator<DeviceCommand>;
 }
 
 /** Compiled once at load; hot paths call these, never a schema interpreter. */
@@ -36,4 +39,5 @@ export const Validators: PayloadValidators = {
   deviceRecord: compileValidator('device record', DeviceRecordSchema),
   gatewayBatch: compileValidator('gateway batch', GatewayBatchSchema),
   senmlPack: compileValidator('SenML pack', SenmlPackSchema),
+  deviceCommand: compileValidator('device command', DeviceCommandSchema),
 };
