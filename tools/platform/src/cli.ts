@@ -231,9 +231,19 @@ async function migrate(): Promise<number> {
 }
 
 /** Runs a step, streaming its output; returns whether it passed. */
-function step(title: string, cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): boolean {
+function step(
+  title: string,
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  quiet = false,
+): boolean {
   say(title);
-  const r = spawnSync(cmd, args, { cwd: ROOT, stdio: 'inherit', env: { ...process.env, ...env } });
+  const r = spawnSync(cmd, args, {
+    cwd: ROOT,
+    stdio: ['ignore', quiet ? 'ignore' : 'inherit', 'inherit'],
+    env: { ...process.env, ...env },
+  });
   return r.status === 0;
 }
 
@@ -260,10 +270,8 @@ async function test(): Promise<number> {
     'project graph (nx show projects)',
     process.execPath,
     [bin('nx.js', 'nx', 'dist', 'bin'), 'show', 'projects'],
-    {
-      NX_DAEMON: 'false',
-      NX_NO_CLOUD: 'true',
-    },
+    { NX_DAEMON: 'false', NX_NO_CLOUD: 'true' },
+    true,
   );
   const lint = step('lint (ESLint with Nx module boundaries)', process.execPath, [
     bin('eslint.js', 'eslint', 'bin'),
