@@ -1,10 +1,9 @@
-import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { DEVICE_REGISTRY_BUCKET } from '@iot/contracts';
 import { connectNats, putDeviceRecords } from '@iot/messaging';
 import { createLogger } from '@iot/observability';
 import { waitFor } from '@iot/testing';
-import { startPipeline, type Pipeline } from './pipeline';
+import { mosquittoPub, startPipeline, type Pipeline } from './pipeline';
 
 /** The fields of the DLQ API's answers these tests read. */
 interface ApiBody {
@@ -33,16 +32,7 @@ describe('the DLQ API of the control plane', () => {
   const reading = (device: string, timestamp: number, temperature = 20) =>
     JSON.stringify({ message_id: randomUUID(), device_id: device, timestamp, sensors: { temperature } });
   const publish = (device: string, payload: string) =>
-    execFileSync('mosquitto_pub', [
-      '-L',
-      `${p.mqtt.url}/zenthos/zenthos-esp32/${device}/telemetry`,
-      '-q',
-      '1',
-      '-i',
-      device,
-      '-m',
-      payload,
-    ]);
+    mosquittoPub(p, `zenthos/zenthos-esp32/${device}/telemetry`, device, payload);
   const json = async (res: Response) => ({
     status: res.status,
     type: res.headers.get('content-type'),

@@ -1,10 +1,9 @@
-import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { waitFor, sleep } from '@iot/testing';
-import { startPipeline, type Pipeline } from './pipeline';
+import { mosquittoPub, startPipeline, type Pipeline } from './pipeline';
 
 const fixture = JSON.parse(
   readFileSync(
@@ -13,9 +12,8 @@ const fixture = JSON.parse(
   ),
 );
 
-function mosquittoPub(p: Pipeline, topic: string, message: string, clientId = 'demo-0001') {
-  execFileSync('mosquitto_pub', ['-L', `${p.mqtt.url}/${topic}`, '-q', '1', '-i', clientId, '-m', message]);
-}
+const publish = (p: Pipeline, topic: string, message: string, clientId = 'demo-0001') =>
+  mosquittoPub(p, topic, clientId, message);
 
 describe('first path: MQTT to PostgreSQL through bridge, demux, normalizer, writer', () => {
   let p: Pipeline;
@@ -37,8 +35,8 @@ describe('first path: MQTT to PostgreSQL through bridge, demux, normalizer, writ
   it('stores a Zenthos message published with mosquitto_pub, once, though it was published twice', async () => {
     const timestamp = Math.floor(Date.now() / 1000);
     const message = JSON.stringify({ ...fixture, timestamp });
-    mosquittoPub(p, 'zenthos/zenthos-esp32/demo-0001/telemetry', message);
-    mosquittoPub(p, 'zenthos/zenthos-esp32/demo-0001/telemetry', message);
+    publish(p, 'zenthos/zenthos-esp32/demo-0001/telemetry', message);
+    publish(p, 'zenthos/zenthos-esp32/demo-0001/telemetry', message);
     await waitFor('six rows of demo-0001', async () => (await rowsOf('demo-0001')).length >= 6, 20_000);
     // Give a duplicate every chance to arrive before asserting there is none.
     await sleep(1_500);
@@ -64,12 +62,12 @@ describe('first path: MQTT to PostgreSQL through bridge, demux, normalizer, writ
 
   it('dead-letters an invalid payload and an unknown device with their reasons, and goes on', async () => {
     const timestamp = Math.floor(Date.now() / 1000);
-    mosquittoPub(
+    publish(
       p,
       'zenthos/zenthos-esp32/demo-0001/telemetry',
       JSON.stringify({ ...fixture, message_id: 'not-a-uuid', timestamp }),
     );
-    mosquittoPub(
+    publish(
       p,
       'zenthos/zenthos-esp32/ghost-9/telemetry',
       JSON.stringify({ ...fixture, device_id: 'ghost-9', timestamp }),
@@ -80,7 +78,7 @@ describe('first path: MQTT to PostgreSQL through bridge, demux, normalizer, writ
       message_id: '11111111-2222-4333-8444-555555555555',
       timestamp: timestamp + 60,
     };
-    mosquittoPub(p, 'zenthos/zenthos-esp32/demo-0001/telemetry', JSON.stringify(good));
+    publish(p, 'zenthos/zenthos-esp32/demo-0001/telemetry', JSON.stringify(good));
 
     const nc = await connect({ servers: p.nats.urls });
     try {

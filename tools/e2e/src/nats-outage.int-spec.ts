@@ -1,7 +1,6 @@
-import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { sleep, waitFor } from '@iot/testing';
-import { pipelineReport, startPipeline, type Pipeline } from './pipeline';
+import { mosquittoPub, pipelineReport, startPipeline, type Pipeline } from './pipeline';
 
 /** Ten readings of a device, each its own message, published at QoS 1 with mosquitto_pub. */
 function publishReadings(p: Pipeline, device: string, count: number, from: number) {
@@ -12,16 +11,7 @@ function publishReadings(p: Pipeline, device: string, count: number, from: numbe
       timestamp: from + i,
       sensors: { temperature: 20 + i / 10 },
     };
-    execFileSync('mosquitto_pub', [
-      '-L',
-      `${p.mqtt.url}/zenthos/zenthos-esp32/${device}/telemetry`,
-      '-q',
-      '1',
-      '-i',
-      device,
-      '-m',
-      JSON.stringify(payload),
-    ]);
+    mosquittoPub(p, `zenthos/zenthos-esp32/${device}/telemetry`, device, JSON.stringify(payload));
   }
 }
 

@@ -1,23 +1,13 @@
-import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { waitFor } from '@iot/testing';
-import { startPipeline, type Pipeline } from './pipeline';
+import { mosquittoPub, startPipeline, type Pipeline } from './pipeline';
 
 const fixtures = join(__dirname, '..', '..', '..', 'libs', 'demux-domain', 'src', 'fixtures');
 const fixture = (name: string) => JSON.parse(readFileSync(join(fixtures, name), 'utf8'));
 
 function publish(p: Pipeline, topic: string, clientId: string, payload: unknown) {
-  execFileSync('mosquitto_pub', [
-    '-L',
-    `${p.mqtt.url}/${topic}`,
-    '-q',
-    '1',
-    '-i',
-    clientId,
-    '-m',
-    JSON.stringify(payload),
-  ]);
+  mosquittoPub(p, topic, clientId, JSON.stringify(payload));
 }
 
 describe('each payload format, from MQTT to rows with canonical units and quality', () => {

@@ -168,3 +168,8 @@ export async function pipelineReport(p: Pipeline): Promise<string> {
     await nc.close();
   }
 }
+
+/** Publishes one message as a device would, with mosquitto_pub at QoS 1 (client id = device). */
+export function mosquittoPub(p: Pipeline, topic: string, clientId: string, message: string): void {
+  execFileSync('mosquitto_pub', ['-L', `${p.mqtt.url}/${topic}`, '-q', '1', '-i', clientId, '-m', message]);
+}
