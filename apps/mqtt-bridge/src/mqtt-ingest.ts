@@ -53,7 +53,6 @@ export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown
   }
 
   async onApplicationBootstrap(): Promise<void> {
-    this.metrics.initStage(STAGE);
     this.devices = deviceRegistryView(this.nc, this.logger, this.env.NATS_STREAM_REPLICAS);
     await this.devices.start();
     this.logger.info({ devices: this.devices.size }, 'device registry loaded');
