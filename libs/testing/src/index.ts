@@ -6,3 +6,4 @@ export type { MosquittoHandle } from './mosquitto';
 export { createPki, type Pki } from './pki';
 export { dockerEngineAvailable, serverMode } from './containers';
 export * from './process';
+export * from './service-process';

@@ -27,6 +27,21 @@ export interface PostgresHandle {
   stop(): Promise<void>;
 }
 
+/** One query on a connection of its own, closed afterwards (test helpers, not hot paths). */
+export async function queryOnce<T = Record<string, unknown>>(
+  url: string,
+  sql: string,
+  params?: unknown[],
+): Promise<T[]> {
+  const c = new Client({ connectionString: url });
+  try {
+    await c.connect();
+    return (await c.query(sql, params)).rows as T[];
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
 /** The directory of PostgreSQL's server binaries: PG_BIN, pg_config, or Debian's layout. */
 export function postgresBinDir(): string {
   if (process.env.PG_BIN) return process.env.PG_BIN;
@@ -95,16 +110,8 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
     stopSignal: 'SIGINT',
   });
   const adminUrl = `postgres://postgres@127.0.0.1:${port}/postgres`;
-  const ready = async () => {
-    const c = new Client({ connectionString: adminUrl });
-    try {
-      await c.connect();
-      await c.query('select 1');
-      return true;
-    } finally {
-      await c.end().catch(() => undefined);
-    }
-  };
+  const ready = async () => (await queryOnce(adminUrl, 'select 1'), true);
+
   await waitFor('PostgreSQL to accept connections', ready, 30_000, proc.logFile);
   const admin = new Client({ connectionString: adminUrl });
   await admin.connect();
@@ -122,15 +129,7 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
       await proc.restart();
       await waitFor('PostgreSQL to accept connections again', ready, 30_000, proc.logFile);
     },
-    async query<T>(sql: string, params?: unknown[]) {
-      const c = new Client({ connectionString: url });
-      await c.connect();
-      try {
-        return (await c.query(sql, params)).rows as T[];
-      } finally {
-        await c.end();
-      }
-    },
+    query: (sql, params) => queryOnce(url, sql, params),
     async stop() {
       await proc.stop();
       if (!opts.dir) removeDir(dir);

@@ -1,4 +1,3 @@
-import { Client } from 'pg';
 import {
   containerProcess,
   serverMode,
@@ -12,7 +11,12 @@ import {
   type MosquittoOptions,
 } from './mosquitto';
 import { startNats as startLocalNats, type NatsHandle, type NatsOptions } from './nats';
-import { startPostgres as startLocalPostgres, type PostgresHandle, type PostgresOptions } from './postgres';
+import {
+  queryOnce,
+  startPostgres as startLocalPostgres,
+  type PostgresHandle,
+  type PostgresOptions,
+} from './postgres';
 import { waitFor } from './process';
 
 /** nats-server: local binary, or a container where a Docker engine answers (single node, no lasting dir). */
@@ -44,15 +48,7 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
     process,
     stopServer: () => process.stop(),
     startServer: () => process.restart(),
-    async query<T>(sql: string, params?: unknown[]) {
-      const client = new Client({ connectionString: url });
-      await client.connect();
-      try {
-        return (await client.query(sql, params)).rows as T[];
-      } finally {
-        await client.end();
-      }
-    },
+    query: (sql, params) => queryOnce(url, sql, params),
     stop: async () => void (await c.stop()),
   };
 }

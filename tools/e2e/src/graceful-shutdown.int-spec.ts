@@ -2,12 +2,12 @@ import { join } from 'node:path';
 import {
   freePort,
   removeDir,
-  spawnManaged,
+  spawnService,
   startMosquitto,
   startNats,
   startPostgres,
   tempDir,
-  waitFor,
+  waitReady,
 } from '@iot/testing';
 import { runMigrations } from '@iot/persistence';
 import { buildOnce, ROOT } from './pipeline';
@@ -33,17 +33,14 @@ describe('every service on SIGTERM', () => {
       await runMigrations(pg.url);
       const results: Record<string, unknown> = {};
       for (const name of SERVICES) {
-        const port = await freePort();
-        const proc = spawnManaged({
+        const svc = spawnService({
+          root: ROOT,
           name,
-          cmd: process.execPath,
-          args: [join(ROOT, 'dist', 'apps', name, 'src', 'main.js')],
+          port: await freePort(),
           logFile: join(logs, `${name}.log`),
-          cwd: ROOT,
           env: {
             ...process.env,
             NATS_URL: nats.url,
-            HTTP_PORT: String(port),
             DATABASE_URL: pg.url,
             MQTT_URL: mqtt.url,
             MQTT_CLIENT_ID: 'shutdown-test',
@@ -51,14 +48,9 @@ describe('every service on SIGTERM', () => {
             LOG_LEVEL: 'warn',
           },
         });
-        const url = `http://127.0.0.1:${port}`;
-        await waitFor(
-          `${name} to be ready`,
-          async () => (await fetch(`${url}/readyz`)).ok,
-          60_000,
-          proc.logFile,
-        );
-        const health = await fetch(`${url}/healthz`);
+        const proc = svc.process;
+        await waitReady(svc);
+        const health = await fetch(`${svc.url}/healthz`);
         proc.signal('SIGTERM');
         let timer: NodeJS.Timeout | undefined;
         const code = await Promise.race([

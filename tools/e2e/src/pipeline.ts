@@ -6,26 +6,22 @@ import { createLogger } from '@iot/observability';
 import { runMigrations } from '@iot/persistence';
 import {
   freePort,
-  spawnManaged,
+  spawnService,
   startMosquitto,
   startNats,
   startPostgres,
   tempDir,
   removeDir,
-  waitFor,
-  type ManagedProcess,
+  waitReady,
   type MosquittoHandle,
   type NatsHandle,
   type PostgresHandle,
+  type ServiceProcess,
 } from '@iot/testing';
 
 export const ROOT = resolve(__dirname, '..', '..', '..');
 
-export interface PipelineService {
-  name: string;
-  url: string;
-  process: ManagedProcess;
-}
+export type PipelineService = ServiceProcess;
 
 export interface Pipeline {
   nats: NatsHandle;
@@ -98,24 +94,17 @@ export async function startPipeline(devices: DeviceRecord[], opts: PipelineOptio
       ],
       ...(opts.withControlPlane ? [['config', {}] as const] : []),
     ] as const) {
-      const port = await freePort();
-      const process = spawnManaged({
-        name,
-        cmd: global.process.execPath,
-        args: [join(ROOT, 'dist', 'apps', name, 'src', 'main.js')],
-        logFile: join(logs, `${name}.log`),
-        env: { ...base, ...extra, HTTP_PORT: String(port) },
-        cwd: ROOT,
-      });
-      services.push({ name, url: `http://127.0.0.1:${port}`, process });
-    }
-    for (const s of services)
-      await waitFor(
-        `${s.name} to be ready`,
-        async () => (await fetch(`${s.url}/readyz`)).ok,
-        60_000,
-        s.process.logFile,
+      services.push(
+        spawnService({
+          root: ROOT,
+          name,
+          port: await freePort(),
+          env: { ...base, ...extra },
+          logFile: join(logs, `${name}.log`),
+        }),
       );
+    }
+    for (const s of services) await waitReady(s);
   } catch (e) {
     await stop();
     throw e;

@@ -8,15 +8,17 @@ import { runMigrations } from '@iot/persistence';
 import {
   portOr,
   spawnManaged,
+  spawnService,
   startMosquitto,
   startNats,
   startPostgres,
-  waitFor,
+  waitReady,
   which,
   type ManagedProcess,
   type MosquittoHandle,
   type NatsHandle,
   type PostgresHandle,
+  type ServiceProcess,
 } from '@iot/testing';
 import { DEMO_MODEL, DEMO_TENANT, IDLE_DEVICES, SERVICES, SIMULATED_DEVICES } from './services';
 
@@ -45,7 +47,7 @@ export class LocalPlatform {
   private mqtt?: MosquittoHandle;
   private prometheus?: ManagedProcess;
   private simulator?: ManagedProcess;
-  private readonly services: Array<{ name: string; url: string; proc: ManagedProcess; log: string }> = [];
+  private readonly services: Array<ServiceProcess & { log: string }> = [];
 
   constructor(
     private readonly root: string,
@@ -99,28 +101,16 @@ export class LocalPlatform {
       const env: NodeJS.ProcessEnv = {
         ...process.env,
         NATS_URL: this.nats.url,
-        HTTP_PORT: String(port),
         LOG_LEVEL: process.env.LOG_LEVEL ?? 'info',
         ...(s.needs.includes('database') ? { DATABASE_URL: this.pg.url } : {}),
         ...(s.needs.includes('mqtt') ? { MQTT_URL: this.mqtt.url, MQTT_CLIENT_ID: 'mqtt-bridge-local' } : {}),
       };
-      const proc = spawnManaged({
-        name: s.name,
-        cmd: process.execPath,
-        args: [join(this.root, 'dist', 'apps', s.name, 'src', 'main.js')],
-        logFile: log,
-        env,
-        cwd: this.root,
+      this.services.push({
+        ...spawnService({ root: this.root, name: s.name, port, env, logFile: log }),
+        log,
       });
-      this.services.push({ name: s.name, url: `http://127.0.0.1:${port}`, proc, log });
     }
-    for (const s of this.services)
-      await waitFor(
-        `${s.name} to be ready (see ${s.log})`,
-        async () => (await fetch(`${s.url}/readyz`)).ok,
-        120_000,
-        s.log,
-      );
+    for (const s of this.services) await waitReady(s, 120_000);
 
     const prometheusUrl = await this.startPrometheus();
 
@@ -156,7 +146,7 @@ export class LocalPlatform {
         mqtts: this.mqtt.mqttsUrl!,
         prometheus: prometheusUrl,
       },
-      services: this.services.map((s) => ({ name: s.name, url: s.url, pid: s.proc.pid, log: s.log })),
+      services: this.services.map((s) => ({ name: s.name, url: s.url, pid: s.process.pid, log: s.log })),
       certs,
       logs,
     };
@@ -208,7 +198,7 @@ export class LocalPlatform {
   /** Stops in reverse order: devices, services (each drains), then the servers. */
   async stop(): Promise<void> {
     await this.simulator?.stop();
-    for (const s of [...this.services].reverse()) await s.proc.stop(30_000);
+    for (const s of [...this.services].reverse()) await s.process.stop(30_000);
     await this.prometheus?.stop();
     await Promise.all([this.mqtt?.stop(), this.nats?.stop(), this.pg?.stop()]);
     rmSync(this.stateFile, { force: true });

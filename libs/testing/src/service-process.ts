@@ -1,0 +1,38 @@
+import { join } from 'node:path';
+import { spawnManaged, waitFor, type ManagedProcess } from './process';
+
+/** A platform service running as its own process from dist/, as it is deployed. */
+export interface ServiceProcess {
+  name: string;
+  url: string;
+  process: ManagedProcess;
+}
+
+/** Starts `dist/apps/<name>/src/main.js` with the given environment on `port` (HTTP_PORT). */
+export function spawnService(o: {
+  root: string;
+  name: string;
+  port: number;
+  env: NodeJS.ProcessEnv;
+  logFile: string;
+}): ServiceProcess {
+  const process = spawnManaged({
+    name: o.name,
+    cmd: global.process.execPath,
+    args: [join(o.root, 'dist', 'apps', o.name, 'src', 'main.js')],
+    logFile: o.logFile,
+    env: { ...o.env, HTTP_PORT: String(o.port) },
+    cwd: o.root,
+  });
+  return { name: o.name, url: `http://127.0.0.1:${o.port}`, process };
+}
+
+/** Waits until the service answers `/readyz` with 200; on timeout the error shows its log. */
+export function waitReady(s: ServiceProcess, timeoutMs = 60_000): Promise<void> {
+  return waitFor(
+    `${s.name} to be ready`,
+    async () => (await fetch(`${s.url}/readyz`)).ok,
+    timeoutMs,
+    s.process.logFile,
+  );
+}
