@@ -63,7 +63,12 @@ function boundaries(forTests) {
       { sourceTag: 'scope:shared', onlyDependOnLibsWithTags: ['scope:shared'] },
       ...scopes.map((scope) => ({
         sourceTag: `scope:${scope}`,
-        onlyDependOnLibsWithTags: [`scope:${scope}`, 'scope:shared'],
+        // The control plane checks each service's configuration with that service's own
+        // domain rules (a normalizer profile with the normalizer's units) before storing it.
+        onlyDependOnLibsWithTags:
+          scope === 'config'
+            ? ['scope:config', 'scope:shared', 'scope:normalizer']
+            : [`scope:${scope}`, 'scope:shared'],
       })),
       { sourceTag: 'platform:node', onlyDependOnLibsWithTags: ['platform:node'] },
     ],

@@ -1,6 +1,6 @@
 import { num, str } from '@iot/config';
 import { parseRateLimit, rateLimitsByModel } from '@iot/mqtt-bridge-domain';
-import { makeValidator } from 'envalid';
+import { makeValidator, type CleanedEnv } from 'envalid';
 import { hostname } from 'node:os';
 
 // Malformed limits stop the bridge at start, with the variable named and the form expected.
@@ -39,3 +39,6 @@ export const bridgeEnv = {
   }),
   MAX_PAYLOAD_BYTES: num({ default: 64 * 1024, desc: 'Larger messages go to the DLQ as payload-too-large' }),
 };
+
+// NATS_STREAM_REPLICAS is one of the runtime's common variables (service-runtime).
+export type BridgeEnv = CleanedEnv<typeof bridgeEnv> & { NATS_STREAM_REPLICAS: number };

@@ -1,6 +1,8 @@
 import { Module } from '@nestjs/common';
+import { DeviceGate } from './device-gate';
 import { DownlinkController } from './downlink.controller';
+import { HttpIngestController } from './http-ingest.controller';
 import { MqttIngest } from './mqtt-ingest';
 
-@Module({ controllers: [DownlinkController], providers: [MqttIngest] })
+@Module({ controllers: [DownlinkController, HttpIngestController], providers: [DeviceGate, MqttIngest] })
 export class MqttBridgeModule {}

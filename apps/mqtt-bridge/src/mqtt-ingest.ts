@@ -1,30 +1,15 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { readFileSync } from 'node:fs';
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
-import { DlqReasons, Headers, Subjects, UNKNOWN_TENANT, type DeviceRecord } from '@iot/contracts';
-import {
-  deviceRegistryView,
-  RetryableError,
-  type KvView,
-  type JetStreamPublisher,
-  type NatsConnection,
-} from '@iot/messaging';
-import {
-  bridgeSubscriptions,
-  DeviceRateLimiter,
-  messageIdOf,
-  parseDeviceTopic,
-  parseRateLimit,
-  rateLimitsByModel,
-} from '@iot/mqtt-bridge-domain';
+import { DlqReasons, Headers, Subjects, UNKNOWN_TENANT } from '@iot/contracts';
+import { RetryableError, type JetStreamPublisher } from '@iot/messaging';
+import { bridgeSubscriptions, messageIdOf, parseDeviceTopic } from '@iot/mqtt-bridge-domain';
 import { newTraceparent, type IotMetrics, type Logger } from '@iot/observability';
-import { ENV, LOGGER, METRICS, NATS, PUBLISHER, READINESS, type Readiness } from '@iot/service-runtime';
-import type { bridgeEnv } from './env';
-import type { CleanedEnv } from 'envalid';
+import { ENV, LOGGER, METRICS, PUBLISHER, READINESS, type Readiness } from '@iot/service-runtime';
+import { DeviceGate } from './device-gate';
+import type { BridgeEnv } from './env';
 
-// NATS_STREAM_REPLICAS is one of the runtime's common variables (service-runtime).
-type BridgeEnv = CleanedEnv<typeof bridgeEnv> & { NATS_STREAM_REPLICAS: number };
-const STAGE = 'mqtt-bridge';
+export const STAGE = 'mqtt-bridge';
 
 /**
  * Takes device messages from the broker and hands them to JetStream. A QoS 1 message is
@@ -35,28 +20,18 @@ const STAGE = 'mqtt-bridge';
 export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown {
   private clients: MqttClient[] = [];
   private readonly subscribed = new Set<MqttClient>();
-  private readonly limiter: DeviceRateLimiter;
-  private devices!: KvView<DeviceRecord>;
   private stopping = false;
 
   constructor(
     @Inject(ENV) private readonly env: BridgeEnv,
-    @Inject(NATS) private readonly nc: NatsConnection,
     @Inject(PUBLISHER) private readonly publisher: JetStreamPublisher,
     @Inject(LOGGER) private readonly logger: Logger,
     @Inject(METRICS) private readonly metrics: IotMetrics,
     @Inject(READINESS) private readonly readiness: Readiness,
-  ) {
-    this.limiter = new DeviceRateLimiter(
-      rateLimitsByModel(env.RATE_LIMITS_BY_MODEL, parseRateLimit(env.RATE_LIMIT)),
-    );
-  }
+    private readonly gate: DeviceGate,
+  ) {}
 
-  async onApplicationBootstrap(): Promise<void> {
-    this.devices = deviceRegistryView(this.nc, this.logger, this.env.NATS_STREAM_REPLICAS);
-    await this.devices.start();
-    this.logger.info({ devices: this.devices.size }, 'device registry loaded');
-    this.readiness.add('device-registry', () => this.devices.ready);
+  onApplicationBootstrap(): void {
     for (let i = 0; i < this.env.MQTT_CONNECTIONS; i++) this.clients.push(this.connect(i));
     this.readiness.add('mqtt', () => this.clients.every((c) => c.connected && this.subscribed.has(c)));
   }
@@ -162,7 +137,7 @@ export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown
         DlqReasons.payloadTooLarge,
         `payload of ${payload.byteLength} bytes exceeds the limit of ${this.env.MAX_PAYLOAD_BYTES} bytes (first bytes kept)`,
       );
-    const record = this.devices.get(device);
+    const record = this.gate.device(device);
     if (!record || record.state !== 'active')
       return reject(
         DlqReasons.unknownDevice,
@@ -173,7 +148,7 @@ export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown
     headers[Headers.tenant] = record.tenant;
     headers[Headers.model] = topic.model ?? record.model;
     if (topic.kind === 'telemetry') {
-      const decision = this.limiter.take(device, headers[Headers.model]);
+      const decision = this.gate.limiter.take(device, headers[Headers.model]);
       if (!decision.allowed) {
         // Dropped by policy, and acknowledged so the device does not resend it forever;
         // counted, and said in the device's status (at most once a minute).
@@ -211,12 +186,7 @@ export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown
   }
 
   /** Publishes the device's status: it sends faster than its model's limit, and how much was dropped. */
-  private async noticeRateLimited(
-    tenant: string,
-    device: string,
-    dropped: number,
-    at: number,
-  ): Promise<void> {
+  async noticeRateLimited(tenant: string, device: string, dropped: number, at: number): Promise<void> {
     const status = { status: 'rate-limited', device, dropped, at: new Date(at).toISOString(), source: STAGE };
     this.logger.warn(status, 'device exceeds its rate limit; excess dropped');
     await this.publisher.publishJson(Subjects.status(tenant, device), status, {
@@ -229,6 +199,5 @@ export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown
     this.stopping = true;
     // Without PUBACKs for what is not yet in JetStream: the broker redelivers those.
     await Promise.all(this.clients.map((c) => c.endAsync(false)));
-    this.devices?.stop();
   }
 }

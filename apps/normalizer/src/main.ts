@@ -1,16 +1,27 @@
 import { Module } from '@nestjs/common';
+import { normalizerProfileKey } from '@iot/contracts';
+import { normalizerProfilesView } from '@iot/messaging';
+import { BUILTIN_PROFILES, DeadbandFilter, Normalizer } from '@iot/normalizer-domain';
 import { runService, type ServiceDefinition } from '@iot/service-runtime';
-import { NormalizerController } from './normalizer.controller';
-
-@Module({ controllers: [NormalizerController] })
-export class NormalizerModule {}
+import { NORMALIZER, NormalizerController } from './normalizer.controller';
 
 export const normalizer: ServiceDefinition<Record<string, never>> = {
   name: 'normalizer',
   description: 'Units, scaling, clamping and quality flags: decoded readings to canonical points.',
   env: {},
   consumes: true,
-  module: () => NormalizerModule,
+  module: async (env, runtime) => {
+    // Tenants' profiles (config service) loaded before the first message, then kept current.
+    const profiles = normalizerProfilesView(runtime.nc, runtime.logger, env.NATS_STREAM_REPLICAS);
+    await profiles.start();
+    runtime.readiness.add('normalizer-profiles', () => profiles.ready);
+    const domain = new Normalizer(BUILTIN_PROFILES, new DeadbandFilter(), (tenant, model) =>
+      profiles.get(normalizerProfileKey(tenant, model)),
+    );
+    @Module({ controllers: [NormalizerController], providers: [{ provide: NORMALIZER, useValue: domain }] })
+    class NormalizerModule {}
+    return NormalizerModule;
+  },
 };
 
 if (require.main === module) runService(normalizer);

@@ -2,9 +2,11 @@ import { Controller, Inject } from '@nestjs/common';
 import { Ctx, EventPattern, Payload } from '@nestjs/microservices';
 import { Consumers, DlqReasons, Headers, Subjects, Validators, type DecodedTelemetry } from '@iot/contracts';
 import type { JetStreamPatternExtras, JetStreamPublisher, MessageMeta } from '@iot/messaging';
-import { BUILTIN_PROFILES, DeadbandFilter, Normalizer } from '@iot/normalizer-domain';
+import type { Normalizer } from '@iot/normalizer-domain';
 import type { IotMetrics } from '@iot/observability';
 import { METRICS, PUBLISHER } from '@iot/service-runtime';
+
+export const NORMALIZER = Symbol('Normalizer');
 
 const extras: JetStreamPatternExtras<DecodedTelemetry> = {
   consumer: Consumers.normalizer,
@@ -15,9 +17,8 @@ const extras: JetStreamPatternExtras<DecodedTelemetry> = {
 /** Decoded readings in, canonical points out; readings that cannot be made canonical go to the DLQ. */
 @Controller()
 export class NormalizerController {
-  private readonly normalizer = new Normalizer(BUILTIN_PROFILES, new DeadbandFilter());
-
   constructor(
+    @Inject(NORMALIZER) private readonly normalizer: Normalizer,
     @Inject(PUBLISHER) private readonly publisher: JetStreamPublisher,
     @Inject(METRICS) private readonly metrics: IotMetrics,
   ) {}

@@ -7,6 +7,8 @@ export const Headers = {
   receivedAt: 'iot-received-at',
   /** The MQTT topic the message arrived on (tells demux the payload format). */
   sourceTopic: 'iot-source-topic',
+  /** How the message reached the platform: absent for MQTT, `http` for HTTP ingest. */
+  transport: 'iot-transport',
   /** The device model from the registry (tells the normalizer which profile applies). */
   model: 'iot-model',
   dlqReason: 'iot-dlq-reason',

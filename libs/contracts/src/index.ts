@@ -4,3 +4,4 @@ export * from './headers';
 export * from './payloads';
 export * from './validation';
 export * from './validators';
+export * from './device-keys';

@@ -156,6 +156,11 @@ export const DeviceRecordSchema = Type.Object({
   tenant: Id,
   model: Type.String({ minLength: 1, maxLength: 64 }),
   state: Type.Union([Type.Literal('active'), Type.Literal('disabled')]),
+  /**
+   * SHA-256 (hex) of each device key (`dev_ak_...`) that may send for this device over HTTP.
+   * Keys are 256-bit random strings, so a fast hash is enough; the key itself is never stored.
+   */
+  key_hashes: Type.Optional(Type.Array(Type.String({ pattern: '^[0-9a-f]{64}$' }), { maxItems: 16 })),
 });
 export type DeviceRecord = Static<typeof DeviceRecordSchema>;
 
@@ -180,3 +185,41 @@ export interface CommandResult {
   at: string;
   detail?: string;
 }
+
+/** How one metric of a device model is made canonical (normalizer profiles). */
+export const MetricSpecSchema = Type.Object(
+  {
+    /** Canonical unit (UCUM). */
+    unit: Type.String({ minLength: 1, maxLength: 32 }),
+    /** The unit the device sends when it names none (defaults to the canonical unit). */
+    sourceUnit: Type.Optional(Type.String({ minLength: 1, maxLength: 32 })),
+    scale: Type.Optional(Type.Number()),
+    offset: Type.Optional(Type.Number()),
+    /** Physically valid range in the canonical unit. */
+    min: Type.Optional(Type.Number()),
+    max: Type.Optional(Type.Number()),
+    /** Values at most this far outside the range are clamped to it; further out they are kept and flagged. */
+    clampMargin: Type.Optional(Type.Number({ minimum: 0 })),
+    /** Store under this name. */
+    rename: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    /** Deadband: a value within this distance of the last stored one is not stored again. */
+    deadband: Type.Optional(Type.Number({ minimum: 0 })),
+    /** With a deadband, still store at least this often (ms); default 15 minutes. */
+    deadbandMaxSilenceMs: Type.Optional(Type.Integer({ minimum: 1000 })),
+  },
+  { additionalProperties: false },
+);
+export type MetricSpec = Static<typeof MetricSpecSchema>;
+
+/**
+ * A tenant's profile for one device model, kept in the `normalizer-profiles-v1` KV bucket
+ * under `<tenant>.<model>`: its metrics override the built-in profile's, metric by metric.
+ */
+export const ModelProfileSchema = Type.Object(
+  {
+    model: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' }),
+    metrics: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }), MetricSpecSchema),
+  },
+  { additionalProperties: false },
+);
+export type ModelProfile = Static<typeof ModelProfileSchema>;

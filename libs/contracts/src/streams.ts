@@ -135,3 +135,15 @@ export const Consumers = {
 
 /** The JetStream key-value bucket holding the device registry: key = device id. */
 export const DEVICE_REGISTRY_BUCKET = 'device-registry-v1';
+
+/**
+ * The KV bucket of tenants' normalizer profiles: key `<tenant>.<model>`, written by the config
+ * service, watched by the normalizer. History keeps earlier versions for audit and rollback.
+ */
+export const NORMALIZER_PROFILES_BUCKET = 'normalizer-profiles-v1';
+export const NORMALIZER_PROFILES_HISTORY = 20;
+
+/** The key of a tenant's profile for a device model in NORMALIZER_PROFILES_BUCKET. */
+export function normalizerProfileKey(tenant: string, model: string): string {
+  return `${tenant}.${model}`;
+}

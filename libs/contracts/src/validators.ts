@@ -3,6 +3,7 @@ import {
   DecodedTelemetrySchema,
   DeviceRecordSchema,
   DeviceCommandSchema,
+  ModelProfileSchema,
   GatewayBatchSchema,
   SenmlPackSchema,
   NormalizedTelemetrySchema,
@@ -11,6 +12,7 @@ import {
   type DecodedTelemetry,
   type DeviceRecord,
   type DeviceCommand,
+  type ModelProfile,
   type GatewayBatch,
   type SenmlPack,
   type NormalizedTelemetry,
@@ -28,6 +30,7 @@ export interface PayloadValidators {
   gatewayBatch: CompiledValidator<GatewayBatch>;
   senmlPack: CompiledValidator<SenmlPack>;
   deviceCommand: CompiledValidator<DeviceCommand>;
+  modelProfile: CompiledValidator<ModelProfile>;
 }
 
 /** Compiled once at load; hot paths call these, never a schema interpreter. */
@@ -40,4 +43,5 @@ export const Validators: PayloadValidators = {
   gatewayBatch: compileValidator('gateway batch', GatewayBatchSchema),
   senmlPack: compileValidator('SenML pack', SenmlPackSchema),
   deviceCommand: compileValidator('device command', DeviceCommandSchema),
+  modelProfile: compileValidator('normalizer profile', ModelProfileSchema),
 };

@@ -7,3 +7,4 @@ export * from './transport';
 export * from './kv-view';
 export { jetstream, jetstreamManager } from '@nats-io/jetstream';
 export type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+export * from './versioned-kv';

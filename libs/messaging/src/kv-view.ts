@@ -1,7 +1,21 @@
 import { Kvm, KvWatchInclude, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '@iot/observability';
-import { DEVICE_REGISTRY_BUCKET, Validators, type DeviceRecord } from '@iot/contracts';
+import {
+  DEVICE_REGISTRY_BUCKET,
+  NORMALIZER_PROFILES_BUCKET,
+  NORMALIZER_PROFILES_HISTORY,
+  Validators,
+  type DeviceRecord,
+  type ModelProfile,
+} from '@iot/contracts';
+
+export interface KvBucketOptions {
+  /** Copies of the bucket's stream: 3 on a production cluster. */
+  replicas?: number;
+  /** Values kept per key: 1 for a cache, more where earlier versions are read back. */
+  history?: number;
+}
 
 /**
  * A current, in-memory view of a JetStream KV bucket: loaded at start, then kept up to date
@@ -12,13 +26,14 @@ export class KvView<T> {
   private kv: KV | undefined;
   private stopWatch: (() => void) | undefined;
   private loaded = false;
+  private changes = 0;
 
   constructor(
     private readonly nc: NatsConnection,
     private readonly bucket: string,
     private readonly parse: (value: unknown) => T,
     private readonly logger: Logger,
-    private readonly replicas = 1,
+    private readonly options: KvBucketOptions = {},
   ) {}
 
   get size(): number {
@@ -33,8 +48,17 @@ export class KvView<T> {
     return this.entries.get(key);
   }
 
+  values(): IterableIterator<T> {
+    return this.entries.values();
+  }
+
+  /** Changes with every update seen, so that indexes derived from the view know when to rebuild. */
+  get version(): number {
+    return this.changes;
+  }
+
   async start(): Promise<void> {
-    this.kv = await new Kvm(this.nc).create(this.bucket, { history: 1, replicas: this.replicas });
+    this.kv = await openBucket(this.nc, this.bucket, this.options);
     // The watch first replays every current value, then follows changes, forever.
     const iter = await this.kv.watch({ include: KvWatchInclude.LastValue });
     // An empty bucket replays nothing; otherwise the replay ends at the entry with delta 0.
@@ -43,6 +67,7 @@ export class KvView<T> {
     void (async () => {
       for await (const e of iter) {
         if (e.delta === 0) this.loaded = true;
+        this.changes++;
         if (e.operation === 'DEL' || e.operation === 'PURGE') {
           this.entries.delete(e.key);
           continue;
@@ -72,13 +97,26 @@ export class KvView<T> {
 
 /** The device registry as every service sees it: a current, validated, in-memory view. */
 export function deviceRegistryView(nc: NatsConnection, logger: Logger, replicas = 1): KvView<DeviceRecord> {
-  return new KvView(
-    nc,
-    DEVICE_REGISTRY_BUCKET,
-    (v) => (Validators.deviceRecord.assert(v), v),
-    logger,
+  return new KvView(nc, DEVICE_REGISTRY_BUCKET, (v) => (Validators.deviceRecord.assert(v), v), logger, {
     replicas,
-  );
+  });
+}
+
+/** Tenants' normalizer profiles, key `<tenant>.<model>`, validated and kept current. */
+export function normalizerProfilesView(
+  nc: NatsConnection,
+  logger: Logger,
+  replicas = 1,
+): KvView<ModelProfile> {
+  return new KvView(nc, NORMALIZER_PROFILES_BUCKET, (v) => (Validators.modelProfile.assert(v), v), logger, {
+    replicas,
+    history: NORMALIZER_PROFILES_HISTORY,
+  });
+}
+
+/** Opens a bucket, creating it with these options when it does not exist yet. */
+export function openBucket(nc: NatsConnection, bucket: string, options: KvBucketOptions = {}): Promise<KV> {
+  return new Kvm(nc).create(bucket, { history: options.history ?? 1, replicas: options.replicas ?? 1 });
 }
 
 /** Writes device records into the registry bucket (used by seeding and tests until auth owns it). */

@@ -1,5 +1,6 @@
 import type { DecodedTelemetry } from '@iot/contracts';
 import { applyRange, Normalizer } from './normalize';
+import { specProblem } from './units';
 import { DeadbandFilter } from './deadband';
 
 const base: DecodedTelemetry = {
@@ -138,5 +139,47 @@ describe('applyRange', () => {
       value: 0,
       quality: 'clamped',
     });
+  });
+});
+
+describe('Normalizer with tenant profiles', () => {
+  const adcProfile = {
+    model: 'zenthos-esp32',
+    metrics: {
+      // A 12-bit ADC reading of soil moisture, 0..4095 counts to 0..100 %.
+      soil_moisture: { unit: '%', sourceUnit: '{count}', scale: 100 / 4095, min: 0, max: 100 },
+      temperature: { unit: 'Cel', sourceUnit: '[degF]', rename: 'air_temperature' },
+    },
+  };
+  const sut = new Normalizer(undefined, undefined, (tenant, model) =>
+    tenant === 'farm' && model === 'zenthos-esp32' ? adcProfile : undefined,
+  );
+
+  it("applies the tenant's profile to its own devices only", () => {
+    const readings = [
+      { metric: 'soil_moisture', value: 2047.5 },
+      { metric: 'temperature', value: 68 },
+      { metric: 'humidity', value: 50 },
+    ];
+    const farm = sut.normalize({ ...base, tenant: 'farm', readings }).telemetry.points;
+    expect(farm).toEqual([
+      { metric: 'soil_moisture', value: 50, unit: '%', quality: 'good' },
+      { metric: 'air_temperature', value: 20, unit: 'Cel', quality: 'good' },
+      // Metrics the tenant's profile does not name keep the built-in spec.
+      { metric: 'humidity', value: 50, unit: '%', quality: 'good' },
+    ]);
+    const demo = sut.normalize({ ...base, tenant: 'demo', readings }).telemetry.points;
+    expect(demo[0]).toEqual({ metric: 'soil_moisture', value: 2047.5, unit: '%', quality: 'out-of-range' });
+    expect(demo[1]).toEqual({ metric: 'temperature', value: 68, unit: 'Cel', quality: 'good' });
+  });
+});
+
+describe('specProblem', () => {
+  it('names the metric and the units that do not convert', () => {
+    expect(specProblem('pressure', { unit: 'Pa', sourceUnit: 'psi' })).toMatch(
+      /metric "pressure": "psi" does not convert to "Pa"/,
+    );
+    expect(specProblem('pressure', { unit: 'Pa', sourceUnit: 'hPa' })).toBeUndefined();
+    expect(specProblem('flow', { unit: 'm3/h' })).toBeUndefined();
   });
 });

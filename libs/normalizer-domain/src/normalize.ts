@@ -1,5 +1,11 @@
 import type { DecodedTelemetry, NormalizedPoint, NormalizedTelemetry, Quality } from '@iot/contracts';
-import { BUILTIN_PROFILES, type MetricSpec, type ModelProfile } from './profiles';
+import {
+  BUILTIN_PROFILES,
+  NO_TENANT_PROFILES,
+  type MetricSpec,
+  type ModelProfile,
+  type TenantProfiles,
+} from './profiles';
 import { toCanonical } from './units';
 import type { DeadbandFilter } from './deadband';
 
@@ -28,10 +34,16 @@ export class Normalizer {
     private readonly profiles: Record<string, ModelProfile> = BUILTIN_PROFILES,
     /** Without one, every point is kept. */
     private readonly deadband?: DeadbandFilter,
+    private readonly tenantProfiles: TenantProfiles = NO_TENANT_PROFILES,
   ) {}
 
-  private specFor(model: string, metric: string): MetricSpec | undefined {
-    return this.profiles[model]?.metrics[metric] ?? this.profiles.generic?.metrics[metric];
+  /** The tenant's spec for the model's metric, else the built-in model's, else the generic one. */
+  private specFor(tenant: string, model: string, metric: string): MetricSpec | undefined {
+    return (
+      this.tenantProfiles(tenant, model)?.metrics[metric] ??
+      this.profiles[model]?.metrics[metric] ??
+      this.profiles.generic?.metrics[metric]
+    );
   }
 
   /**
@@ -43,7 +55,7 @@ export class Normalizer {
     const rejected: NormalizeResult['rejected'] = [];
     let suppressed = 0;
     for (const r of d.readings) {
-      const spec = this.specFor(d.model, r.metric);
+      const spec = this.specFor(d.tenant, d.model, r.metric);
       if (!spec) {
         points.push({
           metric: r.metric,

@@ -1,32 +1,15 @@
-/** How one metric of a device model is made canonical. */
-export interface MetricSpec {
-  /** Canonical unit (UCUM). */
-  unit: string;
-  /** The unit the device sends when it names none (defaults to the canonical unit). */
-  sourceUnit?: string;
-  scale?: number;
-  offset?: number;
-  /** Physically valid range in the canonical unit. */
-  min?: number;
-  max?: number;
-  /** Values at most this far outside the range are clamped to it; further out they are kept and flagged. */
-  clampMargin?: number;
-  /** Store under this name. */
-  rename?: string;
-  /** Deadband: a value within this distance of the last stored one is not stored again. */
-  deadband?: number;
-  /** With a deadband, still store at least this often (ms); default 15 minutes. */
-  deadbandMaxSilenceMs?: number;
-}
+import type { MetricSpec, ModelProfile } from '@iot/contracts';
 
-export interface ModelProfile {
-  model: string;
-  metrics: Record<string, MetricSpec>;
-}
+export type { MetricSpec, ModelProfile };
+
+/** A tenant's own profile for a model, if it has one (from the config service). */
+export type TenantProfiles = (tenant: string, model: string) => ModelProfile | undefined;
+
+export const NO_TENANT_PROFILES: TenantProfiles = () => undefined;
 
 /**
- * Built-in profiles. They are defaults: the config service (a later issue) overrides them
- * per tenant and model, and the normalizer takes the merged result.
+ * Built-in profiles. They are defaults: a tenant's profile for a model (config service,
+ * `PUT /v1/tenants/:tenant/profiles/:model`) overrides them metric by metric.
  */
 export const BUILTIN_PROFILES: Record<string, ModelProfile> = {
   'zenthos-esp32': {

@@ -49,7 +49,24 @@ export class UnknownUnitError extends Error {
 
 /** Converts `value` in `unit` to `canonical`; throws when the two are not the same quantity. */
 export function toCanonical(metric: string, value: number, unit: string, canonical: string): number {
+  // A UCUM annotation such as {count} (raw ADC counts) has no quantity: the profile's scale
+  // and offset make it canonical, so it passes through here unchanged.
+  if (isAnnotation(unit) || unit === canonical) return value;
   const c = CONVERSIONS[unit];
   if (!c || c.to !== canonical) throw new UnknownUnitError(metric, unit);
   return c.convert(value);
+}
+
+function isAnnotation(unit: string): boolean {
+  return unit.length > 2 && unit.startsWith('{') && unit.endsWith('}');
+}
+
+/** Why a metric spec cannot work (its source unit does not convert to its unit), or undefined. */
+export function specProblem(metric: string, spec: { unit: string; sourceUnit?: string }): string | undefined {
+  try {
+    toCanonical(metric, 0, spec.sourceUnit ?? spec.unit, spec.unit);
+    return undefined;
+  } catch {
+    return `metric "${metric}": "${spec.sourceUnit}" does not convert to "${spec.unit}"; convertible units are ${Object.keys(CONVERSIONS).join(', ')}, or a {annotation} such as {count} with scale and offset`;
+  }
 }

@@ -1,5 +1,6 @@
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
+import express from 'express';
 import { Module, type INestApplication, type Type } from '@nestjs/common';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { commonEnv, loadEnv, natsServers, type EnvSpec } from '@iot/config';
@@ -42,6 +43,11 @@ export interface ServiceDefinition<S extends EnvSpec> {
   consumes: boolean;
   /** Reports `iot_dlq_size` every few seconds (the control plane does; workers do with their lag). */
   reportsDlq?: boolean;
+  /**
+   * HTTP routes whose request bodies reach the handler as the exact bytes (a Buffer),
+   * whatever the content type: device payloads are decoded by the pipeline, not by Express.
+   */
+  rawBodyRoutes?: { paths: string[]; limitBytes: number };
   /** Extra work at shutdown, after consumers stopped and before NATS drains. */
   onShutdown?: () => Promise<void>;
 }
@@ -88,6 +94,9 @@ export async function startService<S extends EnvSpec>(
   class RootModule {}
 
   const app = await NestFactory.create(RootModule, { logger: new PinoNestLogger(logger), bufferLogs: false });
+  // Registered before Nest's own JSON parser (added at init), so these routes get bytes.
+  for (const path of def.rawBodyRoutes?.paths ?? [])
+    app.use(path, express.raw({ type: () => true, limit: def.rawBodyRoutes!.limitBytes }));
   // Before the transport connects: it inherits the filter (inheritAppConfig).
   app.useGlobalFilters(new TransportErrorFilter(logger));
   const document = SwaggerModule.createDocument(

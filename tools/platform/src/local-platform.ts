@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEVICE_REGISTRY_BUCKET } from '@iot/contracts';
+import { DEVICE_REGISTRY_BUCKET, deviceKeyHash, newDeviceKey } from '@iot/contracts';
 import { connectNats, putDeviceRecords } from '@iot/messaging';
 import { createLogger } from '@iot/observability';
 import { runMigrations } from '@iot/persistence';
@@ -82,16 +82,25 @@ export class LocalPlatform {
       name: 'platform-seed',
       logger: createLogger('platform', 'silent'),
     });
+    // A device key for the first idle device, to try HTTP ingest with (POST /v1/telemetry).
+    const httpDevice = `demo-${String(SIMULATED_DEVICES + 1).padStart(4, '0')}`;
+    const httpKey = newDeviceKey();
+    writeFileSync(join(certs, `${httpDevice}.device-key`), httpKey + '\n', { mode: 0o600 });
     await putDeviceRecords(
       nc,
       DEVICE_REGISTRY_BUCKET,
-      Array.from({ length: SIMULATED_DEVICES + IDLE_DEVICES }, (_, i) => ({
-        device: `demo-${String(i + 1).padStart(4, '0')}`,
-        tenant: DEMO_TENANT,
-        model: DEMO_MODEL,
-        state: 'active',
-      })),
+      Array.from({ length: SIMULATED_DEVICES + IDLE_DEVICES }, (_, i) => {
+        const device = `demo-${String(i + 1).padStart(4, '0')}`;
+        return {
+          device,
+          tenant: DEMO_TENANT,
+          model: DEMO_MODEL,
+          state: 'active',
+          ...(device === httpDevice ? { key_hashes: [deviceKeyHash(httpKey)] } : {}),
+        };
+      }),
     );
+    say(`device key of ${httpDevice} for HTTP ingest: ${join(certs, `${httpDevice}.device-key`)}`);
     await nc.close();
 
     say('starting the nine services');
