@@ -2,8 +2,8 @@ import { Controller, Inject, type OnApplicationShutdown, type OnModuleInit } fro
 import { EventPattern, Payload } from '@nestjs/microservices';
 import { Consumers, Validators, type NormalizedTelemetry } from '@iot/contracts';
 import { RetryableError, type Delivery, type JetStreamPatternExtras } from '@iot/messaging';
-import type { Logger } from '@iot/observability';
-import { ENV, LOGGER, READINESS, type Readiness } from '@iot/service-runtime';
+import type { IotMetrics, Logger } from '@iot/observability';
+import { ENV, LOGGER, METRICS, READINESS, type Readiness } from '@iot/service-runtime';
 import { rowsOf, TelemetryBatchWriter } from '@iot/tsdb-writer-data-access';
 import type { CleanedEnv } from 'envalid';
 import type { writerEnv } from './env';
@@ -21,6 +21,7 @@ export class TelemetryWriterController implements OnModuleInit, OnApplicationShu
     @Inject(WRITER) private readonly writer: TelemetryBatchWriter,
     @Inject(ENV) private readonly env: WriterEnv,
     @Inject(LOGGER) private readonly logger: Logger,
+    @Inject(METRICS) private readonly metrics: IotMetrics,
     @Inject(READINESS) readiness: Readiness,
   ) {
     readiness.add('database', () => this.writer.ping());
@@ -48,6 +49,11 @@ export class TelemetryWriterController implements OnModuleInit, OnApplicationShu
     } catch (e) {
       // The database is down or busy: every message of the batch comes back later.
       throw new RetryableError(`writing ${batch.length} messages failed: ${(e as Error).message}`, e);
+    }
+    const committedAt = Date.now();
+    for (const { payload } of batch) {
+      this.metrics.eventToCommit.observe((committedAt - payload.ts) / 1000);
+      this.metrics.ingestToCommit.observe((committedAt - payload.receivedAt) / 1000);
     }
   }
 

@@ -14,6 +14,10 @@ export class IotMetrics {
   readonly dlqSize: Gauge<'stream'>;
   readonly workerErrors: Counter<'stage' | 'kind'>;
   readonly pointsSuppressed: Counter<'stage'>;
+  /** Device timestamp to database commit (what a user waits for a reading to be queryable). */
+  readonly eventToCommit: Histogram;
+  /** Bridge receipt to database commit (the pipeline's own latency, whatever the device clock). */
+  readonly ingestToCommit: Histogram;
 
   constructor(readonly service: string) {
     this.registry.setDefaultLabels({ service });
@@ -60,6 +64,22 @@ export class IotMetrics {
       name: 'iot_points_suppressed_total',
       help: 'Points held back by the deadband (a value unchanged within its tolerance)',
       labelNames: ['stage'],
+      registers,
+    });
+    const latencyBuckets = [
+      0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10,
+      30, 60,
+    ];
+    this.eventToCommit = new Histogram({
+      name: 'iot_event_to_commit_seconds',
+      help: "From a message's device timestamp to the commit of its rows (tsdb-writer)",
+      buckets: latencyBuckets,
+      registers,
+    });
+    this.ingestToCommit = new Histogram({
+      name: 'iot_ingest_to_commit_seconds',
+      help: 'From the bridge receiving a message to the commit of its rows (tsdb-writer)',
+      buckets: latencyBuckets,
       registers,
     });
   }

@@ -7,3 +7,5 @@ export { createPki, type Pki } from './pki';
 export { dockerEngineAvailable, serverMode } from './containers';
 export * from './process';
 export * from './service-process';
+export * from './pipeline';
+export { queryOnce } from './postgres';

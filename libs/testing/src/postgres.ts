@@ -63,13 +63,15 @@ export function postgresBinDir(): string {
 
 /**
  * Starts a throwaway PostgreSQL: initdb in a temporary directory, trust auth on loopback,
- * fsync off (test data need not survive a power cut), database `iot`.
+ * fsync off unless `durable` (test data need not survive a power cut), database `iot`.
  */
 export interface PostgresOptions {
   /** A lasting directory (for `./platform up`): kept on stop, its data reused on the next start. */
   dir?: string;
   /** Preferred port; a free one is taken when it is busy. */
   port?: number;
+  /** fsync and full-page writes on, as in production (benchmarks); off by default. */
+  durable?: boolean;
 }
 
 export async function startPostgres(opts: PostgresOptions = {}): Promise<PostgresHandle> {
@@ -97,9 +99,9 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
       '-c',
       'listen_addresses=127.0.0.1',
       '-c',
-      'fsync=off',
+      `fsync=${opts.durable ? 'on' : 'off'}`,
       '-c',
-      'full_page_writes=off',
+      `full_page_writes=${opts.durable ? 'on' : 'off'}`,
       '-c',
       'max_connections=200',
     ],

@@ -24,7 +24,8 @@ const HELP = `usage: ./platform <command>
   logs <service>     follow a service's log (${SERVICES.map((s) => s.name).join(', ')}, simulator, prometheus)
   test               lint, typecheck, unit and integration tests, then one summary line
   migrate            apply database migrations to $DATABASE_URL (or the running platform's)
-  bench [scenario]   benchmarks (issue #5: not built yet)
+  bench [scenario]   benchmarks: baselines, stages, e2e, query or all (default); --quick for a
+                     short run; prints a table, writes bench/results/*.json (see docs/performance.md)
   chaos [scenario]   fault injection (issue #6: not built yet)
   kind up|down       the platform on a local kind cluster (needs a Docker engine)
 `;
@@ -45,10 +46,9 @@ async function main(argv: string[]): Promise<number> {
     case 'migrate':
       return migrate();
     case 'bench':
+      return runNode(join(ROOT, 'dist', 'tools', 'bench', 'src', 'main.js'), args);
     case 'chaos':
-      process.stderr.write(
-        `'./platform ${command}' is not built yet: it is issue ${command === 'bench' ? '#5' : '#6'}.\n`,
-      );
+      process.stderr.write(`'./platform chaos' is not built yet: it is issue #6.\n`);
       return 2;
     case 'kind':
       return kind(args[0]);
@@ -62,6 +62,16 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`unknown command '${command}'\n\n${HELP}`);
       return 2;
   }
+}
+
+/** Runs a tool from dist/ in the foreground with this Node; its exit code is ours. */
+function runNode(script: string, args: string[]): Promise<number> {
+  return new Promise((resolveCode) => {
+    const child = spawn(process.execPath, [script, ...args], { stdio: 'inherit', cwd: ROOT });
+    const forward = (sig: NodeJS.Signals) => child.kill(sig);
+    process.on('SIGINT', forward).on('SIGTERM', forward);
+    child.on('exit', (code, signal) => resolveCode(code ?? (signal ? 1 : 0)));
+  });
 }
 
 async function up(args: string[]): Promise<number> {

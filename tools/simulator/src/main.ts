@@ -1,11 +1,17 @@
 /**
- * The device simulator: `node dist/tools/simulator/src/main.js --url mqtt://127.0.0.1:1883
- * --devices 100 --rate 10`. Each device is its own MQTT client (client id = device id) and
- * publishes Zenthos telemetry at QoS 1; the total rate is spread evenly over the devices.
+ * The device simulator and load generator:
+ *   node dist/tools/simulator/src/main.js --url mqtt://127.0.0.1:1883 --devices 100 --rate 10
+ * Each device is its own MQTT client (client id = device id; with --cert-dir, its own
+ * certificate) and publishes telemetry with five sensors and a unique message_id at QoS 1;
+ * the total rate is spread round-robin over the devices. With --record, every message's
+ * device, message id, device timestamp and whether its PUBACK came are written as CSV at the
+ * end, so a benchmark can count exactly what was lost or duplicated.
  */
+import { createWriteStream, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import mqtt, { type MqttClient } from 'mqtt';
-import { deviceIds, SimulatedSensors, zenthosPayload } from './readings';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { canonicalPayload, deviceIds, dueMessages, SimulatedSensors, zenthosPayload } from './readings';
 
 const { values } = parseArgs({
   options: {
@@ -14,63 +20,132 @@ const { values } = parseArgs({
     first: { type: 'string', default: '1' },
     prefix: { type: 'string', default: 'demo-' },
     model: { type: 'string', default: 'zenthos-esp32' },
+    format: { type: 'string', default: 'zenthos' },
     rate: { type: 'string', default: '10', short: 'r' },
     duration: { type: 'string', default: '0' },
+    messages: { type: 'string', default: '0' },
+    record: { type: 'string' },
+    ca: { type: 'string' },
+    'cert-dir': { type: 'string' },
   },
 });
 
 const count = Number(values.devices);
 const rate = Number(values.rate);
 const durationS = Number(values.duration);
+const maxMessages = Number(values.messages) || Infinity;
+const format = values.format;
 if (!(count > 0) || !(rate > 0)) {
   process.stderr.write('--devices and --rate must be positive numbers, e.g. --devices 100 --rate 10\n');
   process.exit(2);
 }
+if (format !== 'zenthos' && format !== 'canonical') {
+  process.stderr.write(`--format ${format}: use zenthos (epoch-second time) or canonical (ms time)\n`);
+  process.exit(2);
+}
+
+interface Device {
+  id: string;
+  client: MqttClient;
+  topic: string;
+  sensors: SimulatedSensors;
+  /** The last device timestamp used: a device never sends two readings of the same time. */
+  lastTs: number;
+}
 
 const ids = deviceIds(values.prefix!, count, Number(values.first));
-const clients: MqttClient[] = [];
+const devices: Device[] = ids.map((id) => {
+  const opts: IClientOptions = { clientId: id, clean: true, reconnectPeriod: 1_000, protocolVersion: 4 };
+  if (values['cert-dir']) {
+    opts.ca = values.ca ? readFileSync(values.ca) : undefined;
+    opts.cert = readFileSync(join(values['cert-dir'], `${id}.crt`));
+    opts.key = readFileSync(join(values['cert-dir'], `${id}.key`));
+  }
+  const client = mqtt.connect(values.url!, opts);
+  client.on('error', (e) => process.stderr.write(`${id}: ${e.message}\n`));
+  const topic = format === 'zenthos' ? `zenthos/${values.model}/${id}/telemetry` : `devices/${id}/telemetry`;
+  return { id, client, topic, sensors: new SimulatedSensors(), lastTs: 0 };
+});
+
+// What was sent, for --record: columns of parallel arrays, cheap at a million messages.
+const sentDevice: number[] = [];
+const sentId: string[] = [];
+const sentTs: number[] = [];
+const ackedAt: number[] = [];
 let sent = 0;
 let acked = 0;
-const intervalMs = (count / rate) * 1000;
+let failed = 0;
+let next = 0;
+let startedAt = 0;
+let ticker: NodeJS.Timeout | undefined;
 
-for (const [i, id] of ids.entries()) {
-  const client = mqtt.connect(values.url!, {
-    clientId: id,
-    clean: true,
-    reconnectPeriod: 1_000,
-    protocolVersion: 4,
+function publishOne(now: number): void {
+  const index = next++ % devices.length;
+  const d = devices[index]!;
+  // Zenthos time is in seconds: such a device sends at most once a second to be stored apart.
+  const ts = (d.lastTs = Math.max(now, d.lastTs + (format === 'zenthos' ? 1000 : 1)));
+  const body = format === 'zenthos' ? zenthosPayload(d.id, d.sensors, ts) : canonicalPayload(d.sensors, ts);
+  const n = sent++;
+  if (values.record) {
+    sentDevice.push(index);
+    sentId.push(body.message_id);
+    sentTs.push(format === 'zenthos' ? Math.floor(ts / 1000) * 1000 : ts);
+    ackedAt.push(0);
+  }
+  d.client.publish(d.topic, JSON.stringify(body), { qos: 1 }, (err) => {
+    if (err) failed++;
+    else {
+      acked++;
+      if (values.record) ackedAt[n] = Date.now();
+    }
   });
-  clients.push(client);
-  const sensors = new SimulatedSensors();
-  const topic = `zenthos/${values.model}/${id}/telemetry`;
-  client.once('connect', () => {
-    // Spread devices over the interval so the load is even, not in bursts.
-    setTimeout(
-      () => {
-        const tick = () => {
-          sent++;
-          client.publish(topic, JSON.stringify(zenthosPayload(id, sensors)), { qos: 1 }, (err) => {
-            if (!err) acked++;
-          });
-        };
-        tick();
-        setInterval(tick, intervalMs).unref();
-      },
-      (i * intervalMs) / count,
-    ).unref();
-  });
-  client.on('error', (e) => process.stderr.write(`${id}: ${e.message}\n`));
+}
+
+function tick(): void {
+  const now = Date.now();
+  const due = dueMessages(rate, now - startedAt, sent, maxMessages);
+  for (let i = 0; i < due; i++) publishOne(now);
+  if (sent >= maxMessages || (durationS > 0 && now - startedAt >= durationS * 1000)) void stop();
+}
+
+async function start(): Promise<void> {
+  await Promise.all(devices.map((d) => new Promise((r) => d.client.once('connect', r))));
+  process.stdout.write(
+    `${new Date().toISOString()} connected ${devices.length} devices; sending ${rate} msg/s\n`,
+  );
+  startedAt = Date.now();
+  ticker = setInterval(tick, 5);
 }
 
 const report = setInterval(
-  () => process.stdout.write(`${new Date().toISOString()} sent=${sent} acked=${acked}\n`),
+  () => process.stdout.write(`${new Date().toISOString()} sent=${sent} acked=${acked} failed=${failed}\n`),
   10_000,
 );
-const stop = () => {
-  clearInterval(report);
-  process.stdout.write(`${new Date().toISOString()} final sent=${sent} acked=${acked}\n`);
-  Promise.all(clients.map((c) => c.endAsync())).finally(() => process.exit(0));
-};
-process.once('SIGTERM', stop);
-process.once('SIGINT', stop);
-if (durationS > 0) setTimeout(stop, durationS * 1000);
+
+let stopping: Promise<void> | undefined;
+function stop(): Promise<void> {
+  return (stopping ??= (async () => {
+    clearInterval(ticker);
+    const sendingMs = Date.now() - startedAt;
+    // Wait (a while) for the PUBACKs still due: unacked messages count as not delivered.
+    const deadline = Date.now() + 30_000;
+    while (acked + failed < sent && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    clearInterval(report);
+    if (values.record) {
+      const out = createWriteStream(values.record);
+      out.write('device,message_id,ts_ms,acked_at_ms\n');
+      for (let i = 0; i < sentId.length; i++)
+        out.write(`${devices[sentDevice[i]!]!.id},${sentId[i]},${sentTs[i]},${ackedAt[i]}\n`);
+      await new Promise<void>((r) => out.end(() => r()));
+    }
+    process.stdout.write(
+      `${new Date().toISOString()} final sent=${sent} acked=${acked} failed=${failed} sending_ms=${sendingMs}\n`,
+    );
+    await Promise.all(devices.map((d) => d.client.endAsync()));
+    process.exit(0);
+  })());
+}
+
+process.once('SIGTERM', () => void stop());
+process.once('SIGINT', () => void stop());
+void start();

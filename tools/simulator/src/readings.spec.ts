@@ -1,5 +1,5 @@
 import { Validators } from '@iot/contracts';
-import { deviceIds, SimulatedSensors, zenthosPayload } from './readings';
+import { canonicalPayload, deviceIds, dueMessages, SimulatedSensors, zenthosPayload } from './readings';
 
 describe('simulated devices', () => {
   it('name devices like the seeded registry', () => {
@@ -14,5 +14,21 @@ describe('simulated devices', () => {
     expect(Validators.zenthosTelemetry.is(a)).toBe(true);
     expect(a.timestamp).toBe(Date.UTC(2026, 10, 23) / 1000);
     expect(a.message_id).not.toBe(b.message_id);
+  });
+});
+
+describe('canonical payloads and pacing', () => {
+  it('sends canonical payloads with millisecond time and five sensors the schema accepts', () => {
+    const p = canonicalPayload(new SimulatedSensors(), 1_764_000_000_123);
+    expect(Validators.canonicalTelemetry.is(p)).toBe(true);
+    expect(p.ts).toBe(1_764_000_000_123);
+    expect(Object.keys(p.readings)).toHaveLength(5);
+  });
+
+  it('keeps the rate by catching up after a slow tick, and stops at the message limit', () => {
+    expect(dueMessages(10_000, 5, 0)).toBe(50);
+    expect(dueMessages(10_000, 100, 50)).toBe(950);
+    expect(dueMessages(10_000, 100, 1000)).toBe(0);
+    expect(dueMessages(10_000, 1_000, 0, 300)).toBe(300);
   });
 });

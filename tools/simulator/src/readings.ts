@@ -43,3 +43,27 @@ export function zenthosPayload(device: string, sensors: SimulatedSensors, nowMs 
 export function deviceIds(prefix: string, count: number, first = 1): string[] {
   return Array.from({ length: count }, (_, i) => `${prefix}${String(first + i).padStart(4, '0')}`);
 }
+
+/** One canonical telemetry payload: millisecond time, five sensors with their units. */
+export function canonicalPayload(sensors: SimulatedSensors, nowMs = Date.now()) {
+  const s = sensors.next();
+  return {
+    message_id: randomUUID(),
+    ts: nowMs,
+    readings: {
+      soil_moisture: { value: s.soil_moisture, unit: '%' },
+      temperature: { value: s.temperature, unit: 'Cel' },
+      humidity: { value: s.humidity, unit: '%' },
+      light_level: { value: s.light_level, unit: 'lx' },
+      battery_voltage: { value: s.battery_voltage, unit: 'V' },
+    },
+  };
+}
+
+/**
+ * How many messages are due by `elapsedMs` at `ratePerS`, less those sent: the generator
+ * catches up after a slow tick instead of drifting below the rate.
+ */
+export function dueMessages(ratePerS: number, elapsedMs: number, sent: number, limit = Infinity): number {
+  return Math.max(0, Math.min(limit, Math.floor((ratePerS * elapsedMs) / 1000)) - sent);
+}

@@ -1,0 +1,266 @@
+/**
+ * `./platform bench [baselines|stages|e2e|query|all] [--quick] [--messages N] [--rate R]
+ * [--duration S] [--rows N]`: starts its own servers (as the tests do), runs the scenario,
+ * prints a table and writes bench/results/<scenario>-<time>.json. It reports; it never fails
+ * on a time.
+ */
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { measureBaselines, type Baselines } from './baselines';
+import { runE2e, startE2ePipeline, type E2eRun } from './e2e';
+import { benchDevices } from './load';
+import { runQueries } from './query';
+import { formatReport, newReport, round, writeReport, type BenchReport } from './report';
+import { startServers } from './servers';
+import { bridgeStage, stageContext, workerStage, type StageResult } from './stages';
+import type { ProcessUsage } from './proc';
+
+const ROOT = resolve(__dirname, '..', '..', '..', '..');
+const SCENARIOS = ['baselines', 'stages', 'e2e', 'query'] as const;
+type Scenario = (typeof SCENARIOS)[number];
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    quick: { type: 'boolean', default: false },
+    messages: { type: 'string' },
+    rate: { type: 'string' },
+    duration: { type: 'string' },
+    rows: { type: 'string' },
+    steps: { type: 'string' },
+  },
+});
+const quick = values.quick!;
+const settings = {
+  messages: Number(values.messages ?? (quick ? 20_000 : 100_000)),
+  rate: Number(values.rate ?? 5_000),
+  durationS: Number(values.duration ?? (quick ? 15 : 60)),
+  rows: Number(values.rows ?? (quick ? 1_000_000 : 10_000_000)),
+  /** Rates of the search for the highest sustained rate, each run for a third of the duration. */
+  steps: (values.steps ?? (quick ? '2000,4000' : '2000,4000,6000,8000,10000,12000,15000'))
+    .split(',')
+    .map(Number),
+};
+
+const say = (msg: string) => process.stderr.write(`--> ${msg}\n`);
+
+function addBaselines(report: BenchReport, b: Baselines): void {
+  for (const [k, v] of Object.entries(b)) report.baselines[k] = round(v, 0)!;
+}
+
+function processTable(usage: Record<string, ProcessUsage>, messages: number) {
+  return Object.fromEntries(
+    Object.entries(usage).map(([name, u]) => [
+      name,
+      {
+        cpu_s: round(u.cpuMs / 1000, 2)!,
+        cpu_us_per_msg: round((u.cpuMs * 1000) / messages, 1),
+        rss_mib: u.maxRssMiB,
+      },
+    ]),
+  );
+}
+
+async function baselinesScenario(): Promise<BenchReport> {
+  const report = newReport('baselines', settings);
+  const s = await startServers(benchDevices(100));
+  try {
+    say(`raw baselines with ${settings.messages} messages`);
+    addBaselines(report, await measureBaselines(s, settings.messages));
+    report.baselines.pg_copy_msgs = round(report.baselines.pg_copy_rows! / 5, 0)!;
+  } finally {
+    await s.stop();
+  }
+  return report;
+}
+
+async function stagesScenario(): Promise<BenchReport> {
+  const report = newReport('stages', settings);
+  const n = settings.messages;
+  const s = await startServers(benchDevices(100));
+  const ctx = stageContext(ROOT, s);
+  try {
+    say(`raw baselines with ${n} messages`);
+    const b = await measureBaselines(s, n);
+    addBaselines(report, b);
+    const entry = (
+      r: StageResult,
+      messages: number,
+      baseline: keyof Baselines,
+      factor: number,
+      perRow = 1,
+    ) => {
+      const ratio = (r.msgsPerS * perRow) / b[baseline];
+      return {
+        msgs_per_s: round(r.msgsPerS, 0),
+        cpu_us_per_msg: round(r.cpuUsPerMsg, 1),
+        rss_mib: r.rssMiB,
+        ratio: round(ratio, 2),
+        baseline,
+        target: `>= ${factor} x ${baseline}`,
+        met: ratio >= factor,
+        note: `${messages} messages`,
+      };
+    };
+    report.processes = {};
+    say(`mqtt-bridge alone: ${n} messages from 50 devices at QoS 1`);
+    const bridge = await bridgeStage(ctx, n);
+    report.results['mqtt-bridge'] = entry(bridge, n, 'js_publish', 0.5);
+    report.processes['mqtt-bridge'] = processTable(bridge.processes, n);
+    say('demux alone on the raw stream the bridge filled');
+    const demux = await workerStage(ctx, 'demux', 'TELEMETRY_RAW_V1');
+    report.results.demux = entry(demux, demux.messages, 'js_consume_ack', 0.5);
+    report.processes.demux = processTable(demux.processes, demux.messages);
+    say('normalizer alone on what demux decoded');
+    const norm = await workerStage(ctx, 'normalizer', 'TELEMETRY_DECODED_V1');
+    report.results.normalizer = entry(norm, norm.messages, 'js_consume_ack', 0.5);
+    report.processes.normalizer = processTable(norm.processes, norm.messages);
+    say('tsdb-writer alone on what the normalizer published');
+    const writer = await workerStage(ctx, 'tsdb-writer', 'TELEMETRY_NORMALIZED_V1', {
+      DATABASE_URL: s.pg.url,
+    });
+    report.results['tsdb-writer'] = {
+      ...entry(writer, writer.messages, 'pg_copy_rows', 0.8, 5),
+      points_per_s: round(writer.msgsPerS * 5, 0),
+      note: `${writer.messages} messages; ratio of rows/s to psql \\copy rows/s`,
+    };
+    report.processes['tsdb-writer'] = processTable(writer.processes, writer.messages);
+  } finally {
+    await s.stop();
+  }
+  return report;
+}
+
+function e2eEntry(r: E2eRun, target: string, met: boolean) {
+  const services = ['mqtt-bridge', 'demux', 'normalizer', 'tsdb-writer'];
+  const cpuMs = Object.entries(r.processes).reduce((t, [, u]) => t + u.cpuMs, 0);
+  return {
+    msgs_per_s: round(r.msgsPerS, 0),
+    points_per_s: round(r.msgsPerS * 5, 0),
+    p50_ms: round(r.p50Ms, 0),
+    p95_ms: round(r.p95Ms, 0),
+    p99_ms: round(r.p99Ms, 0),
+    lost: r.lostPoints,
+    duplicated: r.duplicatedPoints,
+    cpu_us_per_msg: round((cpuMs * 1000) / Math.max(1, r.storedMessages), 0),
+    rss_mib: Math.max(...services.map((s) => r.processes[s]?.maxRssMiB ?? 0)),
+    target,
+    met,
+    note:
+      `target ${r.targetRate} msg/s, sent ${round(r.sentPerS, 0)} msg/s (${r.sent} sent, ${r.acked} acked, ` +
+      `${r.storedMessages} stored), drained ${(r.drainMs / 1000).toFixed(1)} s after the last send; ` +
+      `cpu µs/msg is all processes together; RSS is the largest service`,
+  };
+}
+
+async function e2eScenario(): Promise<BenchReport> {
+  const report = newReport('e2e', settings);
+  {
+    const s = await startServers(benchDevices(100));
+    try {
+      say('raw baselines (50,000 messages) on their own servers');
+      addBaselines(report, await measureBaselines(s, 50_000));
+    } finally {
+      await s.stop();
+    }
+  }
+  say('starting the pipeline (nats-server, PostgreSQL with fsync, mosquitto, four services)');
+  const p = await startE2ePipeline(ROOT);
+  report.processes = {};
+  try {
+    say(
+      `end to end at ${settings.rate} msg/s for ${settings.durationS} s (200 devices, canonical, 5 sensors)`,
+    );
+    const fixed = await runE2e(ROOT, p, settings.rate, settings.durationS);
+    const p99ok = fixed.p99Ms !== undefined && fixed.p99Ms <= 250;
+    report.results[`e2e @${settings.rate}/s`] = e2eEntry(
+      fixed,
+      'p99 device-to-commit <= 250 ms at 5,000 msg/s, 0 lost, 0 dup',
+      p99ok && fixed.lostPoints === 0 && fixed.duplicatedPoints === 0,
+    );
+    report.processes[`e2e @${settings.rate}/s`] = processTable(fixed.processes, fixed.storedMessages);
+    let best: E2eRun | undefined;
+    const stepS = Math.max(10, Math.round(settings.durationS / 3));
+    for (const rate of settings.steps) {
+      say(`searching the highest sustained rate: ${rate} msg/s for ${stepS} s`);
+      const r = await runE2e(ROOT, p, rate, stepS);
+      report.results[`e2e step ${rate}/s`] = {
+        ...e2eEntry(r, 'sustained: sent at rate, drained within 5 s, 0 lost', r.sustained),
+      };
+      if (!r.sustained) break;
+      best = r;
+    }
+    if (best) {
+      const ok = best.msgsPerS >= 10_000 && best.lostPoints === 0 && best.duplicatedPoints === 0;
+      report.results['e2e max sustained'] = e2eEntry(
+        best,
+        '>= 10,000 msg/s (50,000 points/s), 0 lost, 0 dup; services < 256 MiB',
+        ok &&
+          Math.max(
+            ...['mqtt-bridge', 'demux', 'normalizer', 'tsdb-writer'].map(
+              (s) => best!.processes[s]?.maxRssMiB ?? 0,
+            ),
+          ) < 256,
+      );
+      report.processes['e2e max sustained'] = processTable(best.processes, best.storedMessages);
+    }
+  } finally {
+    await p.stop();
+  }
+  return report;
+}
+
+async function queryScenario(): Promise<BenchReport> {
+  const report = newReport('query', settings);
+  const s = await startServers([]);
+  try {
+    say(`filling ${settings.rows} rows (100 devices x 5 metrics over 30 days) and the 5-minute rollup`);
+    const q = await runQueries(s, settings.rows);
+    report.results['history 24 h of one device'] = {
+      p50_ms: round(q.history.p50Ms, 2),
+      p99_ms: round(q.history.p99Ms, 2),
+      target: 'p99 < 100 ms',
+      met: q.history.p99Ms < 100,
+      note: `${q.rows} rows in the table; ${q.history.rowsPerQuery} rows per answer`,
+    };
+    report.results['5-min aggregates 30 d of one metric'] = {
+      p50_ms: round(q.aggregates.p50Ms, 2),
+      p99_ms: round(q.aggregates.p99Ms, 2),
+      note: `${q.aggregates.rowsPerQuery} buckets per answer; fill took ${(q.fillMs / 1000).toFixed(0)} s`,
+    };
+  } finally {
+    await s.stop();
+  }
+  return report;
+}
+
+const RUN: Record<Scenario, () => Promise<BenchReport>> = {
+  baselines: baselinesScenario,
+  stages: stagesScenario,
+  e2e: e2eScenario,
+  query: queryScenario,
+};
+
+async function main(): Promise<number> {
+  const wanted = positionals[0] ?? 'all';
+  const scenarios: readonly Scenario[] =
+    wanted === 'all' ? SCENARIOS : SCENARIOS.includes(wanted as Scenario) ? [wanted as Scenario] : [];
+  if (scenarios.length === 0) {
+    process.stderr.write(`unknown scenario '${wanted}': use one of ${SCENARIOS.join(', ')} or all\n`);
+    return 2;
+  }
+  for (const scenario of scenarios) {
+    const report = await RUN[scenario]();
+    const file = writeReport(ROOT, report);
+    process.stdout.write(`\n${formatReport(report)}\nwritten to ${file}\n`);
+  }
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    process.stderr.write(`bench failed: ${(e as Error).stack ?? String(e)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,115 @@
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+
+let ticks: number | undefined;
+function clockTicks(): number {
+  if (ticks === undefined) {
+    try {
+      ticks = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+    } catch {
+      ticks = 100;
+    }
+  }
+  return ticks;
+}
+
+function read(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined; // the process ended
+  }
+}
+
+/** utime + stime of one process in ms, or 0 when it is gone. */
+function cpuMsOfPid(pid: number): number {
+  const stat = read(`/proc/${pid}/stat`);
+  if (!stat) return 0;
+  // Fields after the command (which may hold spaces) start after the last ')'.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / clockTicks();
+}
+
+function rssKiBOfPid(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(read(`/proc/${pid}/status`) ?? '');
+  return m ? Number(m[1]) : 0;
+}
+
+/** The process and its descendants (PostgreSQL is a postmaster and one backend per client). */
+export function processTree(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const stat = read(`/proc/${name}/stat`);
+    if (!stat) continue;
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    children.set(ppid, [...(children.get(ppid) ?? []), Number(name)]);
+  }
+  const out: number[] = [];
+  const walk = (pid: number) => {
+    out.push(pid);
+    for (const c of children.get(pid) ?? []) walk(c);
+  };
+  walk(root);
+  return out;
+}
+
+export interface ProcessUsage {
+  cpuMs: number;
+  /** The highest RSS sampled (all processes of the tree together). */
+  maxRssMiB: number;
+}
+
+/**
+ * CPU time and RSS of named processes over a window: CPU from /proc/<pid>/stat (what the
+ * kernel charged them), RSS sampled every 250 ms and the maximum kept.
+ */
+export class ProcessMeter {
+  private readonly start = new Map<string, number>();
+  private readonly maxRss = new Map<string, number>();
+  /** The last CPU reading of each name: a process that exits keeps what it used until then. */
+  private readonly lastCpu = new Map<string, number>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly processes: Record<string, { pid: number | undefined; tree?: boolean }>) {}
+
+  private pids(name: string): number[] {
+    const p = this.processes[name]!;
+    if (!p.pid) return [];
+    return p.tree ? processTree(p.pid) : [p.pid];
+  }
+
+  private cpu(name: string): number {
+    return this.pids(name).reduce((s, pid) => s + cpuMsOfPid(pid), 0);
+  }
+
+  private sampleRss(): void {
+    for (const name of Object.keys(this.processes)) {
+      const cpu = this.cpu(name);
+      if (cpu > 0) this.lastCpu.set(name, Math.max(cpu, this.lastCpu.get(name) ?? 0));
+      const kib = this.pids(name).reduce((s, pid) => s + rssKiBOfPid(pid), 0);
+      this.maxRss.set(name, Math.max(this.maxRss.get(name) ?? 0, kib / 1024));
+    }
+  }
+
+  begin(): this {
+    for (const name of Object.keys(this.processes)) this.start.set(name, this.cpu(name));
+    this.maxRss.clear();
+    this.sampleRss();
+    this.timer = setInterval(() => this.sampleRss(), 250);
+    this.timer.unref();
+    return this;
+  }
+
+  end(): Record<string, ProcessUsage> {
+    clearInterval(this.timer);
+    this.sampleRss();
+    const out: Record<string, ProcessUsage> = {};
+    for (const name of Object.keys(this.processes))
+      out[name] = {
+        cpuMs: Math.max(this.cpu(name), this.lastCpu.get(name) ?? 0) - (this.start.get(name) ?? 0),
+        maxRssMiB: Math.round(this.maxRss.get(name) ?? 0),
+      };
+    return out;
+  }
+}

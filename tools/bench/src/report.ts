@@ -1,0 +1,97 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+
+/** One figure of a run; fields that do not apply are left out (ARCHITECTURE.md, results JSON). */
+export interface ResultEntry {
+  msgs_per_s?: number;
+  points_per_s?: number;
+  p50_ms?: number;
+  p95_ms?: number;
+  p99_ms?: number;
+  lost?: number;
+  duplicated?: number;
+  cpu_us_per_msg?: number;
+  rss_mib?: number;
+  /** This figure over the baseline it is compared with, and which one. */
+  ratio?: number;
+  baseline?: string;
+  /** What the issue asks of it, as text, and whether this run meets it. */
+  target?: string;
+  met?: boolean;
+  note?: string;
+}
+
+export interface BenchReport {
+  scenario: string;
+  started_at: string;
+  machine: { cores: number; node: string; cpu: string };
+  baselines: Record<string, number>;
+  results: Record<string, ResultEntry>;
+  /** Per process over the measured window: CPU seconds and peak RSS. */
+  processes?: Record<string, Record<string, { cpu_s: number; cpu_us_per_msg?: number; rss_mib: number }>>;
+  settings?: Record<string, unknown>;
+}
+
+export function newReport(scenario: string, settings: Record<string, unknown> = {}): BenchReport {
+  return {
+    scenario,
+    started_at: new Date().toISOString(),
+    machine: { cores: cpus().length, node: process.version, cpu: cpus()[0]?.model ?? 'unknown' },
+    baselines: {},
+    results: {},
+    settings,
+  };
+}
+
+export const round = (v: number | undefined, digits = 1): number | undefined =>
+  v === undefined || !Number.isFinite(v) ? undefined : Math.round(v * 10 ** digits) / 10 ** digits;
+
+/** Writes `bench/results/<scenario>-<time>.json` and returns its path. */
+export function writeReport(root: string, report: BenchReport): string {
+  const dir = join(root, 'bench', 'results');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `${report.scenario}-${report.started_at.replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
+  return file;
+}
+
+const COLUMNS: Array<[keyof ResultEntry, string]> = [
+  ['msgs_per_s', 'msg/s'],
+  ['points_per_s', 'points/s'],
+  ['p50_ms', 'p50 ms'],
+  ['p95_ms', 'p95 ms'],
+  ['p99_ms', 'p99 ms'],
+  ['lost', 'lost'],
+  ['duplicated', 'dup'],
+  ['cpu_us_per_msg', 'cpu µs/msg'],
+  ['rss_mib', 'RSS MiB'],
+  ['ratio', 'ratio'],
+];
+
+/** The report as a text table: baselines first, then results with their ratio and target. */
+export function formatReport(report: BenchReport): string {
+  const rows: string[][] = [['', ...COLUMNS.map(([, h]) => h), 'target']];
+  for (const [name, v] of Object.entries(report.baselines))
+    rows.push([`baseline ${name}`, String(Math.round(v)), ...COLUMNS.slice(1).map(() => ''), '']);
+  for (const [name, r] of Object.entries(report.results))
+    rows.push([
+      name,
+      ...COLUMNS.map(([k]) => (r[k] === undefined ? '' : String(r[k]))),
+      r.target ? `${r.met ? 'met' : 'NOT met'}: ${r.target}` : '',
+    ]);
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  const lines = rows.map((r) =>
+    r
+      .map((c, i) => (i === 0 || i === r.length - 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+      .join('  '),
+  );
+  const notes = Object.entries(report.results)
+    .filter(([, r]) => r.note)
+    .map(([n, r]) => `  ${n}: ${r.note}`);
+  return [
+    `${report.scenario} (${report.started_at}, ${report.machine.cores} cores, Node ${report.machine.node})`,
+    ...lines,
+    ...(notes.length ? ['notes:', ...notes] : []),
+  ].join('\n');
+}

@@ -1,0 +1,152 @@
+import { join } from 'node:path';
+import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { freePort, sleep, spawnService, tempDir, waitReady, type ServiceProcess } from '@iot/testing';
+import { benchDevices, METRICS_PER_MESSAGE, mqttFlood } from './load';
+import { ProcessMeter, type ProcessUsage } from './proc';
+import type { BenchServers } from './servers';
+
+export interface StageResult {
+  msgsPerS: number;
+  cpuUsPerMsg: number;
+  rssMiB: number;
+  processes: Record<string, ProcessUsage>;
+}
+
+export interface StageContext {
+  root: string;
+  servers: BenchServers;
+  logs: string;
+}
+
+export function stageContext(root: string, servers: BenchServers): StageContext {
+  return { root, servers, logs: tempDir('bench-logs') };
+}
+
+function spawnOne(
+  ctx: StageContext,
+  name: string,
+  env: Record<string, string>,
+  port: number,
+): ServiceProcess {
+  return spawnService({
+    root: ctx.root,
+    name,
+    port,
+    env: {
+      ...process.env,
+      NATS_URL: ctx.servers.nats.url,
+      LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn',
+      ...env,
+    },
+    logFile: join(ctx.logs, `${name}.log`),
+  });
+}
+
+async function startService(
+  ctx: StageContext,
+  name: string,
+  env: Record<string, string> = {},
+): Promise<ServiceProcess> {
+  const svc = spawnOne(ctx, name, env, await freePort());
+  await waitReady(svc, 120_000);
+  return svc;
+}
+
+export const bridgeEnv = (ctx: StageContext): Record<string, string> => ({
+  MQTT_URL: ctx.servers.mqtt.url,
+  MQTT_CLIENT_ID: 'bench-bridge',
+  RATE_LIMIT: '1000000/1000000',
+});
+
+async function streamMessages(jsm: JetStreamManager, stream: string): Promise<number> {
+  return (await jsm.streams.info(stream)).state.messages;
+}
+
+/** The bridge alone: devices flood the broker at QoS 1; how fast the raw stream fills. */
+export async function bridgeStage(ctx: StageContext, n: number): Promise<StageResult> {
+  const jsm = await jetstreamManager(ctx.servers.nc);
+  const bridge = await startService(ctx, 'mqtt-bridge', bridgeEnv(ctx));
+  try {
+    const before = await streamMessages(jsm, 'TELEMETRY_RAW_V1');
+    const meter = new ProcessMeter({
+      'mqtt-bridge': { pid: bridge.process.pid },
+      mosquitto: { pid: ctx.servers.mqtt.process.pid },
+      'nats-server': { pid: ctx.servers.nats.nodes[0]!.process.pid },
+    }).begin();
+    const t0 = performance.now();
+    await mqttFlood(ctx.servers.mqtt.url, benchDevices(50), n);
+    while ((await streamMessages(jsm, 'TELEMETRY_RAW_V1')) - before < n) await sleep(10);
+    const ms = performance.now() - t0;
+    const processes = meter.end();
+    return result(n, ms, 'mqtt-bridge', processes);
+  } finally {
+    await bridge.process.stop(15_000);
+  }
+}
+
+function result(n: number, ms: number, name: string, processes: Record<string, ProcessUsage>): StageResult {
+  return {
+    msgsPerS: (n * 1000) / ms,
+    cpuUsPerMsg: (processes[name]!.cpuMs * 1000) / n,
+    rssMiB: processes[name]!.maxRssMiB,
+    processes,
+  };
+}
+
+/**
+ * A worker alone against a stream filled by the stage before it: from its first delivery to
+ * its consumer having nothing pending or unacked.
+ */
+export async function workerStage(
+  ctx: StageContext,
+  name: 'demux' | 'normalizer' | 'tsdb-writer',
+  stream: string,
+  env: Record<string, string> = {},
+): Promise<StageResult & { messages: number }> {
+  const jsm = await jetstreamManager(ctx.servers.nc);
+  const svc = await startServiceLater(ctx, name, env);
+  const meterOf = () =>
+    new ProcessMeter({
+      [name]: { pid: svc.process.pid },
+      'nats-server': { pid: ctx.servers.nats.nodes[0]!.process.pid },
+      ...(name === 'tsdb-writer' ? { postgres: { pid: ctx.servers.pg.process.pid, tree: true } } : {}),
+    });
+  try {
+    // Wait for the first delivery; the messages acked by then are not counted.
+    let info = await waitConsumer(jsm, stream, name);
+    while (info.delivered.consumer_seq === 0) {
+      await sleep(5);
+      info = await jsm.consumers.info(stream, name);
+    }
+    const meter = meterOf().begin();
+    const t0 = performance.now();
+    const ackedAtStart = info.ack_floor.consumer_seq;
+    while (info.num_pending > 0 || info.num_ack_pending > 0) {
+      await sleep(10);
+      info = await jsm.consumers.info(stream, name);
+    }
+    const ms = performance.now() - t0;
+    const processes = meter.end();
+    const messages = info.ack_floor.consumer_seq - ackedAtStart;
+    return { ...result(messages, ms, name, processes), messages };
+  } finally {
+    await svc.process.stop(15_000);
+  }
+}
+
+/** Starts the service without waiting for /readyz: the clock starts at its first delivery. */
+async function startServiceLater(ctx: StageContext, name: string, env: Record<string, string>) {
+  return spawnOne(ctx, name, env, await freePort());
+}
+
+async function waitConsumer(jsm: JetStreamManager, stream: string, durable: string) {
+  const deadline = Date.now() + 120_000;
+  while (Date.now() < deadline) {
+    const info = await jsm.consumers.info(stream, durable).catch(() => undefined);
+    if (info) return info;
+    await sleep(5);
+  }
+  throw new Error(`${durable} did not create its consumer on ${stream} within 120 s: see its log`);
+}
+
+export const POINTS = METRICS_PER_MESSAGE;
