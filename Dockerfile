@@ -29,7 +29,10 @@ ARG APP
 RUN test -n "$APP" || (echo "build arg APP is required (e.g. --build-arg APP=demux)" >&2; exit 1)
 
 WORKDIR /app
+# Heap sized for the pods' 256 MiB limit (see libs/testing SERVICE_NODE_OPTIONS and
+# docs/performance.md): V8 otherwise lets garbage pile up to the container limit.
 ENV NODE_ENV=production \
+    NODE_OPTIONS="--max-old-space-size=128 --max-semi-space-size=8" \
     HTTP_PORT=3000 \
     LOG_LEVEL=info \
     APP=${APP}

@@ -18,7 +18,10 @@ import type { demuxEnv } from './env';
 const extras: JetStreamPatternExtras<Uint8Array> = {
   consumer: Consumers.demux,
   decoder: 'bytes',
-  batchSize: 256,
+  batchSize: 1000,
+  // The next batch starts while the last one waits for its publish acks; messages are
+  // independent, and each batch's handlers run in order up to their first await.
+  concurrency: 2,
 };
 
 /**

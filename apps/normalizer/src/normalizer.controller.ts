@@ -11,7 +11,10 @@ export const NORMALIZER = Symbol('Normalizer');
 const extras: JetStreamPatternExtras<DecodedTelemetry> = {
   consumer: Consumers.normalizer,
   decoder: Validators.decodedTelemetry,
-  batchSize: 256,
+  batchSize: 1000,
+  // The next batch starts while the last one waits for its publish acks; messages are
+  // independent, and each batch's handlers run in order up to their first await.
+  concurrency: 2,
 };
 
 /** Decoded readings in, canonical points out; readings that cannot be made canonical go to the DLQ. */

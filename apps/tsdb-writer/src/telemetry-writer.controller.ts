@@ -42,6 +42,9 @@ export class TelemetryWriterController implements OnModuleInit, OnApplicationShu
     decoder: Validators.normalizedTelemetry,
     batch: true,
     batchSize: 1000,
+    // Three transactions in flight (the pool has four connections): while one waits for its
+    // commit to reach the disk, the next batch is already being sent.
+    concurrency: 3,
   } satisfies JetStreamPatternExtras<NormalizedTelemetry>)
   async onBatch(@Payload() batch: Delivery<NormalizedTelemetry>[]): Promise<void> {
     try {

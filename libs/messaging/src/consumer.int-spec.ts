@@ -32,6 +32,7 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
     tenant: string,
     handler: (payload: Uint8Array, meta: MessageMeta) => Promise<void>,
     maxDeliver = 3,
+    concurrency = 1,
   ) {
     const contract: ConsumerContract = {
       ...Consumers.demux,
@@ -52,6 +53,7 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
       logger,
       metrics,
       batchSize: 16,
+      concurrency,
     });
     return { sut, contract, metrics };
   }
@@ -160,5 +162,35 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
     await publisher.publish('iot.raw.v1.recreate.d1', 'after', { msgId: 'rc-2' });
     await waitFor('the message after the deletion', () => seen.includes('after'), 30_000);
     await sut.stop();
+  });
+
+  it('processes several batches at once with concurrency, and on stop settles every message it took', async () => {
+    let active = 0;
+    let most = 0;
+    const done: string[] = [];
+    const { sut } = newTestService(
+      'concurrent',
+      async (p) => {
+        most = Math.max(most, ++active);
+        await new Promise((r) => setTimeout(r, 300));
+        active--;
+        done.push(new TextDecoder().decode(p));
+      },
+      3,
+      3,
+    );
+    await sut.start();
+    for (let i = 0; i < 64; i++)
+      await publisher.publish('iot.raw.v1.concurrent.d1', `c${i}`, { msgId: `concurrent-${i}` });
+    await waitFor('the first batches to run', () => most > 16, 10_000);
+    await sut.stop();
+    // More than one batch of 16 was in the handler at once, never more than three.
+    expect(most).toBeGreaterThan(16);
+    expect(most).toBeLessThanOrEqual(48);
+    // Everything delivered to it was settled before stop() returned: nothing waits for an ack.
+    const info = await (await jetstreamManager(nc)).consumers.info('TELEMETRY_RAW_V1', 'test-concurrent');
+    expect(info.num_ack_pending).toBe(0);
+    expect(done.length + info.num_pending).toBe(64);
+    expect(new Set(done).size).toBe(done.length);
   });
 });

@@ -61,6 +61,12 @@ export interface ConsumerRunnerOptions<T> {
   batchSize?: number;
   /** How long a partial batch waits for more messages before it is processed (ms). */
   lingerMs?: number;
+  /**
+   * Batches processed at once. Above 1, the next batch starts while the last one waits for
+   * its commit or its publish acks, so a stage is not idle for a round trip per batch; only
+   * for handlers whose effects do not depend on the order of batches.
+   */
+  concurrency?: number;
   lagIntervalMs?: number;
 }
 
@@ -80,19 +86,26 @@ export class ConsumerRunner<T> {
   private attached = false;
   private readonly batchSize: number;
   private readonly lingerMs: number;
+  private readonly concurrency: number;
   private buffer: JsMsg[] = [];
   private flushTimer: NodeJS.Timeout | undefined;
   private draining: Promise<void> | undefined;
+  private readonly inFlight = new Set<Promise<void>>();
 
   constructor(private readonly o: ConsumerRunnerOptions<T>) {
     this.batchSize = o.batchSize ?? 256;
     this.lingerMs = o.lingerMs ?? 5;
-    // Twice the batch is pulled, so one batch fills while the other is processed.
-    if (this.batchSize * 2 > o.contract.maxAckPending)
+    this.concurrency = o.concurrency ?? 1;
+    // One batch more than are processed at once is pulled, so the next one fills meanwhile.
+    if (this.pullSize > o.contract.maxAckPending)
       throw new Error(
-        `batch size ${this.batchSize} of ${o.contract.durable} needs max ack pending >= ${this.batchSize * 2}, it is ${o.contract.maxAckPending}`,
+        `batch size ${this.batchSize} x (concurrency ${this.concurrency} + 1) of ${o.contract.durable} needs max ack pending >= ${this.pullSize}, it is ${o.contract.maxAckPending}`,
       );
     o.metrics.initStage(o.contract.stage);
+  }
+
+  private get pullSize(): number {
+    return this.batchSize * (this.concurrency + 1);
   }
 
   get isAttached(): boolean {
@@ -128,7 +141,7 @@ export class ConsumerRunner<T> {
         // Messages arrive as the server has them (no waiting for a full batch); they are
         // gathered for `lingerMs` or until a batch is full, then processed together.
         const messages = await consumer.consume({
-          max_messages: this.batchSize * 2,
+          max_messages: this.pullSize,
           callback: (m) => this.enqueue(m),
           // A deleted consumer ends this consume at once (rather than after two missed
           // heartbeats, ~30 s); the loop below recreates it and consumes again.
@@ -189,22 +202,29 @@ export class ConsumerRunner<T> {
     this.draining = this.drain();
   }
 
-  /** One drain loop at a time; batches are processed in order of arrival. */
+  /**
+   * One drain loop at a time; batches start in order of arrival, at most `concurrency` at
+   * once, and the loop ends when every batch it started is settled.
+   */
   private async drain(): Promise<void> {
     // Yield first, so `draining` is assigned before the `finally` below can clear it.
     await Promise.resolve();
     try {
-      while (this.buffer.length > 0) {
-        const batch = this.buffer.splice(0, this.batchSize);
-        try {
-          await this.process(batch);
-        } catch (e) {
-          // Unsettled messages come back after the ack wait; the loop must go on.
-          this.o.logger.error(
-            { err: String(e), consumer: this.o.contract.durable, messages: batch.length },
-            'batch failed to settle',
-          );
+      while (this.buffer.length > 0 || this.inFlight.size > 0) {
+        while (this.buffer.length > 0 && this.inFlight.size < this.concurrency) {
+          const batch = this.buffer.splice(0, this.batchSize);
+          const done: Promise<void> = this.process(batch)
+            .catch((e) => {
+              // Unsettled messages come back after the ack wait; the loop must go on.
+              this.o.logger.error(
+                { err: String(e), consumer: this.o.contract.durable, messages: batch.length },
+                'batch failed to settle',
+              );
+            })
+            .finally(() => this.inFlight.delete(done));
+          this.inFlight.add(done);
         }
+        if (this.inFlight.size > 0) await Promise.race(this.inFlight);
       }
     } finally {
       this.draining = undefined;

@@ -14,6 +14,8 @@ export interface JetStreamPatternExtras<T = unknown> {
   /** The handler takes `Delivery<T>[]` and returns, or a Map of failures by index. */
   batch?: boolean;
   batchSize?: number;
+  /** Batches processed at once (ConsumerRunnerOptions.concurrency). */
+  concurrency?: number;
 }
 
 export interface JetStreamServerOptions {
@@ -59,6 +61,7 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
           contract: extras.consumer,
           decoder: extras.decoder,
           batchSize: extras.batchSize,
+          concurrency: extras.concurrency,
           handler: extras.batch
             ? {
                 kind: 'batch',

@@ -18,6 +18,10 @@ describe('trace context through message headers', () => {
   it('makes W3C traceparents', () => {
     expect(newTraceparent()).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
     expect(newTraceparent()).not.toBe(newTraceparent());
+    // Across several refills of the id pool, every one differs.
+    const many = Array.from({ length: 2_000 }, () => newTraceparent());
+    expect(new Set(many).size).toBe(2_000);
+    expect(many.every((t) => /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/.test(t))).toBe(true);
   });
 
   it("passes the incoming message's traceparent on when no span is active, so one trace spans the pipeline", () => {

@@ -8,6 +8,13 @@ export interface ServiceProcess {
   process: ManagedProcess;
 }
 
+/**
+ * The V8 heap settings every service runs with (also the Dockerfile's NODE_OPTIONS). Without
+ * them V8 sizes its heap to the machine and lets garbage pile up under load: 330-430 MiB
+ * RSS per worker on a 24 GiB machine, against 180 MiB with them, for ~10% more GC CPU.
+ */
+export const SERVICE_NODE_OPTIONS = '--max-old-space-size=128 --max-semi-space-size=8';
+
 /** Starts `dist/apps/<name>/src/main.js` with the given environment on `port` (HTTP_PORT). */
 export function spawnService(o: {
   root: string;
@@ -21,7 +28,12 @@ export function spawnService(o: {
     cmd: global.process.execPath,
     args: [join(o.root, 'dist', 'apps', o.name, 'src', 'main.js')],
     logFile: o.logFile,
-    env: { ...o.env, HTTP_PORT: String(o.port) },
+    // Options the caller sets (a profiler, other heap sizes) come last and win.
+    env: {
+      ...o.env,
+      HTTP_PORT: String(o.port),
+      NODE_OPTIONS: `${SERVICE_NODE_OPTIONS} ${o.env.NODE_OPTIONS ?? ''}`.trim(),
+    },
     cwd: o.root,
   });
   return { name: o.name, url: `http://127.0.0.1:${o.port}`, process };

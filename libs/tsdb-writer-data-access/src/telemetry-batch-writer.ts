@@ -41,12 +41,16 @@ const INSERT_ROWS = `
 
 // On plain PostgreSQL the rollup counts only rows this statement inserted (RETURNING), so a
 // redelivered batch, whose rows conflict, adds nothing to it: the rollup is exactly-once too.
+// Two batches with the same row in flight at once: the second waits on the first's key lock
+// and then inserts nothing (the row is there), so the rollup counts it once either way.
 const INSERT_ROWS_AND_ROLLUP = `
   WITH ins AS (${INSERT_ROWS} RETURNING tenant_id, device_id, metric, ts, value)
   INSERT INTO telemetry_5m AS r (tenant_id, device_id, metric, bucket, count, sum, min, max)
   SELECT tenant_id, device_id, metric, date_bin('5 minutes', ts, timestamptz '2000-01-01'),
          count(*), sum(value), min(value), max(value)
   FROM ins GROUP BY 1, 2, 3, 4
+  -- The same lock order in every transaction: batches written at once cannot deadlock here.
+  ORDER BY 1, 2, 3, 4
   ON CONFLICT (tenant_id, device_id, metric, bucket) DO UPDATE SET
     count = r.count + EXCLUDED.count, sum = r.sum + EXCLUDED.sum,
     min = LEAST(r.min, EXCLUDED.min), max = GREATEST(r.max, EXCLUDED.max)`;

@@ -99,7 +99,7 @@ async function stagesScenario(): Promise<BenchReport> {
         baseline,
         target: `>= ${factor} x ${baseline}`,
         met: ratio >= factor,
-        note: `${messages} messages`,
+        note: `${messages} messages${r.memory ? `; after the run: ${r.memory}` : ''}`,
       };
     };
     report.processes = {};
@@ -122,7 +122,7 @@ async function stagesScenario(): Promise<BenchReport> {
     report.results['tsdb-writer'] = {
       ...entry(writer, writer.messages, 'pg_copy_rows', 0.8, 5),
       points_per_s: round(writer.msgsPerS * 5, 0),
-      note: `${writer.messages} messages; ratio of rows/s to psql \\copy rows/s`,
+      note: `${writer.messages} messages; ratio of rows/s to psql \\copy rows/s; after the run: ${writer.memory}`,
     };
     report.processes['tsdb-writer'] = processTable(writer.processes, writer.messages);
   } finally {

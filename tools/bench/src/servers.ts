@@ -32,7 +32,8 @@ export async function startServers(devices: string[]): Promise<BenchServers> {
   ]);
   await runMigrations(pg.url);
   await pg.query('SELECT telemetry_ensure_partitions(31, 2)');
-  const nc = await connect({ servers: nats.urls, name: 'bench' });
+  // As the services connect (libs/messaging): without an Error built per request.
+  const nc = await connect({ servers: nats.urls, name: 'bench', noAsyncTraces: true });
   await registerDevices(nc, devices);
   return {
     nats,

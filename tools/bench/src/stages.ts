@@ -6,6 +6,8 @@ import { ProcessMeter, type ProcessUsage } from './proc';
 import type { BenchServers } from './servers';
 
 export interface StageResult {
+  /** Where the memory is, from the service's /metrics after the run (MiB). */
+  memory?: string;
   msgsPerS: number;
   cpuUsPerMsg: number;
   rssMiB: number;
@@ -75,7 +77,7 @@ export async function bridgeStage(ctx: StageContext, n: number): Promise<StageRe
     }).begin();
     const t0 = performance.now();
     await mqttFlood(ctx.servers.mqtt.url, benchDevices(50), n);
-    while ((await streamMessages(jsm, 'TELEMETRY_RAW_V1')) - before < n) await sleep(10);
+    while ((await streamMessages(jsm, 'TELEMETRY_RAW_V1')) - before < n) await sleep(50);
     const ms = performance.now() - t0;
     const processes = meter.end();
     return result(n, ms, 'mqtt-bridge', processes);
@@ -121,14 +123,15 @@ export async function workerStage(
     const meter = meterOf().begin();
     const t0 = performance.now();
     const ackedAtStart = info.ack_floor.consumer_seq;
+    // Polled every 50 ms: a consumer info is work for the server too, and shows in its CPU.
     while (info.num_pending > 0 || info.num_ack_pending > 0) {
-      await sleep(10);
+      await sleep(50);
       info = await jsm.consumers.info(stream, name);
     }
     const ms = performance.now() - t0;
     const processes = meter.end();
     const messages = info.ack_floor.consumer_seq - ackedAtStart;
-    return { ...result(messages, ms, name, processes), messages };
+    return { ...result(messages, ms, name, processes), messages, memory: await memoryOf(svc) };
   } finally {
     await svc.process.stop(15_000);
   }
@@ -150,3 +153,17 @@ async function waitConsumer(jsm: JetStreamManager, stream: string, durable: stri
 }
 
 export const POINTS = METRICS_PER_MESSAGE;
+
+/** V8 heap, external memory and RSS of a service, as its /metrics says (MiB). */
+async function memoryOf(svc: ServiceProcess): Promise<string | undefined> {
+  try {
+    const text = await (await fetch(`${svc.url}/metrics`)).text();
+    const mib = (name: string) => {
+      const m = new RegExp(`^${name}\\{[^}]*\\} (\\S+)`, 'm').exec(text);
+      return m ? Math.round(Number(m[1]) / 2 ** 20) : '?';
+    };
+    return `heap ${mib('nodejs_heap_size_used_bytes')}/${mib('nodejs_heap_size_total_bytes')} MiB, external ${mib('nodejs_external_memory_bytes')} MiB, rss ${mib('process_resident_memory_bytes')} MiB`;
+  } catch {
+    return undefined;
+  }
+}
