@@ -20,7 +20,7 @@ export const bridgeEnv = {
   }),
   MQTT_SHARE_GROUP: str({
     default: 'bridge',
-    desc: 'Shared-subscription group; replicas in one group split the load',
+    desc: 'Shared-subscription group; replicas in one group split the load. Empty: plain subscriptions for one bridge with MQTT_CONNECTIONS=1 (what survives a mosquitto 2.0 restart)',
   }),
   MQTT_CONNECTIONS: num({
     default: 4,

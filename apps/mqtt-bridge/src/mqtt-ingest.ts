@@ -1,6 +1,6 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { readFileSync } from 'node:fs';
-import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
+import mqtt, { type IClientOptions, type IPublishPacket, type ISubscriptionMap, type MqttClient } from 'mqtt';
 import { DlqReasons, Headers, Subjects, UNKNOWN_TENANT } from '@iot/contracts';
 import { RetryableError, type JetStreamPublisher } from '@iot/messaging';
 import { bridgeSubscriptions, messageIdOf, parseDeviceTopic } from '@iot/mqtt-bridge-domain';
@@ -32,6 +32,10 @@ export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown
   ) {}
 
   onApplicationBootstrap(): void {
+    if (!this.env.MQTT_SHARE_GROUP && this.env.MQTT_CONNECTIONS > 1)
+      throw new Error(
+        `MQTT_SHARE_GROUP is empty (plain subscriptions) but MQTT_CONNECTIONS=${this.env.MQTT_CONNECTIONS}: every connection would get every message; set MQTT_CONNECTIONS=1 or name a group`,
+      );
     for (let i = 0; i < this.env.MQTT_CONNECTIONS; i++) this.clients.push(this.connect(i));
     this.readiness.add('mqtt', () => this.clients.every((c) => c.connected && this.subscribed.has(c)));
   }
@@ -72,8 +76,14 @@ export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown
         { clientId: opts.clientId, sessionPresent: ack.sessionPresent },
         'connected to the MQTT broker',
       );
-      // Subscribing again when the session is present is harmless and mends a lost subscription.
-      client.subscribe(bridgeSubscriptions(e.MQTT_SHARE_GROUP), { qos: 1 }, (err, granted) => {
+      // SUBSCRIBE on every connect, even when the session is present: mosquitto 2.0 restores a
+      // shared subscription from its persistence file after a restart but delivers nothing to
+      // it until it is subscribed again (./platform chaos broker-restart lost every message
+      // without this). MQTT.js skips a topic it believes subscribed unless told `resubscribe`.
+      const topics = Object.fromEntries(
+        bridgeSubscriptions(e.MQTT_SHARE_GROUP).map((t) => [t, { qos: 1 as const }]),
+      );
+      client.subscribe({ ...topics, resubscribe: true } as ISubscriptionMap, (err, granted) => {
         const refused = granted?.filter((g) => g.qos > 2) ?? [];
         if (err || refused.length > 0)
           this.logger.error(

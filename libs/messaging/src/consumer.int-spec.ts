@@ -116,6 +116,15 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
     await waitFor('a DLQ message', async () => (await dlqMessages('perm')).length === 1, 10_000);
     await sut.stop();
     expect(calls).toBe(1);
+    // Terminated, not left unacknowledged to come back after the ack wait.
+    await waitFor(
+      'the dead-lettered message settled',
+      async () => {
+        const info = await (await jetstreamManager(nc)).consumers.info('TELEMETRY_RAW_V1', 'test-perm');
+        return info.num_ack_pending === 0 && info.num_pending === 0;
+      },
+      3_000,
+    );
     expect(await dlqMessages('perm')).toEqual([
       {
         reason: 'unknown-device',
@@ -193,4 +202,20 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
     expect(done.length + info.num_pending).toBe(64);
     expect(new Set(done).size).toBe(done.length);
   });
+
+  it('tells the server it is still working on a batch slower than the ack wait, so it is not redelivered', async () => {
+    const deliveries: number[] = [];
+    // The test contract's ack wait is 5 s; this handler takes 7.
+    const { sut } = newTestService('slow', async (_p, meta) => {
+      deliveries.push(meta.deliveryCount);
+      await new Promise((r) => setTimeout(r, 7_000));
+    });
+    await sut.start();
+    await publisher.publish('iot.raw.v1.slow.d1', 'x', { msgId: 'slow-1' });
+    await waitFor('the delivery', () => deliveries.length === 1, 10_000);
+    await sut.stop();
+    expect(deliveries).toEqual([1]);
+    const info = await (await jetstreamManager(nc)).consumers.info('TELEMETRY_RAW_V1', 'test-slow');
+    expect([info.num_ack_pending, info.num_redelivered]).toEqual([0, 0]);
+  }, 30_000);
 });

@@ -72,6 +72,9 @@ export interface ConsumerRunnerOptions<T> {
 
 const decoder = new TextDecoder();
 
+/** Ack-wait extensions a batch in progress may take: past them a stuck batch is redelivered. */
+const WORKING_EXTENSIONS = 4;
+
 /**
  * The pull loop: consume continuously, gather messages into batches, decode and validate,
  * run the handler, settle each message by the one rule (errors.ts). Stops pulling on
@@ -231,7 +234,31 @@ export class ConsumerRunner<T> {
     }
   }
 
+  /**
+   * While a batch is being worked on, tells the server so (`working()`) every half ack wait,
+   * so a slow database does not get the batch redelivered to another replica meanwhile; at
+   * most WORKING_EXTENSIONS times, so a handler that hangs lets its messages go in the end.
+   */
+  private keepAlive(msgs: JsMsg[]): () => void {
+    let extensions = 0;
+    const timer = setInterval(() => {
+      if (++extensions > WORKING_EXTENSIONS) return clearInterval(timer);
+      for (const m of msgs) m.working();
+    }, this.o.contract.ackWaitMs / 2);
+    timer.unref();
+    return () => clearInterval(timer);
+  }
+
   private async process(msgs: JsMsg[]): Promise<void> {
+    const stopKeepAlive = this.keepAlive(msgs);
+    try {
+      await this.processBatch(msgs);
+    } finally {
+      stopKeepAlive();
+    }
+  }
+
+  private async processBatch(msgs: JsMsg[]): Promise<void> {
     const { metrics, contract } = this.o;
     const stage = contract.stage;
     const end = metrics.processingDuration.startTimer({ stage });
@@ -358,7 +385,10 @@ export class ConsumerRunner<T> {
         }
         logger.info({ subject: m.subject, reason: s.reason, detail: s.detail }, 'message dead-lettered');
         metrics.messagesProcessed.inc({ stage, outcome: 'dlq' });
-        m.term(`${s.reason}: ${s.detail}`.slice(0, 256));
+        // No reason string: nats-server 2.9 takes only a bare "+TERM" and ignores "+TERM <why>",
+        // leaving the message to come back after the ack wait and be dead-lettered again
+        // (./platform chaos poison found it). The why is in the DLQ message's headers.
+        m.term();
         return;
       }
       default: {

@@ -48,6 +48,13 @@ describe('parseDeviceTopic', () => {
 
   it('subscribes in a shared group', () => {
     expect(bridgeSubscriptions('bridge')).toContain('$share/bridge/zenthos/+/+/telemetry');
+    // Without a group, a single bridge subscribes plainly.
+    expect(bridgeSubscriptions('')).toEqual([
+      'devices/+/telemetry',
+      'devices/+/status',
+      'zenthos/+/+/telemetry',
+      'zenthos/+/+/status',
+    ]);
   });
 });
 

@@ -31,10 +31,13 @@ export function parseDeviceTopic(topic: string): DeviceTopic | undefined {
 
 /** The topic filters the bridge subscribes to, inside a shared-subscription group. */
 export function bridgeSubscriptions(group: string): string[] {
+  // No group: plain subscriptions, for a single bridge. mosquitto 2.0 keeps those in a
+  // persistent session across its own restart, but not shared ones (docs/reliability.md).
+  const prefix = group ? `$share/${group}/` : '';
   return [
-    `$share/${group}/devices/+/telemetry`,
-    `$share/${group}/devices/+/status`,
-    `$share/${group}/zenthos/+/+/telemetry`,
-    `$share/${group}/zenthos/+/+/status`,
+    `${prefix}devices/+/telemetry`,
+    `${prefix}devices/+/status`,
+    `${prefix}zenthos/+/+/telemetry`,
+    `${prefix}zenthos/+/+/status`,
   ];
 }

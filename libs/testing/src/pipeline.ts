@@ -19,7 +19,10 @@ export interface Pipeline {
   services: PipelineService[];
   /** Where the services' logs are. */
   logs: string;
+  /** The first process of a service. */
   service(name: string): PipelineService;
+  /** Every process of a service (replicas). */
+  replicasOf(name: string): PipelineService[];
   stop(): Promise<void>;
 }
 
@@ -35,6 +38,10 @@ export interface PipelineOptions {
   durableDatabase?: boolean;
   /** Keep the service logs after stop (their directory is printed). */
   keepLogs?: boolean;
+  /** A three-node JetStream cluster with R3 streams instead of one node. */
+  natsCluster?: boolean;
+  /** Processes per worker (default 1): replicas share the durable consumer. */
+  replicas?: Partial<Record<'tsdb-writer' | 'normalizer' | 'demux', number>>;
 }
 
 /**
@@ -43,7 +50,7 @@ export interface PipelineOptions {
  */
 export async function startPipeline(devices: DeviceRecord[], opts: PipelineOptions): Promise<Pipeline> {
   const [nats, pg, mqtt] = await Promise.all([
-    startNats(),
+    startNats({ nodes: opts.natsCluster ? 3 : 1 }),
     startPostgres({ durable: opts.durableDatabase }),
     startMosquitto(),
   ]);
@@ -59,7 +66,10 @@ export async function startPipeline(devices: DeviceRecord[], opts: PipelineOptio
     await runMigrations(pg.url);
     // Written as auth will write them (raw KV, not through @iot/messaging, whose tests use this lib).
     const nc = await connect({ servers: nats.urls, name: 'pipeline-seed' });
-    const kv = await new Kvm(nc).create(DEVICE_REGISTRY_BUCKET, { history: 1 });
+    const kv = await new Kvm(nc).create(DEVICE_REGISTRY_BUCKET, {
+      history: 1,
+      replicas: opts.natsCluster ? 3 : 1,
+    });
     for (const d of devices) await kv.put(d.device, JSON.stringify(d));
     await nc.close();
     const base = {
@@ -67,6 +77,7 @@ export async function startPipeline(devices: DeviceRecord[], opts: PipelineOptio
       NATS_URL: nats.url,
       LOG_LEVEL: process.env.E2E_LOG_LEVEL ?? 'warn',
       SHUTDOWN_GRACE_MS: '10000',
+      NATS_STREAM_REPLICAS: opts.natsCluster ? '3' : '1',
       ...opts.serviceEnv,
     };
     for (const [name, extra] of [
@@ -86,15 +97,17 @@ export async function startPipeline(devices: DeviceRecord[], opts: PipelineOptio
       ],
       ...(opts.withControlPlane ? [['config', {}] as const] : []),
     ] as const) {
-      services.push(
-        spawnService({
-          root: opts.root,
-          name,
-          port: await freePort(),
-          env: { ...base, ...extra },
-          logFile: join(logs, `${name}.log`),
-        }),
-      );
+      const count = opts.replicas?.[name as keyof NonNullable<PipelineOptions['replicas']>] ?? 1;
+      for (let i = 0; i < count; i++)
+        services.push(
+          spawnService({
+            root: opts.root,
+            name,
+            port: await freePort(),
+            env: { ...base, ...extra },
+            logFile: join(logs, count > 1 ? `${name}-${i + 1}.log` : `${name}.log`),
+          }),
+        );
     }
     for (const s of services) await waitReady(s);
   } catch (e) {
@@ -108,6 +121,7 @@ export async function startPipeline(devices: DeviceRecord[], opts: PipelineOptio
     services,
     logs,
     service: (name) => services.find((s) => s.name === name)!,
+    replicasOf: (name) => services.filter((s) => s.name === name),
     stop,
   };
 }

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { spawnManaged, waitFor, type ManagedProcess } from './process';
 
@@ -47,4 +48,13 @@ export function waitReady(s: ServiceProcess, timeoutMs = 60_000): Promise<void> 
     timeoutMs,
     s.process.logFile,
   );
+}
+
+const built = new Set<string>();
+
+/** Builds `<root>/dist` once per test process, so services run as they are deployed. */
+export function buildOnce(root: string): void {
+  if (built.has(root)) return;
+  execFileSync(process.execPath, [join(root, 'tools', 'build', 'build.mjs')], { stdio: 'inherit' });
+  built.add(root);
 }

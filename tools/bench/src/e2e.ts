@@ -1,11 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { jetstreamManager } from '@nats-io/jetstream';
-import { connect } from '@nats-io/transport-node';
 import type { DeviceRecord } from '@iot/contracts';
-import { removeDir, sleep, spawnManaged, startPipeline, tempDir, type Pipeline } from '@iot/testing';
+import { removeDir, spawnManaged, startPipeline, tempDir, type Pipeline } from '@iot/testing';
+import { countDelivery, rawMessages, waitDrained } from './delivery';
 import { diffBuckets, parseHistogram, quantile } from './histogram';
-import { BENCH_TENANT, METRICS_PER_MESSAGE } from './load';
+import { BENCH_TENANT } from './load';
 import { ProcessMeter, type ProcessUsage } from './proc';
 
 export interface E2eRun {
@@ -60,33 +59,6 @@ async function writerLatency(p: Pipeline) {
   return parseHistogram(text, 'iot_event_to_commit_seconds');
 }
 
-async function rawMessages(p: Pipeline): Promise<number> {
-  const nc = await connect({ servers: p.nats.urls });
-  try {
-    return (await (await jetstreamManager(nc)).streams.info('TELEMETRY_RAW_V1')).state.messages;
-  } finally {
-    await nc.close();
-  }
-}
-
-async function pipelineIdle(p: Pipeline): Promise<boolean> {
-  const nc = await connect({ servers: p.nats.urls });
-  try {
-    const jsm = await jetstreamManager(nc);
-    for (const [stream, consumer] of [
-      ['TELEMETRY_RAW_V1', 'demux'],
-      ['TELEMETRY_DECODED_V1', 'normalizer'],
-      ['TELEMETRY_NORMALIZED_V1', 'tsdb-writer'],
-    ] as const) {
-      const c = await jsm.consumers.info(stream, consumer);
-      if (c.num_pending > 0 || c.num_ack_pending > 0) return false;
-    }
-    return true;
-  } finally {
-    await nc.close();
-  }
-}
-
 /**
  * Simulated devices → MQTT QoS 1 → bridge → demux → normalizer → writer → rows, at a fixed
  * rate for `durationS`; then every sent message is looked up in the table by its device and
@@ -129,46 +101,13 @@ export async function runE2e(root: string, p: Pipeline, rate: number, durationS:
     // The simulator's own exit waited for PUBACKs; from here on, only the pipeline's backlog.
     const sendEnd = Date.now();
     // Drained: the bridge has taken every acknowledged message from the broker's queue into
-    // the raw stream, and no consumer has anything pending. Given up on when nothing moves
-    // for 20 s (what is missing then is lost) or after 10 minutes.
-    const drainDeadline = sendEnd + 600_000;
-    let lastRaw = -1;
-    let movedAt = Date.now();
-    for (;;) {
-      const raw = (await rawMessages(p)) - rawBefore;
-      if (raw >= acked && (await pipelineIdle(p))) break;
-      if (raw !== lastRaw) [lastRaw, movedAt] = [raw, Date.now()];
-      if (Date.now() - movedAt > 20_000 && (await pipelineIdle(p))) break;
-      if (Date.now() > drainDeadline) break;
-      await sleep(50);
-    }
-    const drainedAt = Date.now();
+    // the raw stream, and no consumer has anything pending.
+    const { drainedAt, complete } = await waitDrained(p, rawBefore, acked);
     const processes = meter.end();
     const latency = diffBuckets(await writerLatency(p), before);
 
-    const rows = readFileSync(record, 'utf8').trim().split('\n').slice(1);
-    const firstTs = Math.min(...rows.slice(0, 1000).map((r) => Number(r.split(',')[2])));
-    const stored = await p.pg.query<{ device_id: string; t: string; n: number }>(
-      `SELECT device_id, round(extract(epoch FROM ts) * 1000)::bigint::text AS t, count(*)::int AS n
-         FROM telemetry WHERE tenant_id = $1 AND ts >= to_timestamp($2 / 1000.0) GROUP BY 1, 2`,
-      [BENCH_TENANT, firstTs],
-    );
-    const found = new Map(stored.map((r) => [`${r.device_id}|${r.t}`, r.n]));
-    let lostPoints = 0;
-    let duplicatedPoints = 0;
-    let storedMessages = 0;
-    for (const line of rows) {
-      const [device, , ts, ackedAt] = line.split(',');
-      const key = `${device}|${ts}`;
-      const n = found.get(key) ?? 0;
-      found.delete(key);
-      if (n >= METRICS_PER_MESSAGE) storedMessages++;
-      duplicatedPoints += Math.max(0, n - METRICS_PER_MESSAGE);
-      // A message the broker never acknowledged may be missing: its device would send it again.
-      if (ackedAt !== '0') lostPoints += Math.max(0, METRICS_PER_MESSAGE - n);
-    }
-    // Rows of this run that no sent message explains.
-    for (const n of found.values()) duplicatedPoints += n;
+    const count = await countDelivery(p, record, BENCH_TENANT);
+    const { lostPoints, duplicatedPoints, storedMessages } = count;
     const startedAt = sendEnd - sendingMs;
     const drainMs = drainedAt - sendEnd;
     const q = (x: number) => {
@@ -191,7 +130,7 @@ export async function runE2e(root: string, p: Pipeline, rate: number, durationS:
       p99Ms: q(0.99),
       // It kept up: the devices sent at the rate, nothing was lost, and the backlog at the end
       // was gone within 5 seconds.
-      sustained: sentPerS >= 0.95 * rate && lostPoints === 0 && drainMs <= 5_000 && drainedAt < drainDeadline,
+      sustained: sentPerS >= 0.95 * rate && lostPoints === 0 && drainMs <= 5_000 && complete,
       processes,
     };
   } finally {

@@ -1,7 +1,8 @@
 import { execFileSync } from 'node:child_process';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import type { DeviceRecord } from '@iot/contracts';
 import {
+  buildOnce as buildDistOnce,
   startPipeline as startPipelineAt,
   type Pipeline,
   type PipelineOptions,
@@ -11,13 +12,9 @@ export { pipelineReport, type Pipeline } from '@iot/testing';
 
 export const ROOT = resolve(__dirname, '..', '..', '..');
 
-let built = false;
-
 /** Builds dist/ once per test process, so the services run as they are deployed. */
 export function buildOnce(): void {
-  if (built) return;
-  execFileSync(process.execPath, [join(ROOT, 'tools', 'build', 'build.mjs')], { stdio: 'inherit' });
-  built = true;
+  buildDistOnce(ROOT);
 }
 
 /** The pipeline of `libs/testing`, from this checkout's freshly built dist/. */

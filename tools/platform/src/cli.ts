@@ -26,7 +26,9 @@ const HELP = `usage: ./platform <command>
   migrate            apply database migrations to $DATABASE_URL (or the running platform's)
   bench [scenario]   benchmarks: baselines, stages, e2e, query or all (default); --quick for a
                      short run; prints a table, writes bench/results/*.json (see docs/performance.md)
-  chaos [scenario]   fault injection (issue #6: not built yet)
+  chaos [scenario..] fault injection: every scenario (or those named) on a real cluster, each
+                     reporting sent, stored, lost, duplicated, DLQ and time to recover; --fast
+                     for the small runs of ./platform test (see docs/reliability.md)
   kind up|down       the platform on a local kind cluster (needs a Docker engine)
 `;
 
@@ -48,8 +50,7 @@ async function main(argv: string[]): Promise<number> {
     case 'bench':
       return runNode(join(ROOT, 'dist', 'tools', 'bench', 'src', 'main.js'), args);
     case 'chaos':
-      process.stderr.write(`'./platform chaos' is not built yet: it is issue #6.\n`);
-      return 2;
+      return runNode(join(ROOT, 'dist', 'tools', 'bench', 'src', 'chaos-main.js'), args);
     case 'kind':
       return kind(args[0]);
     case undefined:

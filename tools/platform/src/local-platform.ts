@@ -112,7 +112,16 @@ export class LocalPlatform {
         NATS_URL: this.nats.url,
         LOG_LEVEL: process.env.LOG_LEVEL ?? 'info',
         ...(s.needs.includes('database') ? { DATABASE_URL: this.pg.url } : {}),
-        ...(s.needs.includes('mqtt') ? { MQTT_URL: this.mqtt.url, MQTT_CLIENT_ID: 'mqtt-bridge-local' } : {}),
+        // One bridge on mosquitto: plain subscriptions, which mosquitto 2.0 keeps across its
+        // own restart (shared ones it does not; docs/reliability.md).
+        ...(s.needs.includes('mqtt')
+          ? {
+              MQTT_URL: this.mqtt.url,
+              MQTT_CLIENT_ID: 'mqtt-bridge-local',
+              MQTT_SHARE_GROUP: '',
+              MQTT_CONNECTIONS: '1',
+            }
+          : {}),
       };
       this.services.push({
         ...spawnService({ root: this.root, name: s.name, port, env, logFile: log }),

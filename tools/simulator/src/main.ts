@@ -26,6 +26,8 @@ const { values } = parseArgs({
     messages: { type: 'string', default: '0' },
     record: { type: 'string' },
     ca: { type: 'string' },
+    persistent: { type: 'boolean', default: false },
+    'poison-every': { type: 'string', default: '0' },
     'cert-dir': { type: 'string' },
   },
 });
@@ -35,6 +37,7 @@ const rate = Number(values.rate);
 const durationS = Number(values.duration);
 const maxMessages = Number(values.messages) || Infinity;
 const format = values.format;
+const poisonEvery = Number(values['poison-every']);
 if (!(count > 0) || !(rate > 0)) {
   process.stderr.write('--devices and --rate must be positive numbers, e.g. --devices 100 --rate 10\n');
   process.exit(2);
@@ -55,7 +58,14 @@ interface Device {
 
 const ids = deviceIds(values.prefix!, count, Number(values.first));
 const devices: Device[] = ids.map((id) => {
-  const opts: IClientOptions = { clientId: id, clean: true, reconnectPeriod: 1_000, protocolVersion: 4 };
+  // --persistent: a session that outlives a broker restart; unacknowledged QoS 1 messages
+  // are sent again on reconnect, as a real device does.
+  const opts: IClientOptions = {
+    clientId: id,
+    clean: !values.persistent,
+    reconnectPeriod: 1_000,
+    protocolVersion: 4,
+  };
   if (values['cert-dir']) {
     opts.ca = values.ca ? readFileSync(values.ca) : undefined;
     opts.cert = readFileSync(join(values['cert-dir'], `${id}.crt`));
@@ -84,8 +94,14 @@ function publishOne(now: number): void {
   const d = devices[index]!;
   // Zenthos time is in seconds: such a device sends at most once a second to be stored apart.
   const ts = (d.lastTs = Math.max(now, d.lastTs + (format === 'zenthos' ? 1000 : 1)));
-  const body = format === 'zenthos' ? zenthosPayload(d.id, d.sensors, ts) : canonicalPayload(d.sensors, ts);
   const n = sent++;
+  // --poison-every N: every Nth message breaks the schema (a reading that is not a number).
+  const poison = poisonEvery > 0 && n % poisonEvery === poisonEvery - 1;
+  const body = poison
+    ? { message_id: `poison-${n}`, ts, readings: { temperature: 'hot' } }
+    : format === 'zenthos'
+      ? zenthosPayload(d.id, d.sensors, ts)
+      : canonicalPayload(d.sensors, ts);
   if (values.record) {
     sentDevice.push(index);
     sentId.push(body.message_id);
@@ -141,7 +157,11 @@ function stop(): Promise<void> {
     process.stdout.write(
       `${new Date().toISOString()} final sent=${sent} acked=${acked} failed=${failed} sending_ms=${sendingMs}\n`,
     );
-    await Promise.all(devices.map((d) => d.client.endAsync()));
+    // A client still reconnecting may never finish ending: do not wait for it for long.
+    await Promise.race([
+      Promise.all(devices.map((d) => d.client.endAsync())),
+      new Promise((r) => setTimeout(r, 5_000)),
+    ]);
     process.exit(0);
   })());
 }
