@@ -15,7 +15,7 @@ import {
   type ConsumerContract,
 } from '@iot/contracts';
 import { withExtractedContext, type IotMetrics, type Logger } from '@iot/observability';
-import { ensureConsumer } from './provisioning';
+import { ensureConsumer, whenJetStreamAnswers } from './provisioning';
 import { PermanentError, settle, type Settlement } from './errors';
 import { JetStreamPublisher } from './publisher';
 
@@ -116,8 +116,11 @@ export class ConsumerRunner<T> {
   }
 
   async start(): Promise<void> {
-    const jsm = await jetstreamManager(this.o.nc);
-    await ensureConsumer(jsm, this.o.contract);
+    await whenJetStreamAnswers(
+      `consumer ${this.o.contract.durable}`,
+      async () => ensureConsumer(await jetstreamManager(this.o.nc), this.o.contract),
+      this.o.logger,
+    );
     this.running = true;
     this.loop = this.run();
     this.lagTimer = setInterval(() => void this.reportLag(), this.o.lagIntervalMs ?? 5_000);

@@ -1,6 +1,7 @@
 import { Kvm, KvWatchInclude, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '@iot/observability';
+import { whenJetStreamAnswers } from './provisioning';
 import {
   DEVICE_REGISTRY_BUCKET,
   NORMALIZER_PROFILES_BUCKET,
@@ -58,7 +59,11 @@ export class KvView<T> {
   }
 
   async start(): Promise<void> {
-    this.kv = await openBucket(this.nc, this.bucket, this.options);
+    this.kv = await whenJetStreamAnswers(
+      `bucket ${this.bucket}`,
+      () => openBucket(this.nc, this.bucket, this.options),
+      this.logger,
+    );
     // The watch first replays every current value, then follows changes, forever.
     const iter = await this.kv.watch({ include: KvWatchInclude.LastValue });
     // An empty bucket replays nothing; otherwise the replay ends at the entry with delta 0.

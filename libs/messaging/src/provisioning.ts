@@ -82,3 +82,46 @@ export function isNotFound(e: unknown): boolean {
   const text = String((e as Error)?.message ?? e);
   return /not found/i.test(text);
 }
+
+/**
+ * Whether a JetStream API error is a passing state of the servers rather than a fault of the
+ * request: a request timeout or "no responders" while a cluster elects its meta leader, or
+ * JetStream reporting itself temporarily unavailable.
+ */
+export function isJetStreamUnavailable(e: unknown): boolean {
+  const text = String((e as Error)?.message ?? e).toLowerCase();
+  const code = String((e as { code?: unknown })?.code ?? '');
+  return (
+    code === 'TIMEOUT' ||
+    code === '503' ||
+    /timeout|no responders|temporarily unavailable|jetstream not (enabled|ready)|no suitable peers|insufficient resources/.test(
+      text,
+    )
+  );
+}
+
+/**
+ * Runs a provisioning step until JetStream answers it: a service started while the cluster
+ * is still forming (or a node is away) waits and says so, instead of exiting. Other errors
+ * (a contract the server refuses) are thrown at once.
+ */
+export async function whenJetStreamAnswers<T>(
+  what: string,
+  step: () => Promise<T>,
+  logger: { warn(o: object, msg: string): void },
+  maxDelayMs = 5_000,
+): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await step();
+    } catch (e) {
+      if (!isJetStreamUnavailable(e)) throw e;
+      const delayMs = Math.min(maxDelayMs, 250 * 2 ** Math.min(attempt, 5));
+      logger.warn(
+        { attempt, delayMs, err: String((e as Error)?.message ?? e) },
+        `${what}: JetStream does not answer yet; retrying`,
+      );
+      await new Promise((r) => setTimeout(r, delayMs));
+    }
+  }
+}
