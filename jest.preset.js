@@ -26,7 +26,13 @@ module.exports = {
         swcrc: false,
       },
     ],
+    // jose ships ES modules only; Node 24 requires them natively, Jest's loader does not.
+    '/node_modules/jose/.+\\.js$': [
+      '@swc/jest',
+      { jsc: { target: 'es2023' }, module: { type: 'commonjs' }, swcrc: false },
+    ],
   },
+  transformIgnorePatterns: ['/node_modules/(?!jose/)'],
   moduleFileExtensions: ['ts', 'js', 'json'],
   moduleNameMapper,
   roots: ['<rootDir>/apps', '<rootDir>/libs', '<rootDir>/tools'],

@@ -12,7 +12,7 @@ import {
   Post,
   Query,
 } from '@nestjs/common';
-import { ApiBody, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiBody, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import { Type, type Static } from '@sinclair/typebox';
 import { compileValidator, type CompiledValidator, type PayloadValidationError } from '@iot/contracts';
 import { InvalidTenantError, type DeadLetterStore, type Selection } from '@iot/dlq-data-access';
@@ -59,6 +59,8 @@ async function scoped<T>(fn: () => Promise<T>): Promise<T> {
 
 /** The dead-letter queue of one tenant: list, inspect, replay (one, a filter, or all) and purge. */
 @ApiTags('dead-letter queue')
+// Reads need viewer, replay and purge operator (the guard's defaults).
+@ApiBearerAuth()
 @Controller('v1/tenants/:tenant/dlq')
 export class DlqController {
   constructor(@Inject(DLQ_STORE) private readonly store: DeadLetterStore) {}

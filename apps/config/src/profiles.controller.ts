@@ -11,7 +11,8 @@ import {
   Post,
   Put,
 } from '@nestjs/common';
-import { ApiBody, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiBody, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { Roles } from '@iot/auth-guard';
 import {
   isValidToken,
   normalizerProfileKey,
@@ -58,6 +59,7 @@ function profileOf(model: string, body: unknown): ModelProfile {
  * change is a new revision; the normalizer picks it up within a second, without a restart.
  */
 @ApiTags('normalizer profiles')
+@ApiBearerAuth()
 @Controller('v1/tenants/:tenant/profiles')
 export class ProfilesController {
   constructor(@Inject(PROFILES) private readonly profiles: VersionedKv<ModelProfile>) {}
@@ -79,6 +81,8 @@ export class ProfilesController {
   }
 
   @Put(':model')
+  // How a tenant's data is converted is the tenant admin's decision.
+  @Roles('admin')
   @ApiOperation({ summary: 'Set the profile (a new revision); the normalizer applies it at once' })
   @ApiBody({
     schema: {
@@ -97,6 +101,7 @@ export class ProfilesController {
   }
 
   @Delete(':model')
+  @Roles('admin')
   @ApiOperation({ summary: "Remove the tenant's profile: the model's built-in profile applies again" })
   async remove(@Param('tenant') tenant: string, @Param('model') model: string) {
     if (!(await this.profiles.delete(keyOf(tenant, model))))
@@ -111,6 +116,7 @@ export class ProfilesController {
   }
 
   @Post(':model/rollback')
+  @Roles('admin')
   @HttpCode(200)
   @ApiOperation({ summary: 'Restore an earlier revision as a new revision' })
   @ApiBody({ schema: { example: { revision: 3 } } })

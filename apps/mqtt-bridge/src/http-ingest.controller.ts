@@ -15,6 +15,7 @@ import {
 } from '@nestjs/common';
 import { ApiBody, ApiHeader, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
+import { Public } from '@iot/auth-guard';
 import { Headers, Subjects } from '@iot/contracts';
 import type { JetStreamPublisher } from '@iot/messaging';
 import { messageIdOf } from '@iot/mqtt-bridge-domain';
@@ -38,6 +39,8 @@ function bearer(authorization?: string): string | undefined {
  * (a resend with the same `message_id` is stored once).
  */
 @ApiTags('http ingest')
+// Devices authenticate with their device key (checked below), not with a user's access token.
+@Public()
 @Controller(HTTP_INGEST_ROUTE)
 export class HttpIngestController {
   constructor(

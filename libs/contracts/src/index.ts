@@ -5,3 +5,4 @@ export * from './payloads';
 export * from './validation';
 export * from './validators';
 export * from './device-keys';
+export * from './auth';

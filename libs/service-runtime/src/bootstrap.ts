@@ -3,13 +3,16 @@ import { NestFactory } from '@nestjs/core';
 import express from 'express';
 import { Module, type INestApplication, type Type } from '@nestjs/common';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
-import { commonEnv, loadEnv, natsServers, type EnvSpec } from '@iot/config';
+import { commonEnv, loadEnv, natsServers, str, type EnvSpec } from '@iot/config';
+import { DEFAULT_TOKEN_AUDIENCE, DEFAULT_TOKEN_ISSUER } from '@iot/contracts';
+import { AccessTokenVerifier } from '@iot/auth-guard';
 import {
   connectNats,
   ensureAllStreams,
   jetstream,
   jetstreamManager,
   reportDlqSize,
+  whenJetStreamAnswers,
   JetStreamPublisher,
   JetStreamServer,
 } from '@iot/messaging';
@@ -21,6 +24,16 @@ import { Readiness, type ServiceRuntime } from './runtime';
 
 const runtimeEnv = {
   ...commonEnv,
+  AUTH_JWKS_URL: str({
+    default: '',
+    desc: "The auth service's JWKS, e.g. http://auth:3000/.well-known/jwks.json; without it (or AUTH_JWKS) every API route answers 503",
+  }),
+  AUTH_JWKS: str({
+    default: '',
+    desc: 'The public keys as an inline JWKS document, instead of AUTH_JWKS_URL',
+  }),
+  AUTH_ISSUER: str({ default: DEFAULT_TOKEN_ISSUER, desc: 'The iss every access token must carry' }),
+  AUTH_AUDIENCE: str({ default: DEFAULT_TOKEN_AUDIENCE, desc: 'The aud every access token must carry' }),
   NATS_STREAM_REPLICAS: num({
     default: 1,
     choices: [1, 3, 5],
@@ -75,7 +88,11 @@ export async function startService<S extends EnvSpec>(
   // Each service's own stage series exist from the start (at zero until it does work).
   metrics.initStage(def.name);
   const nc = await connectNats({ servers: natsServers(env.NATS_URL), name: def.name, logger });
-  await ensureAllStreams(nc, { replicas: env.NATS_STREAM_REPLICAS });
+  await whenJetStreamAnswers(
+    'streams',
+    () => ensureAllStreams(nc, { replicas: env.NATS_STREAM_REPLICAS }),
+    logger,
+  );
   const js = jetstream(nc);
   const publisher = new JetStreamPublisher(js, logger);
   const readiness = new Readiness();
@@ -87,7 +104,22 @@ export async function startService<S extends EnvSpec>(
       if (s.type === 'reconnect') reconnecting = false;
     }
   })().catch(() => undefined);
-  const runtime: ServiceRuntime = { name: def.name, nc, js, publisher, logger, metrics, readiness };
+  const accessTokens = new AccessTokenVerifier({
+    jwksUrl: env.AUTH_JWKS_URL || undefined,
+    jwks: env.AUTH_JWKS || undefined,
+    issuer: env.AUTH_ISSUER,
+    audience: env.AUTH_AUDIENCE,
+  });
+  const runtime: ServiceRuntime = {
+    name: def.name,
+    nc,
+    js,
+    publisher,
+    logger,
+    metrics,
+    readiness,
+    accessTokens,
+  };
 
   const appModule = await def.module(env as never, runtime);
   @Module({ imports: [RuntimeModule.forRoot(runtime, env), appModule] })
@@ -101,7 +133,12 @@ export async function startService<S extends EnvSpec>(
   app.useGlobalFilters(new TransportErrorFilter(logger));
   const document = SwaggerModule.createDocument(
     app,
-    new DocumentBuilder().setTitle(def.name).setDescription(def.description).setVersion('1').build(),
+    new DocumentBuilder()
+      .setTitle(def.name)
+      .setDescription(def.description)
+      .setVersion('1')
+      .addBearerAuth()
+      .build(),
   );
   SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'openapi.json' });
 

@@ -1,10 +1,13 @@
 import { Controller, Get, HttpCode, Inject, Res } from '@nestjs/common';
-import { ApiExcludeController } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiExcludeController, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { CurrentPrincipal, Public } from '@iot/auth-guard';
+import type { Principal } from '@iot/contracts';
 import type { Response } from 'express';
 import type { IotMetrics } from '@iot/observability';
 import { METRICS, READINESS, type Readiness } from './runtime';
 
 @ApiExcludeController()
+@Public()
 @Controller()
 export class HealthController {
   constructor(
@@ -30,5 +33,17 @@ export class HealthController {
   async prometheus(@Res() res: Response) {
     res.setHeader('Content-Type', this.metrics.contentType);
     res.send(await this.metrics.metricsText());
+  }
+}
+
+/** Every service answers who a token says its bearer is: a quick check of a token against it. */
+@ApiTags('access')
+@ApiBearerAuth()
+@Controller('v1/principal')
+export class PrincipalController {
+  @Get()
+  @ApiOperation({ summary: 'Who the access token says you are, as this service verifies it' })
+  principal(@CurrentPrincipal() p: Principal) {
+    return { user: p.userId, tenant: p.tenant, role: p.role, platform_admin: p.platformAdmin };
   }
 }

@@ -1,5 +1,7 @@
 import { Global, Module, type DynamicModule } from '@nestjs/common';
-import { HealthController } from './health.controller';
+import { APP_GUARD, Reflector } from '@nestjs/core';
+import { AccessGuard, AccessTokenVerifier } from '@iot/auth-guard';
+import { HealthController, PrincipalController } from './health.controller';
 import { ENV, JETSTREAM, LOGGER, METRICS, NATS, PUBLISHER, READINESS, type ServiceRuntime } from './runtime';
 
 /** Makes the runtime (NATS, publisher, logger, metrics, readiness, env) injectable everywhere. */
@@ -9,7 +11,7 @@ export class RuntimeModule {
   static forRoot(runtime: ServiceRuntime, env: unknown): DynamicModule {
     return {
       module: RuntimeModule,
-      controllers: [HealthController],
+      controllers: [HealthController, PrincipalController],
       providers: [
         { provide: NATS, useValue: runtime.nc },
         { provide: JETSTREAM, useValue: runtime.js },
@@ -18,8 +20,15 @@ export class RuntimeModule {
         { provide: METRICS, useValue: runtime.metrics },
         { provide: READINESS, useValue: runtime.readiness },
         { provide: ENV, useValue: { ...(env as object) } },
+        { provide: AccessTokenVerifier, useValue: runtime.accessTokens },
+        // Every HTTP route needs a valid access token unless marked @Public().
+        {
+          provide: APP_GUARD,
+          useFactory: (reflector: Reflector) => new AccessGuard(reflector, runtime.accessTokens),
+          inject: [Reflector],
+        },
       ],
-      exports: [NATS, JETSTREAM, PUBLISHER, LOGGER, METRICS, READINESS, ENV],
+      exports: [NATS, JETSTREAM, PUBLISHER, LOGGER, METRICS, READINESS, ENV, AccessTokenVerifier],
     };
   }
 }

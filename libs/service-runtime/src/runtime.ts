@@ -2,6 +2,7 @@ import type { JetStreamClient } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { JetStreamPublisher } from '@iot/messaging';
 import type { IotMetrics, Logger } from '@iot/observability';
+import type { AccessTokenVerifier } from '@iot/auth-guard';
 
 /** Injection tokens of what every service has, provided by {@link RuntimeModule}. */
 export const NATS = Symbol('NatsConnection');
@@ -20,6 +21,8 @@ export interface ServiceRuntime {
   logger: Logger;
   metrics: IotMetrics;
   readiness: Readiness;
+  /** Checks the access token of every HTTP request (the global guard uses it). */
+  accessTokens: AccessTokenVerifier;
 }
 
 export type ReadinessCheck = () => boolean | Promise<boolean>;

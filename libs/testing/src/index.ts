@@ -9,3 +9,4 @@ export * from './process';
 export * from './service-process';
 export * from './pipeline';
 export { queryOnce } from './postgres';
+export * from './tokens';

@@ -5,6 +5,7 @@ import { connect } from '@nats-io/transport-node';
 import { runMigrations } from '@iot/persistence';
 import { removeDir, tempDir, freePort } from './process';
 import { spawnService, waitReady, type ServiceProcess } from './service-process';
+import { TestTokenIssuer } from './tokens';
 import { startMosquitto, startNats, startPostgres } from './servers';
 import type { MosquittoHandle } from './mosquitto';
 import type { NatsHandle } from './nats';
@@ -23,6 +24,8 @@ export interface Pipeline {
   service(name: string): PipelineService;
   /** Every process of a service (replicas). */
   replicasOf(name: string): PipelineService[];
+  /** Signs access tokens that every service of the pipeline accepts. */
+  tokens: TestTokenIssuer;
   stop(): Promise<void>;
 }
 
@@ -55,6 +58,7 @@ export async function startPipeline(devices: DeviceRecord[], opts: PipelineOptio
     startMosquitto(),
   ]);
   const logs = tempDir('pipeline-logs');
+  const tokens = await TestTokenIssuer.create();
   const services: PipelineService[] = [];
   const stop = async () => {
     for (const s of [...services].reverse()) await s.process.stop(15_000);
@@ -78,6 +82,7 @@ export async function startPipeline(devices: DeviceRecord[], opts: PipelineOptio
       LOG_LEVEL: process.env.E2E_LOG_LEVEL ?? 'warn',
       SHUTDOWN_GRACE_MS: '10000',
       NATS_STREAM_REPLICAS: opts.natsCluster ? '3' : '1',
+      ...tokens.env,
       ...opts.serviceEnv,
     };
     for (const [name, extra] of [
@@ -122,6 +127,7 @@ export async function startPipeline(devices: DeviceRecord[], opts: PipelineOptio
     logs,
     service: (name) => services.find((s) => s.name === name)!,
     replicasOf: (name) => services.filter((s) => s.name === name),
+    tokens,
     stop,
   };
 }

@@ -18,12 +18,15 @@ interface ApiBody {
 describe('the DLQ API of the control plane', () => {
   let p: Pipeline;
   let api: string;
+  // The `_unknown` tenant's dead letters belong to no tenant: a platform admin handles them.
+  let fetch: typeof globalThis.fetch;
   beforeAll(async () => {
     p = await startPipeline(
       [{ device: 'known-1', tenant: 'acme', model: 'zenthos-esp32', state: 'active' }],
       { withControlPlane: true },
     );
     api = p.service('config').url;
+    fetch = p.tokens.fetchAs({ tenant: 'acme', role: 'operator', platformAdmin: true });
   });
   afterAll(async () => {
     await p?.stop();

@@ -132,6 +132,8 @@ describe('HTTP ingest and tenant normalizer profiles', () => {
   });
 
   it("applies a tenant's profile from the config service to the next message, keeps its history and rolls it back", async () => {
+    // Changing a profile is a tenant admin's call (the devices' own requests above need no token).
+    const fetch = p.tokens.fetchAs({ tenant: 'plant', role: 'admin' });
     const profiles = `${config}/v1/tenants/plant/profiles/generic`;
     const put = (body: object) =>
       fetch(profiles, {

@@ -1,0 +1,2 @@
+export * from './access-token-verifier';
+export * from './access.guard';
