@@ -41,6 +41,12 @@ export const Subjects = {
   /** What became of a downlink command: on EVENTS_V1 beside the alarms. */
   commandResult: (tenant: string, device: string) =>
     `iot.events.v1.command.${token('tenant', tenant)}.${token('device', device)}`,
+  /**
+   * A message for a person that the notifier delivers (e-mail): password resets, on
+   * EVENTS_V1. It carries a one-time token that expires within the hour.
+   */
+  notification: (kind: string, user: string) =>
+    `iot.events.v1.notify.${token('kind', kind)}.${token('user', user)}`,
   command: (tenant: string, device: string) =>
     `iot.cmd.v1.${token('tenant', tenant)}.${token('device', device)}`,
   configChanged: (tenant: string) => `iot.config.v1.changed.${token('tenant', tenant)}`,

@@ -1,7 +1,8 @@
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEVICE_REGISTRY_BUCKET, deviceKeyHash, newDeviceKey } from '@iot/contracts';
+import { DEVICE_REGISTRY_BUCKET, deviceKeyHash, JWKS_PATH, newDeviceKey } from '@iot/contracts';
 import { connectNats, putDeviceRecords } from '@iot/messaging';
 import { createLogger } from '@iot/observability';
 import { runMigrations } from '@iot/persistence';
@@ -39,6 +40,8 @@ export interface PlatformState {
 }
 
 const say = (msg: string) => process.stdout.write(`==> ${msg}\n`);
+
+export const LOCAL_ADMIN_EMAIL = 'admin@iot.local';
 
 /** Everything `./platform up` runs, started in order and stopped in reverse. */
 export class LocalPlatform {
@@ -104,13 +107,21 @@ export class LocalPlatform {
     await nc.close();
 
     say('starting the nine services');
+    const ports = new Map<string, number>();
+    for (const s of SERVICES) ports.set(s.name, await portOr(s.port));
+    const admin = this.platformAdmin();
     for (const s of SERVICES) {
-      const port = await portOr(s.port);
+      const port = ports.get(s.name)!;
       const log = join(logs, `${s.name}.log`);
       const env: NodeJS.ProcessEnv = {
         ...process.env,
         NATS_URL: this.nats.url,
         LOG_LEVEL: process.env.LOG_LEVEL ?? 'info',
+        // Every service checks access tokens with the keys the local auth service publishes.
+        AUTH_JWKS_URL: `http://127.0.0.1:${ports.get('auth')}${JWKS_PATH}`,
+        ...(s.name === 'auth'
+          ? { AUTH_BOOTSTRAP_ADMIN_EMAIL: admin.email, AUTH_BOOTSTRAP_ADMIN_PASSWORD: admin.password }
+          : {}),
         ...(s.needs.includes('database') ? { DATABASE_URL: this.pg.url } : {}),
         // One bridge on mosquitto: plain subscriptions, which mosquitto 2.0 keeps across its
         // own restart (shared ones it does not; docs/reliability.md).
@@ -129,6 +140,10 @@ export class LocalPlatform {
       });
     }
     for (const s of this.services) await waitReady(s, 120_000);
+    await this.seedDemoTenant(`http://127.0.0.1:${ports.get('auth')}`, admin);
+    say(
+      `platform admin: ${admin.email}, password in ${admin.file} (sign in to "_platform" or "${DEMO_TENANT}")`,
+    );
 
     const prometheusUrl = await this.startPrometheus();
 
@@ -170,6 +185,39 @@ export class LocalPlatform {
     };
     writeFileSync(this.stateFile, JSON.stringify(state, null, 2));
     return state;
+  }
+
+  /** The local platform admin: its password is made once and kept in the state directory. */
+  private platformAdmin(): { email: string; password: string; file: string } {
+    const file = join(this.stateDir, 'admin-password');
+    if (!existsSync(file)) writeFileSync(file, `${randomBytes(18).toString('base64url')}\n`, { mode: 0o600 });
+    return { email: LOCAL_ADMIN_EMAIL, password: readFileSync(file, 'utf8').trim(), file };
+  }
+
+  /** The demo tenant exists in auth as it does in the registry, so its people can sign in to it. */
+  private async seedDemoTenant(authUrl: string, admin: { email: string; password: string }): Promise<void> {
+    const post = (path: string, body: object, token?: string) =>
+      fetch(`${authUrl}${path}`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          ...(token ? { authorization: `Bearer ${token}` } : {}),
+        },
+        body: JSON.stringify(body),
+      });
+    const signIn = await post('/v1/auth/sign-in', {
+      email: admin.email,
+      password: admin.password,
+      tenant: '_platform',
+    });
+    if (!signIn.ok)
+      throw new Error(`the local platform admin could not sign in: ${signIn.status} ${await signIn.text()}`);
+    const { access_token } = (await signIn.json()) as { access_token: string };
+    const created = await post('/v1/tenants', { id: DEMO_TENANT, name: 'Demo farm' }, access_token);
+    if (!created.ok && created.status !== 409)
+      throw new Error(
+        `tenant ${DEMO_TENANT} could not be created: ${created.status} ${await created.text()}`,
+      );
   }
 
   private async startPrometheus(): Promise<string> {

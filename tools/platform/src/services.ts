@@ -13,7 +13,7 @@ export const SERVICES: ServiceSpec[] = [
   { name: 'asset-worker', port: 3014, needs: [] },
   { name: 'event-engine', port: 3015, needs: [] },
   { name: 'broadcaster', port: 3002, needs: [] },
-  { name: 'auth', port: 3017, needs: [] },
+  { name: 'auth', port: 3017, needs: ['database'] },
   { name: 'config', port: 3018, needs: [] },
 ];
 
