@@ -199,6 +199,14 @@ export function runService<S extends EnvSpec>(def: ServiceDefinition<S>): void {
       };
       process.once('SIGTERM', onSignal);
       process.once('SIGINT', onSignal);
+      // A crash still ends the process (the orchestrator restarts it; nothing unacked is
+      // lost), but says why in the service's own log first.
+      const fatal = (kind: string) => (e: unknown) => {
+        svc.runtime.logger.fatal({ err: e instanceof Error ? (e.stack ?? e.message) : String(e) }, kind);
+        process.exit(1);
+      };
+      process.on('uncaughtException', fatal('uncaught exception; exiting'));
+      process.on('unhandledRejection', fatal('unhandled rejection; exiting'));
     },
     (e) => {
       // The environment error already names each variable; print it plainly for operators.

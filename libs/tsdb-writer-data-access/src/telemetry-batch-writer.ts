@@ -104,6 +104,11 @@ export class TelemetryBatchWriter {
       cols[7].push(r.receivedAt);
     }
     const client: PoolClient = await this.pool.connect();
+    // A checked-out client whose server goes away between two queries emits 'error'; the
+    // pool listens only to idle clients, and an unheard 'error' would end the process. The
+    // failed query rejects anyway, and the batch is retried.
+    const onError = () => undefined;
+    client.on('error', onError);
     try {
       await client.query('BEGIN');
       const res = await client.query(engine === 'timescaledb' ? INSERT_ROWS : INSERT_ROWS_AND_ROLLUP, cols);
@@ -113,6 +118,7 @@ export class TelemetryBatchWriter {
       await client.query('ROLLBACK').catch(() => undefined);
       throw e;
     } finally {
+      client.removeListener('error', onError);
       client.release();
     }
   }
