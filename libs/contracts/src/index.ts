@@ -6,3 +6,4 @@ export * from './validation';
 export * from './validators';
 export * from './device-keys';
 export * from './auth';
+export * from './device-topics';

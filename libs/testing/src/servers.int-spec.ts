@@ -41,7 +41,7 @@ describe('test servers', () => {
     }
   });
 
-  it('starts mosquitto with an mTLS listener that takes the certificate CN as the username', async () => {
+  it('starts mosquitto with an mTLS listener that takes a device CA certificate and refuses none', async () => {
     const mq = await startMosquitto({ tls: true });
     try {
       const pki = mq.pki!;
@@ -60,7 +60,18 @@ describe('test servers', () => {
         dev.key,
       ];
       const topic = ['-t', 'devices/demo-0001/telemetry'];
-      const sub = spawn('mosquitto_sub', [...asDevice, ...topic, '-C', '1', '-W', '10']);
+      // A device may not read its own uplink (the ACL): listen where the bridge would.
+      const sub = spawn('mosquitto_sub', [
+        '-p',
+        String(mq.port),
+        '-h',
+        '127.0.0.1',
+        ...topic,
+        '-C',
+        '1',
+        '-W',
+        '10',
+      ]);
       let out = '';
       sub.stdout.on('data', (d) => (out += d));
       await new Promise((r) => setTimeout(r, 500));

@@ -55,7 +55,7 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
 
 /** mosquitto: local binary (always with TLS), or a container where an engine answers. */
 export async function startMosquitto(opts: MosquittoOptions = {}): Promise<MosquittoHandle> {
-  if (opts.tls || opts.dir || (await serverMode()) === 'local') return startLocalMosquitto(opts);
+  if (opts.tls || opts.acl || opts.dir || (await serverMode()) === 'local') return startLocalMosquitto(opts);
   const { c, url, port } = await startMosquittoContainer();
   const process = containerProcess('mosquitto', c);
   return {
@@ -64,6 +64,7 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
     dir: '',
     process,
     restart: () => process.restart(),
+    reload: () => process.signal('SIGHUP'),
     stop: async () => void (await c.stop()),
   };
 }
