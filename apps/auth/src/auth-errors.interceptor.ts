@@ -5,6 +5,7 @@ import {
   HttpStatus,
   Injectable,
   NotFoundException,
+  ServiceUnavailableException,
   UnauthorizedException,
   type CallHandler,
   type ExecutionContext,
@@ -28,6 +29,8 @@ export function httpErrorOf(e: AuthError): HttpException {
       return new NotFoundException(e.message);
     case 'conflict':
       return new ConflictException(e.message);
+    case 'unavailable':
+      return new ServiceUnavailableException(e.message);
   }
 }
 

@@ -1,6 +1,6 @@
 import { Inject, Injectable, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
-import { deviceKeyHash, isDeviceKey, type DeviceRecord } from '@iot/contracts';
-import { deviceRegistryView, type KvView, type NatsConnection } from '@iot/messaging';
+import type { DeviceRecord } from '@iot/contracts';
+import { DeviceDirectory, deviceRegistryView, type KvView, type NatsConnection } from '@iot/messaging';
 import { DeviceRateLimiter, parseRateLimit, rateLimitsByModel } from '@iot/mqtt-bridge-domain';
 import type { Logger } from '@iot/observability';
 import { ENV, LOGGER, NATS, READINESS, type Readiness } from '@iot/service-runtime';
@@ -15,8 +15,7 @@ import type { BridgeEnv } from './env';
 export class DeviceGate implements OnModuleInit, OnApplicationShutdown {
   readonly limiter: DeviceRateLimiter;
   private devices!: KvView<DeviceRecord>;
-  private keyIndex = new Map<string, string>();
-  private indexedAt = -1;
+  private directory!: DeviceDirectory;
 
   constructor(
     @Inject(ENV) private readonly env: BridgeEnv,
@@ -32,6 +31,7 @@ export class DeviceGate implements OnModuleInit, OnApplicationShutdown {
   async onModuleInit(): Promise<void> {
     this.devices = deviceRegistryView(this.nc, this.logger, this.env.NATS_STREAM_REPLICAS);
     await this.devices.start();
+    this.directory = new DeviceDirectory(this.devices);
     this.logger.info({ devices: this.devices.size }, 'device registry loaded');
     this.readiness.add('device-registry', () => this.devices.ready);
   }
@@ -42,16 +42,7 @@ export class DeviceGate implements OnModuleInit, OnApplicationShutdown {
 
   /** The device a key belongs to, or undefined for a malformed, unknown or revoked key. */
   deviceByKey(key: string): DeviceRecord | undefined {
-    if (!isDeviceKey(key)) return undefined;
-    // Rebuilt only after the registry changed: a lookup is one hash and one Map read.
-    if (this.indexedAt !== this.devices.version) {
-      const index = new Map<string, string>();
-      for (const r of this.devices.values()) for (const h of r.key_hashes ?? []) index.set(h, r.device);
-      this.keyIndex = index;
-      this.indexedAt = this.devices.version;
-    }
-    const device = this.keyIndex.get(deviceKeyHash(key));
-    return device === undefined ? undefined : this.devices.get(device);
+    return this.directory.byKey(key);
   }
 
   onApplicationShutdown(): void {

@@ -16,7 +16,13 @@ import type { SigningKeyRing } from './signing-keys';
 
 /** What went wrong, by kind: the HTTP adapter maps each kind to one status (exhaustively). */
 export type AuthErrorKind =
-  'invalid-input' | 'invalid-credentials' | 'locked' | 'invalid-token' | 'not-found' | 'conflict';
+  | 'invalid-input'
+  | 'invalid-credentials'
+  | 'locked'
+  | 'invalid-token'
+  | 'not-found'
+  | 'conflict'
+  | 'unavailable';
 
 export class AuthError extends Error {
   constructor(
@@ -118,6 +124,9 @@ export class AccountService {
   /** Runs `fn` in a transaction confined to one tenant by row-level security. */
   async withTenant<T>(tenant: string, fn: (c: PoolClient) => Promise<T>): Promise<T> {
     const c = await this.pool.connect();
+    // See TelemetryBatchWriter.write: a checked-out client's 'error' must be heard.
+    const onError = () => undefined;
+    c.on('error', onError);
     try {
       await c.query('BEGIN');
       await c.query('SET LOCAL ROLE iot_tenant_scope');
@@ -129,6 +138,7 @@ export class AccountService {
       await c.query('ROLLBACK').catch(() => undefined);
       throw e;
     } finally {
+      c.removeListener('error', onError);
       c.release();
     }
   }

@@ -7,6 +7,8 @@ import {
   NORMALIZER_PROFILES_BUCKET,
   NORMALIZER_PROFILES_HISTORY,
   Validators,
+  deviceKeyHash,
+  isDeviceKey,
   type DeviceRecord,
   type ModelProfile,
 } from '@iot/contracts';
@@ -95,6 +97,10 @@ export class KvView<T> {
     await this.kv!.put(key, JSON.stringify(value));
   }
 
+  async remove(key: string): Promise<void> {
+    await this.kv!.delete(key);
+  }
+
   stop(): void {
     this.stopWatch?.();
   }
@@ -105,6 +111,35 @@ export function deviceRegistryView(nc: NatsConnection, logger: Logger, replicas 
   return new KvView(nc, DEVICE_REGISTRY_BUCKET, (v) => (Validators.deviceRecord.assert(v), v), logger, {
     replicas,
   });
+}
+
+/**
+ * Devices by id and by device key, from the registry view: what the bridge asks of every
+ * message and the auth service of every broker connection. The key index is rebuilt only
+ * after the registry changed, so a lookup is one hash and one Map read.
+ */
+export class DeviceDirectory {
+  private keyIndex = new Map<string, string>();
+  private indexedAt = -1;
+
+  constructor(readonly view: KvView<DeviceRecord>) {}
+
+  get(device: string): DeviceRecord | undefined {
+    return this.view.get(device);
+  }
+
+  /** The device a key belongs to, or undefined for a malformed, unknown or revoked key. */
+  byKey(key: string): DeviceRecord | undefined {
+    if (!isDeviceKey(key)) return undefined;
+    if (this.indexedAt !== this.view.version) {
+      const index = new Map<string, string>();
+      for (const r of this.view.values()) for (const h of r.key_hashes ?? []) index.set(h, r.device);
+      this.keyIndex = index;
+      this.indexedAt = this.view.version;
+    }
+    const device = this.keyIndex.get(deviceKeyHash(key));
+    return device === undefined ? undefined : this.view.get(device);
+  }
 }
 
 /** Tenants' normalizer profiles, key `<tenant>.<model>`, validated and kept current. */
@@ -124,7 +159,7 @@ export function openBucket(nc: NatsConnection, bucket: string, options: KvBucket
   return new Kvm(nc).create(bucket, { history: options.history ?? 1, replicas: options.replicas ?? 1 });
 }
 
-/** Writes device records into the registry bucket (used by seeding and tests until auth owns it). */
+/** Writes device records straight into the registry bucket: for tests that run without the auth service, which owns it. */
 export async function putDeviceRecords(
   nc: NatsConnection,
   bucket: string,

@@ -1,9 +1,10 @@
 import { DataSource } from 'typeorm';
 import { TelemetryStore1763900000000 } from './migrations/1763900000000-telemetry-store';
 import { Auth1764000000000 } from './migrations/1764000000000-auth';
+import { Devices1764100000000 } from './migrations/1764100000000-devices';
 
 /** Every migration, in order. New ones are appended, never edited once released. */
-export const MIGRATIONS = [TelemetryStore1763900000000, Auth1764000000000];
+export const MIGRATIONS = [TelemetryStore1763900000000, Auth1764000000000, Devices1764100000000];
 
 /** The TypeORM data source: schema changes come only from migrations, never from entities. */
 export function createDataSource(url: string): DataSource {

@@ -130,6 +130,11 @@ describe('auth: sessions, tokens checked by every service, roles and tenant isol
     root = await session(ADMIN.email, ADMIN.password, '_platform');
     for (const id of ['acme', 'globex'])
       expect((await call(auth('/v1/tenants'), root.access_token, 'POST', { id, name: id })).status).toBe(201);
+    // A device of globex that acme's people must not even find.
+    expect(
+      (await call(auth('/v1/tenants/globex/devices'), root.access_token, 'POST', { id: 'g-1', model: 'm' }))
+        .status,
+    ).toBe(201);
     for (const [key, p] of Object.entries(people)) {
       const inv = await call(auth(`/v1/tenants/${p.tenant}/invitations`), root.access_token, 'POST', {
         email: p.email,
@@ -232,6 +237,17 @@ describe('auth: sessions, tokens checked by every service, roles and tenant isol
       }),
       'list members': await call(auth('/v1/tenants/acme/users'), v),
       'create tenant': await call(auth('/v1/tenants'), v, 'POST', { id: 'sneaky' }),
+      'register device': await call(auth('/v1/tenants/acme/devices'), v, 'POST', { id: 'v-1', model: 'm' }),
+      'change device': await call(auth('/v1/tenants/acme/devices/v-1'), v, 'PATCH', { state: 'disabled' }),
+      'delete device': await call(auth('/v1/tenants/acme/devices/v-1'), v, 'DELETE'),
+      'device key': await call(auth('/v1/tenants/acme/devices/v-1/keys'), v, 'POST', {}),
+      'bootstrap token': await call(auth('/v1/tenants/acme/devices/v-1/bootstrap-tokens'), v, 'POST', {}),
+      'revoke certificate': await call(
+        auth('/v1/tenants/acme/devices/v-1/certificates/01/revoke'),
+        v,
+        'POST',
+        {},
+      ),
     };
     expect(Object.fromEntries(Object.entries(writes).map(([k, r]) => [k, r.status]))).toEqual(
       Object.fromEntries(Object.keys(writes).map((k) => [k, 403])),
@@ -263,6 +279,15 @@ describe('auth: sessions, tokens checked by every service, roles and tenant isol
         'PUT',
         { role: 'viewer' },
       ),
+      devices: await call(auth('/v1/tenants/globex/devices'), a),
+      device: await call(auth('/v1/tenants/globex/devices/g-1'), a),
+      'register device': await call(auth('/v1/tenants/globex/devices'), a, 'POST', { id: 'g-2', model: 'm' }),
+      'change device': await call(auth('/v1/tenants/globex/devices/g-1'), a, 'PATCH', { state: 'disabled' }),
+      'delete device': await call(auth('/v1/tenants/globex/devices/g-1'), a, 'DELETE'),
+      'device keys': await call(auth('/v1/tenants/globex/devices/g-1/keys'), a),
+      'new device key': await call(auth('/v1/tenants/globex/devices/g-1/keys'), a, 'POST', {}),
+      certificates: await call(auth('/v1/tenants/globex/devices/g-1/certificates'), a),
+      'bootstrap token': await call(auth('/v1/tenants/globex/devices/g-1/bootstrap-tokens'), a, 'POST', {}),
     };
     expect(Object.fromEntries(Object.entries(probes).map(([k, r]) => [k, r.status]))).toEqual(
       Object.fromEntries(Object.keys(probes).map((k) => [k, 404])),

@@ -1,10 +1,8 @@
-import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEVICE_REGISTRY_BUCKET, deviceKeyHash, JWKS_PATH, newDeviceKey } from '@iot/contracts';
-import { connectNats, putDeviceRecords } from '@iot/messaging';
-import { createLogger } from '@iot/observability';
+import { JWKS_PATH } from '@iot/contracts';
 import { runMigrations } from '@iot/persistence';
 import {
   portOr,
@@ -68,43 +66,22 @@ export class LocalPlatform {
     [this.nats, this.pg, this.mqtt] = await Promise.all([
       startNats({ dir: join(this.stateDir, 'nats'), clientPort: 4222, monitorPort: 8222 }),
       startPostgres({ dir: join(this.stateDir, 'postgres'), port: 5432 }),
-      startMosquitto({ dir: join(this.stateDir, 'mosquitto'), port: 1883, tls: true, tlsPort: 8883 }),
+      // The device topic policy on both listeners; the bridge signs in with its service account.
+      startMosquitto({
+        dir: join(this.stateDir, 'mosquitto'),
+        port: 1883,
+        tls: true,
+        tlsPort: 8883,
+        acl: true,
+      }),
     ]);
-    const certs = this.mqtt.pki!.dir;
-    this.mqtt.pki!.issueClient('demo-0001');
+    const pki = this.mqtt.pki!;
+    const certs = pki.dir;
+    const bridgeAccount = this.mqtt.bridgeAccount!;
 
     say('applying database migrations');
     const applied = await runMigrations(this.pg.url);
     say(applied.length ? `applied ${applied.join(', ')}` : 'schema is up to date');
-
-    say(
-      `seeding tenant "${DEMO_TENANT}": devices demo-0001..demo-${String(SIMULATED_DEVICES + IDLE_DEVICES).padStart(4, '0')}`,
-    );
-    const nc = await connectNats({
-      servers: this.nats.urls,
-      name: 'platform-seed',
-      logger: createLogger('platform', 'silent'),
-    });
-    // A device key for the first idle device, to try HTTP ingest with (POST /v1/telemetry).
-    const httpDevice = `demo-${String(SIMULATED_DEVICES + 1).padStart(4, '0')}`;
-    const httpKey = newDeviceKey();
-    writeFileSync(join(certs, `${httpDevice}.device-key`), httpKey + '\n', { mode: 0o600 });
-    await putDeviceRecords(
-      nc,
-      DEVICE_REGISTRY_BUCKET,
-      Array.from({ length: SIMULATED_DEVICES + IDLE_DEVICES }, (_, i) => {
-        const device = `demo-${String(i + 1).padStart(4, '0')}`;
-        return {
-          device,
-          tenant: DEMO_TENANT,
-          model: DEMO_MODEL,
-          state: 'active',
-          ...(device === httpDevice ? { key_hashes: [deviceKeyHash(httpKey)] } : {}),
-        };
-      }),
-    );
-    say(`device key of ${httpDevice} for HTTP ingest: ${join(certs, `${httpDevice}.device-key`)}`);
-    await nc.close();
 
     say('starting the nine services');
     const ports = new Map<string, number>();
@@ -120,7 +97,19 @@ export class LocalPlatform {
         // Every service checks access tokens with the keys the local auth service publishes.
         AUTH_JWKS_URL: `http://127.0.0.1:${ports.get('auth')}${JWKS_PATH}`,
         ...(s.name === 'auth'
-          ? { AUTH_BOOTSTRAP_ADMIN_EMAIL: admin.email, AUTH_BOOTSTRAP_ADMIN_PASSWORD: admin.password }
+          ? {
+              AUTH_BOOTSTRAP_ADMIN_EMAIL: admin.email,
+              AUTH_BOOTSTRAP_ADMIN_PASSWORD: admin.password,
+              // The local device CA (an intermediate under the local root) issues device
+              // certificates; its CRL goes where mosquitto reads it.
+              DEVICE_CA_CERT_FILE: pki.deviceCaCert,
+              DEVICE_CA_KEY_FILE: pki.deviceCaKey,
+              DEVICE_CA_CHAIN_FILE: pki.caCert,
+              DEVICE_CRL_FILE: pki.crlFile,
+              DEVICE_CRL_URL: `http://127.0.0.1:${ports.get('auth')}/v1/pki/crl`,
+              MQTT_BRIDGE_USERNAME: bridgeAccount.username,
+              MQTT_BRIDGE_PASSWORD: bridgeAccount.password,
+            }
           : {}),
         ...(s.needs.includes('database') ? { DATABASE_URL: this.pg.url } : {}),
         // One bridge on mosquitto: plain subscriptions, which mosquitto 2.0 keeps across its
@@ -128,6 +117,8 @@ export class LocalPlatform {
         ...(s.needs.includes('mqtt')
           ? {
               MQTT_URL: this.mqtt.url,
+              MQTT_USERNAME: bridgeAccount.username,
+              MQTT_PASSWORD: bridgeAccount.password,
               MQTT_CLIENT_ID: 'mqtt-bridge-local',
               MQTT_SHARE_GROUP: '',
               MQTT_CONNECTIONS: '1',
@@ -140,7 +131,7 @@ export class LocalPlatform {
       });
     }
     for (const s of this.services) await waitReady(s, 120_000);
-    await this.seedDemoTenant(`http://127.0.0.1:${ports.get('auth')}`, admin);
+    await this.seedDemoTenant(`http://127.0.0.1:${ports.get('auth')}`, admin, certs);
     say(
       `platform admin: ${admin.email}, password in ${admin.file} (sign in to "_platform" or "${DEMO_TENANT}")`,
     );
@@ -194,30 +185,104 @@ export class LocalPlatform {
     return { email: LOCAL_ADMIN_EMAIL, password: readFileSync(file, 'utf8').trim(), file };
   }
 
-  /** The demo tenant exists in auth as it does in the registry, so its people can sign in to it. */
-  private async seedDemoTenant(authUrl: string, admin: { email: string; password: string }): Promise<void> {
-    const post = (path: string, body: object, token?: string) =>
-      fetch(`${authUrl}${path}`, {
-        method: 'POST',
+  /**
+   * The local profile, registered through the auth service as an operator would: tenant
+   * `demo`, its devices (published to the registry the bridge reads), a device key for the
+   * first idle device (HTTP ingest) and a certificate for demo-0001 enrolled with a CSR.
+   */
+  private async seedDemoTenant(
+    authUrl: string,
+    admin: { email: string; password: string },
+    certs: string,
+  ): Promise<void> {
+    const call = async (method: string, path: string, body?: object, token?: string) => {
+      const res = await fetch(`${authUrl}${path}`, {
+        method,
         headers: {
           'content-type': 'application/json',
           ...(token ? { authorization: `Bearer ${token}` } : {}),
         },
-        body: JSON.stringify(body),
+        body: body ? JSON.stringify(body) : undefined,
       });
-    const signIn = await post('/v1/auth/sign-in', {
-      email: admin.email,
-      password: admin.password,
-      tenant: '_platform',
-    });
-    if (!signIn.ok)
-      throw new Error(`the local platform admin could not sign in: ${signIn.status} ${await signIn.text()}`);
-    const { access_token } = (await signIn.json()) as { access_token: string };
-    const created = await post('/v1/tenants', { id: DEMO_TENANT, name: 'Demo farm' }, access_token);
-    if (!created.ok && created.status !== 409)
-      throw new Error(
-        `tenant ${DEMO_TENANT} could not be created: ${created.status} ${await created.text()}`,
+      return { status: res.status, json: (await res.json().catch(() => ({}))) as Record<string, unknown> };
+    };
+    const must = (what: string, r: { status: number; json: Record<string, unknown> }, ok = [200, 201]) => {
+      if (!ok.includes(r.status)) throw new Error(`${what}: ${r.status} ${JSON.stringify(r.json)}`);
+      return r.json;
+    };
+    const { access_token: token } = must(
+      'the local platform admin could not sign in',
+      await call('POST', '/v1/auth/sign-in', {
+        email: admin.email,
+        password: admin.password,
+        tenant: '_platform',
+      }),
+    ) as { access_token: string };
+    must(
+      `tenant ${DEMO_TENANT} could not be created`,
+      await call('POST', '/v1/tenants', { id: DEMO_TENANT, name: 'Demo farm' }, token),
+      [201, 409],
+    );
+    const total = SIMULATED_DEVICES + IDLE_DEVICES;
+    say(`registering devices demo-0001..demo-${String(total).padStart(4, '0')} in tenant "${DEMO_TENANT}"`);
+    const devices = `/v1/tenants/${DEMO_TENANT}/devices`;
+    for (let i = 1; i <= total; i++) {
+      const id = `demo-${String(i).padStart(4, '0')}`;
+      must(
+        `device ${id}`,
+        await call('POST', devices, { id, model: DEMO_MODEL, name: `Demo device ${i}` }, token),
+        [201, 409],
       );
+    }
+    // A device key for the first idle device, to try HTTP ingest with (POST /v1/telemetry).
+    const httpDevice = `demo-${String(SIMULATED_DEVICES + 1).padStart(4, '0')}`;
+    const keyFile = join(certs, `${httpDevice}.device-key`);
+    if (!existsSync(keyFile)) {
+      const { key } = must(
+        `a key for ${httpDevice}`,
+        await call('POST', `${devices}/${httpDevice}/keys`, { name: 'local HTTP ingest' }, token),
+      ) as { key: string };
+      writeFileSync(keyFile, key + '\n', { mode: 0o600 });
+    }
+    say(`device key of ${httpDevice} for HTTP ingest: ${keyFile}`);
+    // demo-0001 enrols as a real device does: its own key, a CSR, a one-time token.
+    const certFile = join(certs, 'demo-0001.crt');
+    const issuedHere = () =>
+      new X509Certificate(readFileSync(certFile)).checkIssued(
+        new X509Certificate(readFileSync(join(certs, 'device-ca.crt'))),
+      );
+    if (!existsSync(certFile) || !issuedHere()) {
+      const keyPath = join(certs, 'demo-0001.key');
+      const csr = execFileSync(
+        'openssl',
+        [
+          'req',
+          '-new',
+          '-newkey',
+          'ec',
+          '-pkeyopt',
+          'ec_paramgen_curve:prime256v1',
+          '-nodes',
+          '-keyout',
+          keyPath,
+          '-subj',
+          '/CN=demo-0001',
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      ).toString();
+      const { token: bootstrap } = must(
+        'a bootstrap token for demo-0001',
+        await call('POST', `${devices}/demo-0001/bootstrap-tokens`, {}, token),
+      ) as { token: string };
+      const { certificate } = must(
+        'enrolling demo-0001',
+        await call('POST', '/v1/pki/enrol', { token: bootstrap, csr }),
+      ) as { certificate: string };
+      writeFileSync(certFile, certificate);
+    }
+    say(
+      `demo-0001's certificate (issued by the device CA): ${certFile}, key beside it, CA: ${join(certs, 'ca.crt')}`,
+    );
   }
 
   private async startPrometheus(): Promise<string> {
