@@ -38,15 +38,15 @@ type AuthnResult = { result: 'allow' | 'deny'; is_superuser: false; client_attrs
  * EMQX 5's HTTP authentication and authorisation, in its request and response format
  * (`{"result": "allow" | "deny"}`, HTTP 200). Configure EMQX to POST
  * `{"clientid": "${clientid}", "username": "${username}", "password": "${password}", "cert_common_name": "${cert_common_name}"}`
- * to /v1/broker/emqx/authn and
+ * to /v1/emqx/authn and
  * `{"clientid": "${clientid}", "username": "${username}", "topic": "${topic}", "action": "${action}"}`
- * to /v1/broker/emqx/authz, with the header `Authorization: Bearer ${EMQX_HOOK_SECRET}`
- * (deploy/emqx/emqx.conf has it). Answers come from the in-memory registry: a broker full
+ * to /v1/emqx/authz, with the header `Authorization: Bearer ${EMQX_HOOK_SECRET}`
+ * (docker-compose.yml and k8s/base/emqx have it). Answers come from the in-memory registry: a broker full
  * of reconnecting devices does not reach the database.
  */
 @ApiTags('broker hooks')
 @Public()
-@Controller('v1/broker/emqx')
+@Controller('v1/emqx')
 export class BrokerHooksController {
   constructor(
     @Inject(BROKER_HOOKS) private readonly s: BrokerHookSettings,

@@ -49,7 +49,7 @@ export const authEnv = {
   DEVICE_BOOTSTRAP_TTL_S: num({ default: 86_400, desc: 'Lifetime of an enrolment (bootstrap) token (s)' }),
   EMQX_HOOK_SECRET: str({
     default: '',
-    desc: 'The bearer secret EMQX sends to /v1/broker/emqx/authn and /authz; empty: the hooks are off',
+    desc: 'The bearer secret EMQX sends to /v1/emqx/authn and /authz; empty: the hooks are off',
   }),
   MQTT_BRIDGE_USERNAME: str({ default: 'iot-bridge', desc: "The bridge's service account on the broker" }),
   MQTT_BRIDGE_PASSWORD: str({ default: '', desc: "That account's password (the bridge's MQTT_PASSWORD)" }),

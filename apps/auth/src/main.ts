@@ -10,7 +10,7 @@ import {
   RegistryOutbox,
   SigningKeyRing,
 } from '@iot/auth-data-access';
-import type { DeviceRecord } from '@iot/contracts';
+import { SubjectFilters, type DeviceRecord } from '@iot/contracts';
 import { DeviceDirectory, deviceRegistryView, type KvView } from '@iot/messaging';
 import { runService, type ServiceDefinition } from '@iot/service-runtime';
 import { JwksController, KEYS, SessionController, TenantsController } from './auth.controllers';
@@ -125,6 +125,24 @@ export const auth: ServiceDefinition<typeof authEnv> = {
       () => crl,
       () => outbox,
     );
+    // The bridge tells of device keys used for HTTP ingest: note their last use (one replica each).
+    runtime.nc.subscribe(SubjectFilters.deviceKeyUsed, {
+      queue: 'auth',
+      callback: (err, msg) => {
+        if (err) return;
+        const tenant = msg.subject.split('.')[4];
+        let hash: unknown;
+        try {
+          hash = (msg.json() as { key_hash?: unknown }).key_hash;
+        } catch {
+          return;
+        }
+        if (!tenant || typeof hash !== 'string' || !/^[0-9a-f]{64}$/.test(hash)) return;
+        devices
+          .touchKeyHash(tenant, hash)
+          .catch((e) => runtime.logger.warn({ err: String(e) }, 'could not note device key use'));
+      },
+    });
 
     @Module({
       controllers: [

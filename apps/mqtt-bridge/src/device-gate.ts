@@ -1,5 +1,5 @@
 import { Inject, Injectable, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
-import type { DeviceRecord } from '@iot/contracts';
+import { deviceKeyHash, Subjects, type DeviceRecord } from '@iot/contracts';
 import { DeviceDirectory, deviceRegistryView, type KvView, type NatsConnection } from '@iot/messaging';
 import { DeviceRateLimiter, parseRateLimit, rateLimitsByModel } from '@iot/mqtt-bridge-domain';
 import type { Logger } from '@iot/observability';
@@ -16,6 +16,8 @@ export class DeviceGate implements OnModuleInit, OnApplicationShutdown {
   readonly limiter: DeviceRateLimiter;
   private devices!: KvView<DeviceRecord>;
   private directory!: DeviceDirectory;
+  /** When each key's use was last reported (ms), so auth hears of a key once a minute at most. */
+  private readonly keyUseReported = new Map<string, number>();
 
   constructor(
     @Inject(ENV) private readonly env: BridgeEnv,
@@ -43,6 +45,23 @@ export class DeviceGate implements OnModuleInit, OnApplicationShutdown {
   /** The device a key belongs to, or undefined for a malformed, unknown or revoked key. */
   deviceByKey(key: string): DeviceRecord | undefined {
     return this.directory.byKey(key);
+  }
+
+  /** Tells auth that a key was used (its last-used time), at most once a minute per key. */
+  noteKeyUse(record: DeviceRecord, key: string): void {
+    const hash = deviceKeyHash(key);
+    const now = Date.now();
+    if (now - (this.keyUseReported.get(hash) ?? 0) < 60_000) return;
+    if (this.keyUseReported.size > 100_000) this.keyUseReported.clear();
+    this.keyUseReported.set(hash, now);
+    try {
+      this.nc.publish(
+        Subjects.deviceKeyUsed(record.tenant, record.device),
+        JSON.stringify({ key_hash: hash }),
+      );
+    } catch {
+      /* a hint: lost while NATS is away, sent again after a minute */
+    }
   }
 
   onApplicationShutdown(): void {

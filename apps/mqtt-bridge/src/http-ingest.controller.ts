@@ -95,6 +95,7 @@ export class HttpIngestController {
     }
     if (record.state !== 'active')
       throw new ForbiddenException(`device "${record.device}" is ${record.state}: it may not send`);
+    this.gate.noteKeyUse(record, key);
     const payload: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
     if (payload.byteLength === 0)
       throw new HttpException(

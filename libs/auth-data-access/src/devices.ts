@@ -296,12 +296,16 @@ export class DeviceService {
   }
 
   /** Notes that a key was used (at most once a minute per key: it is a hint, not a log). */
-  async touchKey(tenant: string, key: string): Promise<void> {
+  touchKey(tenant: string, key: string): Promise<void> {
+    return this.touchKeyHash(tenant, deviceKeyHash(key));
+  }
+
+  async touchKeyHash(tenant: string, keyHash: string): Promise<void> {
     await this.tx(tenant, (c) =>
       c.query(
         `UPDATE auth_device_keys SET last_used_at = now()
          WHERE tenant_id = $1 AND key_hash = $2 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')`,
-        [tenant, deviceKeyHash(key)],
+        [tenant, keyHash],
       ),
     );
   }

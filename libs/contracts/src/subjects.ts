@@ -50,6 +50,12 @@ export const Subjects = {
   command: (tenant: string, device: string) =>
     `iot.cmd.v1.${token('tenant', tenant)}.${token('device', device)}`,
   configChanged: (tenant: string) => `iot.config.v1.changed.${token('tenant', tenant)}`,
+  /**
+   * A device key was used (HTTP ingest): core NATS, no stream; auth notes the key's last
+   * use. A hint that may be lost, sent at most once a minute per key. Payload `{key_hash}`.
+   */
+  deviceKeyUsed: (tenant: string, device: string) =>
+    `iot.auth.v1.key-used.${token('tenant', tenant)}.${token('device', device)}`,
   /** The tenant may be unknown (an unregistered device): it is then `_unknown`. */
   dlq: (stage: string, tenant: string) => `iot.dlq.v1.${token('stage', stage)}.${token('tenant', tenant)}`,
 } as const;
@@ -64,6 +70,7 @@ export const SubjectFilters = {
   commands: 'iot.cmd.v1.>',
   config: 'iot.config.v1.>',
   dlq: 'iot.dlq.v1.>',
+  deviceKeyUsed: 'iot.auth.v1.key-used.>',
 } as const;
 
 export const UNKNOWN_TENANT = '_unknown';

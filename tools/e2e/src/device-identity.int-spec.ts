@@ -529,6 +529,17 @@ describe('device identity: registry, enrolment, mTLS, topic ACL and revocation',
         }),
       });
     await waitFor('the bridge to take the new key', async () => (await send()).status === 202, 10_000);
+    // The bridge tells auth of the use: the key's last-used time is set.
+    await waitFor(
+      'the key to show its last use',
+      async () =>
+        (
+          (await api('GET', '/v1/tenants/acme/devices/dev-b/keys')).json.keys as Array<{
+            last_used_at: string | null;
+          }>
+        )[0]?.last_used_at != null,
+      10_000,
+    );
     const revoke = await api('DELETE', `/v1/tenants/acme/devices/dev-b/keys/${created.json.id as string}`);
     expect(revoke.status).toBe(204);
     await waitFor('the bridge to refuse the revoked key', async () => (await send()).status === 401, 10_000);
@@ -536,7 +547,7 @@ describe('device identity: registry, enrolment, mTLS, topic ACL and revocation',
 
   it('answers EMQX authentication and authorisation in its format, from the registry', async () => {
     const hook = (path: string, body: object, secret = HOOK_SECRET) =>
-      fetch(`${auth.url}/v1/broker/emqx/${path}`, {
+      fetch(`${auth.url}/v1/emqx/${path}`, {
         method: 'POST',
         headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
         body: JSON.stringify(body),
