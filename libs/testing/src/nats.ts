@@ -40,8 +40,33 @@ export interface NatsOptions {
   monitorPort?: number;
 }
 
-/** Starts nats-server with JetStream, alone or as a three-node cluster, on free ports. */
+/** What a node says of the JetStream meta group: its leader, once there is one. */
+async function metaLeader(monitorUrl: string): Promise<string> {
+  try {
+    const jsz = (await (await fetch(`${monitorUrl}/jsz`)).json()) as { meta_cluster?: { leader?: string } };
+    return jsz.meta_cluster?.leader ?? '';
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * Starts nats-server with JetStream, alone or as a three-node cluster, on free ports. A
+ * cluster is ready when every node names the same JetStream meta leader; one that has not
+ * formed within 30 s (seen once in a hundred starts: ports taken between choosing and
+ * binding them) is stopped and started again on other ports, once.
+ */
 export async function startNats(opts: NatsOptions = {}): Promise<NatsHandle> {
+  if ((opts.nodes ?? 1) === 1 || opts.dir) return startNatsOnce(opts);
+  try {
+    return await startNatsOnce(opts);
+  } catch (e) {
+    process.stderr.write(`a JetStream cluster did not form; starting another: ${(e as Error).message}\n`);
+    return startNatsOnce(opts);
+  }
+}
+
+async function startNatsOnce(opts: NatsOptions): Promise<NatsHandle> {
   const bin = which('nats-server');
   if (!bin)
     throw new Error(
@@ -100,12 +125,27 @@ export async function startNats(opts: NatsOptions = {}): Promise<NatsHandle> {
           timeoutMs,
           n.process.logFile,
         );
+      if (nodes.length > 1)
+        await waitFor(
+          'the JetStream cluster to agree on a meta leader',
+          async () => {
+            const leaders = await Promise.all(nodes.map((n) => metaLeader(n.monitorUrl)));
+            return leaders[0] !== '' && leaders.every((l) => l === leaders[0]);
+          },
+          timeoutMs,
+          nodes[0]!.process.logFile,
+        );
     },
     async stop() {
       await Promise.all(nodes.map((n) => n.process.stop()));
       if (!opts.dir) removeDir(dir);
     },
   };
-  await handle.waitHealthy();
+  try {
+    await handle.waitHealthy();
+  } catch (e) {
+    await handle.stop();
+    throw e;
+  }
   return handle;
 }

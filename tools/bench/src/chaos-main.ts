@@ -31,7 +31,14 @@ async function main(): Promise<number> {
   for (const s of chosen) {
     process.stderr.write(`--> ${s.name}: ${s.title}\n`);
     const t0 = Date.now();
-    const r = await runScenario(ROOT, s, size, (m) => process.stderr.write(`    ${m}\n`));
+    // A scenario that cannot even start (its servers did not come up) is a failed scenario,
+    // not the end of the run: the others still run and the report says what happened.
+    const r = await runScenario(ROOT, s, size, (m) => process.stderr.write(`    ${m}\n`)).catch(
+      (e: unknown): ChaosResult => ({
+        ...failedToStart(s.name),
+        failure: `did not start: ${((e as Error).message ?? String(e)).split('\n')[0]}`,
+      }),
+    );
     results.push(r);
     report.results[s.name] = {
       lost: r.lostPoints,
@@ -65,6 +72,25 @@ async function main(): Promise<number> {
       `\nlost and dup count points (5 per message); written to ${file}\n`,
   );
   return results.every((r) => r.passed) ? 0 : 1;
+}
+
+function failedToStart(scenario: string): ChaosResult {
+  const title = SCENARIOS.find((s) => s.name === scenario)?.title ?? scenario;
+  return {
+    scenario,
+    title,
+    sent: 0,
+    acked: 0,
+    poison: 0,
+    storedMessages: 0,
+    lostPoints: 0,
+    duplicatedPoints: 0,
+    poisonStored: 0,
+    dlq: 0,
+    recoverS: 0,
+    drained: false,
+    passed: false,
+  };
 }
 
 main().then(
