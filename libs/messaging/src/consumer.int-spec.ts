@@ -20,7 +20,7 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
     nc = await connectNats({ servers: nats.urls, name: 'consumer-test', logger });
     await ensureAllStreams(nc, { replicas: 1 });
     js = jetstream(nc);
-    publisher = new JetStreamPublisher(js, logger);
+    publisher = new JetStreamPublisher(nc, logger);
   });
   afterAll(async () => {
     await nc?.close();

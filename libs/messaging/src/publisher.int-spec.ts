@@ -1,4 +1,4 @@
-import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { createLogger } from '@iot/observability';
 import { startNats, type NatsHandle } from '@iot/testing';
 import { connectNats, type NatsConnection } from './connection';
@@ -21,7 +21,7 @@ describe('JetStreamPublisher (real nats-server)', () => {
   });
 
   it('keeps at most the window of publishes awaiting acks, and every one is stored', async () => {
-    const sut = new JetStreamPublisher(jetstream(nc), logger, { maxInFlight: 8 });
+    const sut = new JetStreamPublisher(nc, logger, { maxInFlight: 8 });
     let maxSeen = 0;
     const all = Array.from({ length: 500 }, (_, i) => {
       const p = sut.publish('iot.raw.v1.t1.d1', `{"n":${i}}`, { msgId: `window-${i}` });
@@ -35,8 +35,19 @@ describe('JetStreamPublisher (real nats-server)', () => {
     expect((await (await jetstreamManager(nc)).streams.info('TELEMETRY_RAW_V1')).state.messages).toBe(500);
   });
 
+  it('retries a subject no stream takes until its time is up, then says why', async () => {
+    const sut = new JetStreamPublisher(nc, logger, { retryForMs: 800, timeoutMs: 300 });
+    const error = await sut.publish('nowhere.at.all', 'x', { msgId: 'lost-1' }).catch((e: Error) => e);
+    expect(String(error)).toMatch(
+      /publish to nowhere\.at\.all failed after \d+ attempt\(s\): Error: no responders/,
+    );
+    // It tried again (with the same message id) before giving up.
+    expect(Number(/after (\d+) attempt/.exec(String(error))![1])).toBeGreaterThan(1);
+    sut.close();
+  });
+
   it('stores a message published twice with the same id once', async () => {
-    const sut = new JetStreamPublisher(jetstream(nc), logger);
+    const sut = new JetStreamPublisher(nc, logger);
     const first = await sut.publish('iot.raw.v1.t1.d2', 'x', { msgId: 'same-id' });
     const second = await sut.publish('iot.raw.v1.t1.d2', 'x', { msgId: 'same-id' });
     expect(second.duplicate).toBe(true);

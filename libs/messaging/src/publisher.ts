@@ -1,5 +1,12 @@
-import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
-import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
+import type { PubAck } from '@nats-io/jetstream';
+import {
+  createInbox,
+  headers as natsHeaders,
+  type Msg,
+  type MsgHdrs,
+  type NatsConnection,
+  type Subscription,
+} from '@nats-io/transport-node';
 import { Headers, Subjects, type DlqReason } from '@iot/contracts';
 import { injectTraceContext, type Logger } from '@iot/observability';
 import { RetryableError } from './errors';
@@ -25,7 +32,112 @@ export interface PublisherOptions {
 }
 
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface PendingAck {
+  resolve(ack: PubAck): void;
+  reject(e: Error): void;
+  deadline: number;
+}
+
+/**
+ * JetStream publishes with their acks collected on one wildcard inbox, as the Go client's
+ * PublishAsync does, instead of a request (a token, a timer, a promise and, in nats.js 3.4,
+ * an Error built after every success) per message. One sweep a tenth of a second times out
+ * the acks that did not come; the caller retries those with the same message id.
+ */
+class AckInbox {
+  private readonly prefix = `${createInbox()}.`;
+  private readonly pending = new Map<number, PendingAck>();
+  private next = 0;
+  private sub?: Subscription;
+  private sweeper?: NodeJS.Timeout;
+
+  constructor(private readonly nc: NatsConnection) {}
+
+  send(subject: string, payload: Uint8Array, headers: MsgHdrs, timeoutMs: number): Promise<PubAck> {
+    if (!this.sub) {
+      this.sub = this.nc.subscribe(`${this.prefix}*`, {
+        callback: (err, msg) => {
+          if (!err) this.onAck(msg);
+        },
+      });
+      this.sweeper = setInterval(() => this.sweep(), 100);
+      this.sweeper.unref();
+    }
+    const id = ++this.next;
+    return new Promise<PubAck>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, deadline: Date.now() + timeoutMs });
+      try {
+        this.nc.publish(subject, payload, { headers, reply: this.prefix + id });
+      } catch (e) {
+        this.pending.delete(id);
+        reject(e as Error);
+      }
+    });
+  }
+
+  private onAck(msg: Msg): void {
+    const id = Number(msg.subject.slice(this.prefix.length));
+    const p = this.pending.get(id);
+    if (!p) return; // it timed out meanwhile: the retry, with the same message id, gets its own ack
+    this.pending.delete(id);
+    if (msg.headers?.hasError) {
+      // 503: no responders, the stream's subject has no server behind it right now.
+      p.reject(
+        new Error(
+          msg.headers.code === 503
+            ? 'no responders'
+            : `status ${msg.headers.code} ${msg.headers.description}`,
+        ),
+      );
+      return;
+    }
+    let ack: {
+      stream?: string;
+      seq?: number;
+      duplicate?: boolean;
+      domain?: string;
+      error?: { code: number; err_code?: number; description: string };
+    };
+    try {
+      ack = JSON.parse(decoder.decode(msg.data));
+    } catch {
+      p.reject(new Error('invalid ack response: not JSON'));
+      return;
+    }
+    if (ack.error)
+      p.reject(
+        new Error(`JetStream error ${ack.error.err_code ?? ack.error.code}: ${ack.error.description}`),
+      );
+    else if (!ack.stream || typeof ack.seq !== 'number') p.reject(new Error('invalid ack response'));
+    else
+      p.resolve({
+        stream: ack.stream,
+        seq: ack.seq,
+        duplicate: ack.duplicate === true,
+        domain: ack.domain ?? '',
+      } as PubAck);
+  }
+
+  /** Times out the acks past their deadline; they were added in deadline order. */
+  private sweep(): void {
+    const now = Date.now();
+    for (const [id, p] of this.pending) {
+      if (p.deadline > now) break;
+      this.pending.delete(id);
+      p.reject(new Error('timeout'));
+    }
+  }
+
+  close(): void {
+    clearInterval(this.sweeper);
+    this.sub?.unsubscribe();
+    for (const p of this.pending.values()) p.reject(new Error('publisher closed'));
+    this.pending.clear();
+  }
+}
 
 /**
  * Publishes to JetStream and resolves with the stream's ack, i.e. once the message is held.
@@ -39,14 +151,22 @@ export class JetStreamPublisher {
   private inFlightCount = 0;
   private readonly waiting: Array<() => void> = [];
 
+  private readonly acks: AckInbox;
+
   constructor(
-    private readonly js: JetStreamClient,
+    nc: NatsConnection,
     private readonly logger: Logger,
     opts: PublisherOptions = {},
   ) {
     this.retryForMs = opts.retryForMs ?? 30_000;
     this.timeoutMs = opts.timeoutMs ?? 5_000;
     this.maxInFlight = opts.maxInFlight ?? 1_024;
+    this.acks = new AckInbox(nc);
+  }
+
+  /** Stops waiting for acks (shutdown, after the consumers have drained). */
+  close(): void {
+    this.acks.close();
   }
 
   /** Publishes awaiting their ack right now. */
@@ -73,17 +193,14 @@ export class JetStreamPublisher {
     const hdrs = natsHeaders();
     for (const [k, v] of Object.entries(opts.headers ?? {})) hdrs.set(k, v);
     injectTraceContext(hdrs, opts.traceparent);
+    hdrs.set(Headers.msgId, opts.msgId);
     const payload = typeof data === 'string' ? encoder.encode(data) : data;
     const deadline = Date.now() + this.retryForMs;
     await this.acquire();
     try {
       for (let attempt = 1; ; attempt++) {
         try {
-          return await this.js.publish(subject, payload, {
-            msgID: opts.msgId,
-            headers: hdrs,
-            timeout: this.timeoutMs,
-          });
+          return await this.acks.send(subject, payload, hdrs, this.timeoutMs);
         } catch (e) {
           if (Date.now() >= deadline || !isTransient(e))
             throw new RetryableError(

@@ -94,7 +94,7 @@ export async function startService<S extends EnvSpec>(
     logger,
   );
   const js = jetstream(nc);
-  const publisher = new JetStreamPublisher(js, logger);
+  const publisher = new JetStreamPublisher(nc, logger);
   const readiness = new Readiness();
   readiness.add('nats', () => !nc.isClosed() && nc.getServer() !== '' && !reconnecting);
   let reconnecting = false;
@@ -170,6 +170,7 @@ export async function startService<S extends EnvSpec>(
       await transport?.close();
       await def.onShutdown?.();
       await app.close();
+      publisher.close();
       if (!nc.isClosed()) await nc.drain();
       await stopTracing();
       logger.info('stopped');

@@ -103,7 +103,7 @@ export async function startPipeline(devices: DeviceRecord[], opts: PipelineOptio
       ...(opts.withControlPlane ? [['config', {}] as const] : []),
     ] as const) {
       const count = opts.replicas?.[name as keyof NonNullable<PipelineOptions['replicas']>] ?? 1;
-      for (let i = 0; i < count; i++)
+      for (let i = 0; i < count; i++) {
         services.push(
           spawnService({
             root: opts.root,
@@ -113,6 +113,11 @@ export async function startPipeline(devices: DeviceRecord[], opts: PipelineOptio
             logFile: join(logs, count > 1 ? `${name}-${i + 1}.log` : `${name}.log`),
           }),
         );
+        // The first service creates every stream alone; the others then find them. Four
+        // processes creating the same R3 streams at once on a fresh nats-server 2.9 cluster
+        // time out for up to 17 s before one wins (they retry and succeed, but slowly).
+        if (services.length === 1) await waitReady(services[0]!);
+      }
     }
     for (const s of services) await waitReady(s);
   } catch (e) {
