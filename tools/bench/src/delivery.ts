@@ -43,7 +43,8 @@ function readRecord(file: string): Recorded[] {
  */
 export async function countDelivery(p: Pipeline, recordFile: string, tenant: string): Promise<DeliveryCount> {
   const sent = readRecord(recordFile);
-  const firstTs = Math.min(...sent.map((r) => Number(r.ts)));
+  // A loop, not Math.min(...): a 60 s run records 300,000 messages, past the spread's stack limit.
+  const firstTs = sent.reduce((min, r) => Math.min(min, Number(r.ts)), Infinity);
   const devices = [...new Set(sent.map((r) => r.device))];
   const stored = await p.pg.query<{ device_id: string; t: string; n: number }>(
     `SELECT device_id, round(extract(epoch FROM ts) * 1000)::bigint::text AS t, count(*)::int AS n
