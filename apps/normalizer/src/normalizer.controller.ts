@@ -1,7 +1,13 @@
 import { Controller, Inject } from '@nestjs/common';
-import { Ctx, EventPattern, Payload } from '@nestjs/microservices';
+import { EventPattern, Payload } from '@nestjs/microservices';
 import { Consumers, DlqReasons, Headers, Subjects, Validators, type DecodedTelemetry } from '@iot/contracts';
-import type { JetStreamPatternExtras, JetStreamPublisher, MessageMeta } from '@iot/messaging';
+import {
+  settleEach,
+  type Delivery,
+  type JetStreamPatternExtras,
+  type JetStreamPublisher,
+  type MessageMeta,
+} from '@iot/messaging';
 import type { Normalizer } from '@iot/normalizer-domain';
 import type { IotMetrics } from '@iot/observability';
 import { METRICS, PUBLISHER } from '@iot/service-runtime';
@@ -11,6 +17,8 @@ export const NORMALIZER = Symbol('Normalizer');
 const extras: JetStreamPatternExtras<DecodedTelemetry> = {
   consumer: Consumers.normalizer,
   decoder: Validators.decodedTelemetry,
+  // One NestJS call per batch, not per message (see demux).
+  batch: true,
   batchSize: 1000,
   // The next batch starts while the last one waits for its publish acks; messages are
   // independent, and each batch's handlers run in order up to their first await.
@@ -27,7 +35,11 @@ export class NormalizerController {
   ) {}
 
   @EventPattern(Consumers.normalizer.durable, extras)
-  async onDecoded(@Payload() decoded: DecodedTelemetry, @Ctx() meta: MessageMeta): Promise<void> {
+  onDecodedBatch(@Payload() batch: Delivery<DecodedTelemetry>[]): Promise<Map<number, unknown>> {
+    return settleEach(batch, (d) => this.onDecoded(d.payload, d.meta));
+  }
+
+  async onDecoded(decoded: DecodedTelemetry, meta: MessageMeta): Promise<void> {
     const { telemetry, rejected, suppressed } = this.normalizer.normalize(decoded);
     if (suppressed > 0) this.metrics.pointsSuppressed.inc({ stage: Consumers.normalizer.stage }, suppressed);
     const headers = {

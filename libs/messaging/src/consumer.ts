@@ -18,6 +18,7 @@ import { withExtractedContext, type IotMetrics, type Logger } from '@iot/observa
 import { ensureConsumer, whenJetStreamAnswers } from './provisioning';
 import { PermanentError, settle, type Settlement } from './errors';
 import { JetStreamPublisher } from './publisher';
+import { headerRecord } from './headers';
 
 /** What a handler learns about a message: never the JsMsg itself. */
 export interface MessageMeta {
@@ -45,6 +46,26 @@ export type MessageHandler<T> = (payload: T, meta: MessageMeta) => Promise<void>
  * It may instead return the failures of some messages (by index) to settle those alone.
  */
 export type BatchHandler<T> = (batch: Delivery<T>[]) => Promise<void | Map<number, unknown>>;
+
+/**
+ * Runs `fn` on every delivery of a batch at once and returns the failures by index, for a
+ * batch handler whose messages are independent: each failed message is settled alone (nak
+ * or DLQ by the one rule), and the rest are acked.
+ */
+export async function settleEach<T>(
+  batch: Delivery<T>[],
+  fn: (d: Delivery<T>) => Promise<void>,
+): Promise<Map<number, unknown>> {
+  const failures = new Map<number, unknown>();
+  await Promise.all(
+    batch.map((d, i) =>
+      fn(d).catch((e: unknown) => {
+        failures.set(i, e ?? new Error('handler threw undefined'));
+      }),
+    ),
+  );
+  return failures;
+}
 
 export type PayloadDecoder<T> = 'bytes' | CompiledValidator<T>;
 
@@ -315,6 +336,9 @@ export class ConsumerRunner<T> {
       );
     }
     await Promise.all(msgs.map((m, i) => this.apply(m, settlements[i]!, wholeBatchRetry)));
+    // Counted once per batch: a labelled counter hashes its labels on every call.
+    const acked = settlements.reduce((n, s) => (s.kind === 'ack' ? n + 1 : n), 0);
+    if (acked > 0) metrics.messagesProcessed.inc({ stage, outcome: 'ok' }, acked);
     end();
     // Such a batch also says: wait. Pause consuming as long as the backoff instead of pulling
     // more messages only to nak them.
@@ -353,8 +377,7 @@ export class ConsumerRunner<T> {
     const stage = contract.stage;
     switch (s.kind) {
       case 'ack':
-        m.ack();
-        metrics.messagesProcessed.inc({ stage, outcome: 'ok' });
+        m.ack(); // counted by the batch
         return;
       case 'nak':
         metrics.workerErrors.inc({ stage, kind: 'retryable' });
@@ -424,19 +447,23 @@ export async function reportDlqSize(jsm: JetStreamManager, metrics: IotMetrics):
 }
 
 export function metaOf(m: JsMsg): MessageMeta {
-  const h = m.headers;
-  const fromSubject = parseDeviceSubject(m.subject);
-  const get = (name: string) => h?.get(name) || undefined;
-  const received = get(Headers.receivedAt);
+  const h = headerRecord(m.headers);
+  const subject = m.subject;
+  const tenant = h[Headers.tenant] || undefined;
+  const device = h[Headers.device] || undefined;
+  // The subject names tenant and device too; it is parsed only when a header is missing.
+  const fromSubject = tenant && device ? undefined : parseDeviceSubject(subject);
+  const received = h[Headers.receivedAt];
+  const info = m.info;
   return {
-    subject: m.subject,
-    tenant: get(Headers.tenant) ?? fromSubject?.tenant ?? UNKNOWN_TENANT,
-    device: get(Headers.device) ?? fromSubject?.device ?? '',
-    msgId: get(Headers.msgId) ?? '',
+    subject,
+    tenant: tenant ?? fromSubject?.tenant ?? UNKNOWN_TENANT,
+    device: device ?? fromSubject?.device ?? '',
+    msgId: h[Headers.msgId] ?? '',
     receivedAt: received ? Number(received) : undefined,
-    deliveryCount: m.info.deliveryCount,
-    streamSequence: m.seq,
-    traceparent: get(Headers.traceparent),
-    header: get,
+    deliveryCount: info.deliveryCount,
+    streamSequence: info.streamSequence,
+    traceparent: h[Headers.traceparent] || undefined,
+    header: (name: string) => h[name] || undefined,
   };
 }

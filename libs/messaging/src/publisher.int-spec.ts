@@ -46,6 +46,27 @@ describe('JetStreamPublisher (real nats-server)', () => {
     sut.close();
   });
 
+  it('stores the headers it was given, with the trace and message id, and refuses a line break in one', async () => {
+    const sut = new JetStreamPublisher(nc, logger);
+    const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    const ack = await sut.publish('iot.raw.v1.t1.d3', 'x', {
+      msgId: 'hdr-1',
+      traceparent,
+      headers: { 'iot-tenant': 't1', 'iot-device': 'd3' },
+    });
+    const stored = await (
+      await jetstreamManager(nc)
+    ).streams.getMessage('TELEMETRY_RAW_V1', { seq: ack.seq });
+    expect(stored!.header.get('Nats-Msg-Id')).toBe('hdr-1');
+    expect(stored!.header.get('traceparent')).toBe(traceparent);
+    expect(stored!.header.get('iot-device')).toBe('d3');
+    const before = (await (await jetstreamManager(nc)).streams.info('TELEMETRY_RAW_V1')).state.messages;
+    await expect(
+      sut.publish('iot.raw.v1.t1.d3', 'x', { msgId: 'evil\r\nNats-Expected-Stream: X' }),
+    ).rejects.toThrow(/NATS header 'Nats-Msg-Id' cannot hold a line break/);
+    expect((await (await jetstreamManager(nc)).streams.info('TELEMETRY_RAW_V1')).state.messages).toBe(before);
+  });
+
   it('stores a message published twice with the same id once', async () => {
     const sut = new JetStreamPublisher(nc, logger);
     const first = await sut.publish('iot.raw.v1.t1.d2', 'x', { msgId: 'same-id' });

@@ -1,7 +1,6 @@
 import type { PubAck } from '@nats-io/jetstream';
 import {
   createInbox,
-  headers as natsHeaders,
   type Msg,
   type MsgHdrs,
   type NatsConnection,
@@ -10,6 +9,7 @@ import {
 import { Headers, Subjects, type DlqReason } from '@iot/contracts';
 import { injectTraceContext, type Logger } from '@iot/observability';
 import { RetryableError } from './errors';
+import { OutgoingHeaders } from './headers';
 
 export interface PublishOptions {
   /** Becomes `Nats-Msg-Id`: the stream drops a repeat within its duplicate window. */
@@ -41,11 +41,24 @@ interface PendingAck {
   deadline: number;
 }
 
+interface Outgoing {
+  id: number;
+  subject: string;
+  payload: Uint8Array;
+  headers: OutgoingHeaders;
+}
+
 /**
  * JetStream publishes with their acks collected on one wildcard inbox, as the Go client's
  * PublishAsync does, instead of a request (a token, a timer, a promise and, in nats.js 3.4,
  * an Error built after every success) per message. One sweep a tenth of a second times out
  * the acks that did not come; the caller retries those with the same message id.
+ *
+ * Publishes are queued and handed to nats.js together once per event-loop turn, so that they
+ * leave in one socket write. nats.js flushes at the end of each microtask run; the bridge
+ * takes one MQTT message per run, so it made one write (and one server read, and one ack
+ * write back) per message: writes were half of the bridge's CPU. The wait is one turn of
+ * the loop (`setImmediate`), well under a millisecond.
  */
 class AckInbox {
   private readonly prefix = `${createInbox()}.`;
@@ -53,10 +66,12 @@ class AckInbox {
   private next = 0;
   private sub?: Subscription;
   private sweeper?: NodeJS.Timeout;
+  private queue: Outgoing[] = [];
+  private flushScheduled = false;
 
   constructor(private readonly nc: NatsConnection) {}
 
-  send(subject: string, payload: Uint8Array, headers: MsgHdrs, timeoutMs: number): Promise<PubAck> {
+  send(subject: string, payload: Uint8Array, headers: OutgoingHeaders, timeoutMs: number): Promise<PubAck> {
     if (!this.sub) {
       this.sub = this.nc.subscribe(`${this.prefix}*`, {
         callback: (err, msg) => {
@@ -69,13 +84,29 @@ class AckInbox {
     const id = ++this.next;
     return new Promise<PubAck>((resolve, reject) => {
       this.pending.set(id, { resolve, reject, deadline: Date.now() + timeoutMs });
-      try {
-        this.nc.publish(subject, payload, { headers, reply: this.prefix + id });
-      } catch (e) {
-        this.pending.delete(id);
-        reject(e as Error);
+      this.queue.push({ id, subject, payload, headers });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
       }
     });
+  }
+
+  /** Hands every queued publish to nats.js in one go: they leave in one write. */
+  private flush(): void {
+    this.flushScheduled = false;
+    const queue = this.queue;
+    this.queue = [];
+    for (const o of queue) {
+      if (!this.pending.has(o.id)) continue; // closed, or timed out while queued
+      try {
+        this.nc.publish(o.subject, o.payload, { headers: o.headers.asMsgHdrs(), reply: this.prefix + o.id });
+      } catch (e) {
+        const p = this.pending.get(o.id);
+        this.pending.delete(o.id);
+        p?.reject(e as Error);
+      }
+    }
   }
 
   private onAck(msg: Msg): void {
@@ -133,6 +164,7 @@ class AckInbox {
 
   close(): void {
     clearInterval(this.sweeper);
+    this.queue = [];
     this.sub?.unsubscribe();
     for (const p of this.pending.values()) p.reject(new Error('publisher closed'));
     this.pending.clear();
@@ -190,8 +222,7 @@ export class JetStreamPublisher {
   }
 
   async publish(subject: string, data: Uint8Array | string, opts: PublishOptions): Promise<PubAck> {
-    const hdrs = natsHeaders();
-    for (const [k, v] of Object.entries(opts.headers ?? {})) hdrs.set(k, v);
+    const hdrs = new OutgoingHeaders(opts.headers);
     injectTraceContext(hdrs, opts.traceparent);
     hdrs.set(Headers.msgId, opts.msgId);
     const payload = typeof data === 'string' ? encoder.encode(data) : data;
