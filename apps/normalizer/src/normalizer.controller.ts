@@ -20,6 +20,9 @@ const extras: JetStreamPatternExtras<DecodedTelemetry> = {
   // One NestJS call per batch, not per message (see demux).
   batch: true,
   batchSize: 1000,
+  // Each batch costs a write of its publishes and one of its acks, whatever its size: below a
+  // full batch, wait 20 ms for more (at 2,000 msg/s, ~40 messages a batch instead of ~10).
+  lingerMs: 20,
   // The next batch starts while the last one waits for its publish acks; messages are
   // independent, and each batch's handlers run in order up to their first await.
   concurrency: 2,

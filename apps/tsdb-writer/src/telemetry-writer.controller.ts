@@ -42,6 +42,9 @@ export class TelemetryWriterController implements OnModuleInit, OnApplicationShu
     decoder: Validators.normalizedTelemetry,
     batch: true,
     batchSize: 1000,
+    // A commit costs a round trip and a WAL flush whatever its size: below a full batch, wait
+    // 50 ms for more (at 2,000 msg/s, batches of ~100 messages instead of ~10).
+    lingerMs: 50,
     // Three transactions in flight (the pool has four connections): while one waits for its
     // commit to reach the disk, the next batch is already being sent.
     concurrency: 3,

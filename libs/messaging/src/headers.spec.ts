@@ -7,7 +7,7 @@ describe('OutgoingHeaders', () => {
     ours.set('traceparent', '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01');
     ours.set('Nats-Msg-Id', ' demo-0001:42 ');
     ours.set('iot-tenant', 'other');
-    const theirs = natsHeaders();
+    const theirs = natsHeaders() as ReturnType<typeof natsHeaders> & { encode(): Uint8Array };
     theirs.set('iot-tenant', 'demo');
     theirs.set('iot-device', 'demo-0001');
     theirs.set('traceparent', '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01');

@@ -14,6 +14,8 @@ export interface JetStreamPatternExtras<T = unknown> {
   /** The handler takes `Delivery<T>[]` and returns, or a Map of failures by index. */
   batch?: boolean;
   batchSize?: number;
+  /** How long a partial batch waits for more messages (ConsumerRunnerOptions.lingerMs). */
+  lingerMs?: number;
   /** Batches processed at once (ConsumerRunnerOptions.concurrency). */
   concurrency?: number;
 }
@@ -61,6 +63,7 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
           contract: extras.consumer,
           decoder: extras.decoder,
           batchSize: extras.batchSize,
+          lingerMs: extras.lingerMs,
           concurrency: extras.concurrency,
           handler: extras.batch
             ? {
