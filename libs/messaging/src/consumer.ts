@@ -54,15 +54,17 @@ export type BatchHandler<T> = (batch: Delivery<T>[]) => Promise<void | Map<numbe
  */
 export async function settleEach<T>(
   batch: Delivery<T>[],
-  fn: (d: Delivery<T>) => Promise<void>,
+  fn: (d: Delivery<T>, index: number) => Promise<void>,
 ): Promise<Map<number, unknown>> {
   const failures = new Map<number, unknown>();
   await Promise.all(
-    batch.map((d, i) =>
-      fn(d).catch((e: unknown) => {
+    batch.map(async (d, i) => {
+      try {
+        await fn(d, i);
+      } catch (e) {
         failures.set(i, e ?? new Error('handler threw undefined'));
-      }),
-    ),
+      }
+    }),
   );
   return failures;
 }
@@ -301,16 +303,11 @@ export class ConsumerRunner<T> {
     deliveries.forEach((d, i) => d && good.push(i));
     if (this.o.handler.kind === 'message') {
       const fn = this.o.handler.fn;
-      await Promise.all(
-        good.map(async (i) => {
-          const d = deliveries[i]!;
-          try {
-            await withExtractedContext(msgs[i]!.headers, () => fn(d.payload, d.meta));
-          } catch (e) {
-            outcomes[i] = e ?? new Error('handler threw undefined');
-          }
-        }),
+      const failures = await settleEach(
+        good.map((i) => deliveries[i]!),
+        (d, k) => withExtractedContext(msgs[good[k]!]!.headers, () => fn(d.payload, d.meta)),
       );
+      failures.forEach((err, k) => (outcomes[good[k]!] = err));
     } else if (good.length > 0) {
       try {
         const failures = await this.o.handler.fn(good.map((i) => deliveries[i]!));

@@ -10,6 +10,7 @@ import { Headers, Subjects, type DlqReason } from '@iot/contracts';
 import { injectTraceContext, type Logger } from '@iot/observability';
 import { RetryableError } from './errors';
 import { OutgoingHeaders } from './headers';
+import { EndOfTurnQueue } from './end-of-turn';
 
 export interface PublishOptions {
   /** Becomes `Nats-Msg-Id`: the stream drops a repeat within its duplicate window. */
@@ -57,8 +58,7 @@ interface Outgoing {
  * Publishes are queued and handed to nats.js together once per event-loop turn, so that they
  * leave in one socket write. nats.js flushes at the end of each microtask run; the bridge
  * takes one MQTT message per run, so it made one write (and one server read, and one ack
- * write back) per message: writes were half of the bridge's CPU. The wait is one turn of
- * the loop (`setImmediate`), well under a millisecond.
+ * write back) per message: writes were half of the bridge's CPU.
  */
 class AckInbox {
   private readonly prefix = `${createInbox()}.`;
@@ -66,8 +66,7 @@ class AckInbox {
   private next = 0;
   private sub?: Subscription;
   private sweeper?: NodeJS.Timeout;
-  private queue: Outgoing[] = [];
-  private flushScheduled = false;
+  private readonly queue = new EndOfTurnQueue<Outgoing>((due) => this.flush(due));
 
   constructor(private readonly nc: NatsConnection) {}
 
@@ -85,19 +84,12 @@ class AckInbox {
     return new Promise<PubAck>((resolve, reject) => {
       this.pending.set(id, { resolve, reject, deadline: Date.now() + timeoutMs });
       this.queue.push({ id, subject, payload, headers });
-      if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        setImmediate(() => this.flush());
-      }
     });
   }
 
-  /** Hands every queued publish to nats.js in one go: they leave in one write. */
-  private flush(): void {
-    this.flushScheduled = false;
-    const queue = this.queue;
-    this.queue = [];
-    for (const o of queue) {
+  /** Hands the turn's publishes to nats.js in one go: they leave in one write. */
+  private flush(due: Outgoing[]): void {
+    for (const o of due) {
       if (!this.pending.has(o.id)) continue; // closed, or timed out while queued
       try {
         this.nc.publish(o.subject, o.payload, { headers: o.headers.asMsgHdrs(), reply: this.prefix + o.id });
@@ -164,7 +156,7 @@ class AckInbox {
 
   close(): void {
     clearInterval(this.sweeper);
-    this.queue = [];
+    this.queue.clear();
     this.sub?.unsubscribe();
     for (const p of this.pending.values()) p.reject(new Error('publisher closed'));
     this.pending.clear();

@@ -1,0 +1,27 @@
+import { EndOfTurnQueue } from './end-of-turn';
+
+const nextTurn = () => new Promise((r) => setImmediate(r));
+
+describe('EndOfTurnQueue', () => {
+  it('hands over what one turn collected together, in order, and the next turn apart', async () => {
+    const handed: number[][] = [];
+    const q = new EndOfTurnQueue<number>((items) => handed.push(items));
+    q.push(1);
+    q.push(2);
+    q.push(3);
+    expect(handed).toEqual([]);
+    await nextTurn();
+    q.push(4);
+    await nextTurn();
+    expect(handed).toEqual([[1, 2, 3], [4]]);
+  });
+
+  it('drops what waits when cleared', async () => {
+    const handed: string[][] = [];
+    const q = new EndOfTurnQueue<string>((items) => handed.push(items));
+    q.push('a');
+    q.clear();
+    await nextTurn();
+    expect(handed.flat()).toEqual([]);
+  });
+});
