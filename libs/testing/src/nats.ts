@@ -92,13 +92,18 @@ async function startNatsOnce(opts: NatsOptions): Promise<NatsHandle> {
       `listen: 127.0.0.1:${p.client}`,
       `http: 127.0.0.1:${p.monitor}`,
       `jetstream { store_dir: "${storeDir}" }`,
+      // Go's pprof endpoint (/debug/pprof/profile) for profiling the server in a benchmark:
+      // IOT_NATS_PROF_PORT=<port> gives the first node that port (docs/performance.md).
+      i === 0 && process.env['IOT_NATS_PROF_PORT']
+        ? `prof_port: ${Number(process.env['IOT_NATS_PROF_PORT'])}`
+        : '',
       count > 1
         ? `cluster { name: iot-test, listen: 127.0.0.1:${p.cluster}, routes: [${routes.map((r) => `"${r}"`).join(', ')}] }`
         : '',
     ].join('\n');
     const confFile = join(dir, `${name}.conf`);
     writeFileSync(confFile, conf);
-    const process = spawnManaged({
+    const managed = spawnManaged({
       name: `nats-${name}`,
       cmd: bin,
       args: ['-c', confFile],
@@ -108,7 +113,7 @@ async function startNatsOnce(opts: NatsOptions): Promise<NatsHandle> {
       name,
       url: `nats://127.0.0.1:${p.client}`,
       monitorUrl: `http://127.0.0.1:${p.monitor}`,
-      process,
+      process: managed,
     };
   });
   const handle: NatsHandle = {
