@@ -64,10 +64,11 @@ function boundaries(forTests) {
       ...scopes.map((scope) => ({
         sourceTag: `scope:${scope}`,
         // The control plane checks each service's configuration with that service's own
-        // domain rules (a normalizer profile with the normalizer's units) before storing it.
+        // domain rules (a normalizer profile with the normalizer's units) before storing it;
+        // demux may normalize in its own process (NORMALIZE_IN_DEMUX, docs/adr/0006).
         onlyDependOnLibsWithTags:
-          scope === 'config'
-            ? ['scope:config', 'scope:shared', 'scope:normalizer']
+          scope === 'config' || scope === 'demux'
+            ? [`scope:${scope}`, 'scope:shared', 'scope:normalizer']
             : [`scope:${scope}`, 'scope:shared'],
       })),
       { sourceTag: 'platform:node', onlyDependOnLibsWithTags: ['platform:node'] },

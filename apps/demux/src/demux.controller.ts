@@ -1,9 +1,11 @@
 import { Controller, Inject, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import { EventPattern, Payload } from '@nestjs/microservices';
-import { Consumers, Headers, Subjects, type DeviceRecord } from '@iot/contracts';
+import { Consumers, Headers, Subjects, type DecodedTelemetry, type DeviceRecord } from '@iot/contracts';
 import { decodeRaw } from '@iot/demux-domain';
+import type { Normalizer } from '@iot/normalizer-domain';
 import {
   deviceRegistryView,
+  publishNormalized,
   settleEach,
   type Delivery,
   type KvView,
@@ -12,8 +14,8 @@ import {
   type MessageMeta,
   type NatsConnection,
 } from '@iot/messaging';
-import type { Logger } from '@iot/observability';
-import { ENV, LOGGER, NATS, PUBLISHER, READINESS, type Readiness } from '@iot/service-runtime';
+import type { IotMetrics, Logger } from '@iot/observability';
+import { ENV, LOGGER, METRICS, NATS, PUBLISHER, READINESS, type Readiness } from '@iot/service-runtime';
 import type { CleanedEnv } from 'envalid';
 import type { demuxEnv } from './env';
 
@@ -32,9 +34,14 @@ const extras: JetStreamPatternExtras<Uint8Array> = {
   concurrency: 2,
 };
 
+/** The normalizer when demux normalizes in its own process (NORMALIZE_IN_DEMUX), else null. */
+export const INLINE_NORMALIZER = Symbol('InlineNormalizer');
+
 /**
  * Raw device message in, decoded readings out (one message per device and time); an invalid
  * message goes to the DLQ with why, and so does a gateway's reading for an unknown child.
+ * With NORMALIZE_IN_DEMUX, the readings are normalized here and go out canonical on
+ * iot.normalized.v1, exactly as the normalizer would have sent them (docs/adr/0006).
  */
 @Controller()
 export class DemuxController implements OnModuleInit, OnModuleDestroy {
@@ -46,6 +53,8 @@ export class DemuxController implements OnModuleInit, OnModuleDestroy {
     @Inject(NATS) nc: NatsConnection,
     @Inject(LOGGER) logger: Logger,
     @Inject(READINESS) readiness: Readiness,
+    @Inject(METRICS) private readonly metrics: IotMetrics,
+    @Inject(INLINE_NORMALIZER) private readonly normalizer: Normalizer | null,
   ) {
     // Gateways and SenML packs name child devices: they must be registered in the same tenant.
     this.devices = deviceRegistryView(nc, logger, env.NATS_STREAM_REPLICAS);
@@ -79,17 +88,7 @@ export class DemuxController implements OnModuleInit, OnModuleDestroy {
       this.devices,
     );
     await Promise.all(
-      outputs.map(({ msgId, telemetry }) =>
-        this.publisher.publishJson(Subjects.decoded(telemetry.tenant, telemetry.device), telemetry, {
-          msgId,
-          traceparent: meta.traceparent,
-          headers: {
-            [Headers.tenant]: telemetry.tenant,
-            [Headers.device]: telemetry.device,
-            [Headers.receivedAt]: String(telemetry.receivedAt),
-          },
-        }),
-      ),
+      outputs.map(({ msgId, telemetry }) => this.forward(telemetry, msgId, meta.traceparent)),
     );
     // The accepted part went on; each refused child is kept, with why, for a replay once registered.
     await Promise.all(
@@ -112,5 +111,24 @@ export class DemuxController implements OnModuleInit, OnModuleDestroy {
         }),
       ),
     );
+  }
+
+  /** One decoded message on to the next stage: iot.decoded.v1, or normalized here. */
+  private async forward(telemetry: DecodedTelemetry, msgId: string, traceparent?: string): Promise<void> {
+    if (this.normalizer) {
+      const result = this.normalizer.normalize(telemetry);
+      if (result.suppressed > 0)
+        this.metrics.pointsSuppressed.inc({ stage: Consumers.normalizer.stage }, result.suppressed);
+      return publishNormalized(this.publisher, telemetry, result, { msgId, traceparent });
+    }
+    await this.publisher.publishJson(Subjects.decoded(telemetry.tenant, telemetry.device), telemetry, {
+      msgId,
+      traceparent,
+      headers: {
+        [Headers.tenant]: telemetry.tenant,
+        [Headers.device]: telemetry.device,
+        [Headers.receivedAt]: String(telemetry.receivedAt),
+      },
+    });
   }
 }

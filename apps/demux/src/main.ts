@@ -1,17 +1,31 @@
 import { Module } from '@nestjs/common';
+import { normalizerProfileKey } from '@iot/contracts';
+import { normalizerProfilesView } from '@iot/messaging';
+import { BUILTIN_PROFILES, DeadbandFilter, Normalizer } from '@iot/normalizer-domain';
 import { runService, type ServiceDefinition } from '@iot/service-runtime';
-import { DemuxController } from './demux.controller';
+import { DemuxController, INLINE_NORMALIZER } from './demux.controller';
 import { demuxEnv } from './env';
-
-@Module({ controllers: [DemuxController] })
-export class DemuxModule {}
 
 export const demux: ServiceDefinition<typeof demuxEnv> = {
   name: 'demux',
   description: 'Detects the payload format, decodes and validates device messages.',
   env: demuxEnv,
   consumes: true,
-  module: () => DemuxModule,
+  module: async (env, runtime) => {
+    let inline: Normalizer | null = null;
+    if (env.NORMALIZE_IN_DEMUX) {
+      // The normalizer's own domain and tenants' profiles, as the normalizer service loads them.
+      const profiles = normalizerProfilesView(runtime.nc, runtime.logger, env.NATS_STREAM_REPLICAS);
+      await profiles.start();
+      runtime.readiness.add('normalizer-profiles', () => profiles.ready);
+      inline = new Normalizer(BUILTIN_PROFILES, new DeadbandFilter(), (tenant, model) =>
+        profiles.get(normalizerProfileKey(tenant, model)),
+      );
+    }
+    @Module({ controllers: [DemuxController], providers: [{ provide: INLINE_NORMALIZER, useValue: inline }] })
+    class DemuxModule {}
+    return DemuxModule;
+  },
 };
 
 if (require.main === module) runService(demux);

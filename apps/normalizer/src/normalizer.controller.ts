@@ -1,7 +1,8 @@
 import { Controller, Inject } from '@nestjs/common';
 import { EventPattern, Payload } from '@nestjs/microservices';
-import { Consumers, DlqReasons, Headers, Subjects, Validators, type DecodedTelemetry } from '@iot/contracts';
+import { Consumers, Validators, type DecodedTelemetry } from '@iot/contracts';
 import {
+  publishNormalized,
   settleEach,
   type Delivery,
   type JetStreamPatternExtras,
@@ -43,36 +44,12 @@ export class NormalizerController {
   }
 
   async onDecoded(decoded: DecodedTelemetry, meta: MessageMeta): Promise<void> {
-    const { telemetry, rejected, suppressed } = this.normalizer.normalize(decoded);
-    if (suppressed > 0) this.metrics.pointsSuppressed.inc({ stage: Consumers.normalizer.stage }, suppressed);
-    const headers = {
-      [Headers.tenant]: telemetry.tenant,
-      [Headers.device]: telemetry.device,
-      [Headers.receivedAt]: String(telemetry.receivedAt),
-    };
-    // Published even when the deadband held back every point: the device was heard, and
-    // its twin's last-seen follows from this message (readers of iot.normalized.v1).
-    await this.publisher.publishJson(Subjects.normalized(telemetry.tenant, telemetry.device), telemetry, {
+    const result = this.normalizer.normalize(decoded);
+    if (result.suppressed > 0)
+      this.metrics.pointsSuppressed.inc({ stage: Consumers.normalizer.stage }, result.suppressed);
+    await publishNormalized(this.publisher, decoded, result, {
       msgId: meta.msgId,
       traceparent: meta.traceparent,
-      headers,
     });
-    if (rejected.length > 0)
-      // The rest of the message was stored; these readings are kept, with why, for a replay.
-      await this.publisher.publishToDlq({
-        stage: Consumers.normalizer.stage,
-        tenant: telemetry.tenant,
-        originalSubject: meta.subject,
-        data: new TextEncoder().encode(
-          JSON.stringify({
-            ...decoded,
-            readings: decoded.readings.filter((r) => rejected.some((x) => x.metric === r.metric)),
-          }),
-        ),
-        originalHeaders: { ...headers, [Headers.traceparent]: meta.traceparent ?? '' },
-        reason: DlqReasons.invalidPayload,
-        detail: rejected.map((r) => r.reason).join('; '),
-        msgId: `${meta.msgId}:rejected`,
-      });
   }
 }

@@ -2,6 +2,7 @@ export * from './errors';
 export * from './connection';
 export * from './provisioning';
 export * from './publisher';
+export * from './normalized';
 export * from './end-of-turn';
 export * from './consumer';
 export * from './transport';

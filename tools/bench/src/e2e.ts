@@ -35,7 +35,8 @@ function simulatorDevices(count: number): string[] {
   return Array.from({ length: count }, (_, i) => `bench-${String(i + 1).padStart(4, '0')}`);
 }
 
-export async function startE2ePipeline(root: string): Promise<Pipeline> {
+/** `normalizeInDemux`: demux normalizes and the decoded hop is skipped (docs/adr/0006). */
+export async function startE2ePipeline(root: string, normalizeInDemux = false): Promise<Pipeline> {
   const devices: DeviceRecord[] = simulatorDevices(E2E_DEVICES).map((device) => ({
     device,
     tenant: BENCH_TENANT,
@@ -49,7 +50,10 @@ export async function startE2ePipeline(root: string): Promise<Pipeline> {
       RATE_LIMIT: '1000000/1000000',
       MQTT_CONNECTIONS: process.env.BENCH_BRIDGE_CONNECTIONS ?? '4',
     },
-    serviceEnv: { LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn' },
+    serviceEnv: {
+      LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn',
+      NORMALIZE_IN_DEMUX: String(normalizeInDemux),
+    },
     keepLogs: !!process.env.BENCH_KEEP_LOGS,
   });
 }

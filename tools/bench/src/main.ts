@@ -1,6 +1,6 @@
 /**
  * `./platform bench [baselines|stages|e2e|query|all] [--quick] [--messages N] [--rate R]
- * [--duration S] [--rows N]`: starts its own servers (as the tests do), runs the scenario,
+ * [--duration S] [--rows N] [--steps R,R,...] [--normalize-in-demux]`: starts its own servers (as the tests do), runs the scenario,
  * prints a table and writes bench/results/<scenario>-<time>.json. It reports; it never fails
  * on a time.
  */
@@ -28,6 +28,7 @@ const { values, positionals } = parseArgs({
     duration: { type: 'string' },
     rows: { type: 'string' },
     steps: { type: 'string' },
+    'normalize-in-demux': { type: 'boolean', default: false },
   },
 });
 const quick = values.quick!;
@@ -40,6 +41,8 @@ const settings = {
   steps: (values.steps ?? (quick ? '2000,4000' : '2000,4000,6000,8000,10000,12000,15000'))
     .split(',')
     .map(Number),
+  /** e2e: demux normalizes, one JetStream hop less (docs/adr/0006). */
+  normalizeInDemux: values['normalize-in-demux']!,
 };
 
 const say = (msg: string) => process.stderr.write(`--> ${msg}\n`);
@@ -164,8 +167,10 @@ async function e2eScenario(): Promise<BenchReport> {
       await s.stop();
     }
   }
-  say('starting the pipeline (nats-server, PostgreSQL with fsync, mosquitto, four services)');
-  const p = await startE2ePipeline(ROOT);
+  say(
+    `starting the pipeline (nats-server, PostgreSQL with fsync, mosquitto, four services${settings.normalizeInDemux ? '; demux normalizes, NORMALIZE_IN_DEMUX' : ''})`,
+  );
+  const p = await startE2ePipeline(ROOT, settings.normalizeInDemux);
   report.processes = {};
   try {
     say(

@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { connect } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { waitFor } from '@iot/testing';
 import { mosquittoPub, startPipeline, type Pipeline } from './pipeline';
 
@@ -10,17 +12,25 @@ function publish(p: Pipeline, topic: string, clientId: string, payload: unknown)
   mosquittoPub(p, topic, clientId, JSON.stringify(payload));
 }
 
-describe('each payload format, from MQTT to rows with canonical units and quality', () => {
+// Both places the normalizing can run (docs/adr/0006) must store the same rows.
+describe.each([
+  ['by the normalizer service', false],
+  ['in demux (NORMALIZE_IN_DEMUX)', true],
+])('each payload format, from MQTT to rows with canonical units and quality, normalized %s', (_, inline) => {
   let p: Pipeline;
   beforeAll(async () => {
-    p = await startPipeline([
-      { device: 'z-1', tenant: 'farm', model: 'zenthos-esp32', state: 'active' },
-      { device: 'c-1', tenant: 'farm', model: 'generic', state: 'active' },
-      { device: 's-1', tenant: 'farm', model: 'generic', state: 'active' },
-      { device: 'gw-1', tenant: 'farm', model: 'gateway', state: 'active' },
-      { device: 'child-1', tenant: 'farm', model: 'zenthos-esp32', state: 'active' },
-      { device: 'child-2', tenant: 'farm', model: 'zenthos-esp32', state: 'active' },
-    ]);
+    p = await startPipeline(
+      [
+        { device: 'z-1', tenant: 'farm', model: 'zenthos-esp32', state: 'active' },
+        { device: 'c-1', tenant: 'farm', model: 'generic', state: 'active' },
+        { device: 's-1', tenant: 'farm', model: 'generic', state: 'active' },
+        { device: 'gw-1', tenant: 'farm', model: 'gateway', state: 'active' },
+        { device: 'child-1', tenant: 'farm', model: 'zenthos-esp32', state: 'active' },
+        { device: 'child-2', tenant: 'farm', model: 'zenthos-esp32', state: 'active' },
+        { device: 'u-1', tenant: 'farm', model: 'generic', state: 'active' },
+      ],
+      { serviceEnv: { NORMALIZE_IN_DEMUX: String(inline) } },
+    );
   });
   afterAll(async () => {
     await p?.stop();
@@ -96,5 +106,34 @@ describe('each payload format, from MQTT to rows with canonical units and qualit
       ['temperature', 20.9, 'Cel'],
     ]);
     expect((await rows('gw-1')).length).toBe(0);
+  });
+
+  it("a reading in a unit that cannot be converted goes to the DLQ as the normalizer's, under the decoded subject; the rest is stored", async () => {
+    publish(p, 'devices/u-1/telemetry', 'u-1', {
+      message_id: '0b0e0c0d-1111-4222-8333-444455556666',
+      ts: new Date(nowS * 1000).toISOString(),
+      readings: { humidity: 40, temperature: { value: 3, unit: 'furlong' } },
+    });
+    await stored('u-1', 1);
+    const nc = await connect({ servers: p.nats.urls });
+    try {
+      const jsm = await jetstreamManager(nc);
+      const dlq = () => jsm.direct.getMessage('DLQ_V1', { last_by_subj: 'iot.dlq.v1.normalizer.farm' });
+      await waitFor('the rejected reading in the DLQ', async () => !!(await dlq()), 20_000);
+      const m = (await dlq())!;
+      expect(m.header.get('iot-dlq-reason')).toBe('invalid-payload');
+      expect(m.header.get('iot-dlq-detail')).toMatch(/furlong/);
+      expect(m.header.get('iot-original-subject')).toBe('iot.decoded.v1.farm.u-1');
+      expect(m.json<{ readings: Array<{ metric: string }> }>().readings.map((r) => r.metric)).toEqual([
+        'temperature',
+      ]);
+      // Normalized in demux, no message took the extra hop through iot.decoded.v1.
+      const decoded = (await jsm.streams.info('TELEMETRY_DECODED_V1')).state.messages;
+      if (inline) expect(decoded).toBe(0);
+      else expect(decoded).toBeGreaterThan(0);
+    } finally {
+      await nc.close();
+    }
+    expect((await rows('u-1')).map((r) => [r.metric, r.value, r.unit])).toEqual([['humidity', 40, '%']]);
   });
 });

@@ -1,0 +1,60 @@
+import {
+  Consumers,
+  DlqReasons,
+  Headers,
+  Subjects,
+  type DecodedTelemetry,
+  type NormalizedTelemetry,
+} from '@iot/contracts';
+import type { JetStreamPublisher } from './publisher';
+
+/** What normalizing one decoded message gave (the normalizer domain's result, by shape). */
+export interface NormalizedOutcome {
+  telemetry: NormalizedTelemetry;
+  /** Readings that could not be made canonical, with why. */
+  rejected: ReadonlyArray<{ metric: string; reason: string }>;
+}
+
+/**
+ * Sends the outcome of normalizing one decoded message, wherever that ran (the normalizer
+ * service, or demux with NORMALIZE_IN_DEMUX, docs/adr/0006): the canonical telemetry on
+ * `iot.normalized.v1`, with the decoded message's id so a redelivery is dropped by the
+ * stream; the readings that could not be made canonical to the DLQ as the normalizer stage's,
+ * under the decoded subject, so a replay goes through the normalizer once the cause is fixed.
+ */
+export async function publishNormalized(
+  publisher: JetStreamPublisher,
+  decoded: DecodedTelemetry,
+  { telemetry, rejected }: NormalizedOutcome,
+  ids: { msgId: string; traceparent?: string },
+): Promise<void> {
+  const headers = {
+    [Headers.tenant]: telemetry.tenant,
+    [Headers.device]: telemetry.device,
+    [Headers.receivedAt]: String(telemetry.receivedAt),
+  };
+  // Published even when the deadband held back every point: the device was heard, and
+  // its twin's last-seen follows from this message (readers of iot.normalized.v1).
+  await publisher.publishJson(Subjects.normalized(telemetry.tenant, telemetry.device), telemetry, {
+    msgId: ids.msgId,
+    traceparent: ids.traceparent,
+    headers,
+  });
+  if (rejected.length === 0) return;
+  // The rest of the message was stored; these readings are kept, with why, for a replay.
+  await publisher.publishToDlq({
+    stage: Consumers.normalizer.stage,
+    tenant: telemetry.tenant,
+    originalSubject: Subjects.decoded(decoded.tenant, decoded.device),
+    data: new TextEncoder().encode(
+      JSON.stringify({
+        ...decoded,
+        readings: decoded.readings.filter((r) => rejected.some((x) => x.metric === r.metric)),
+      }),
+    ),
+    originalHeaders: { ...headers, [Headers.traceparent]: ids.traceparent ?? '' },
+    reason: DlqReasons.invalidPayload,
+    detail: rejected.map((r) => r.reason).join('; '),
+    msgId: `${ids.msgId}:rejected`,
+  });
+}
