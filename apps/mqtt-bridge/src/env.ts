@@ -26,6 +26,10 @@ export const bridgeEnv = {
     default: 4,
     desc: 'MQTT connections per process (each settles its messages in order)',
   }),
+  MQTT_WINDOW: num({
+    default: 32,
+    desc: 'QoS 1 messages per connection on their way to JetStream at once (Receive Maximum); 1 = one at a time',
+  }),
   MQTT_CA_FILE: str({ default: '', desc: 'CA certificate file for mqtts://' }),
   MQTT_CERT_FILE: str({ default: '', desc: 'Client certificate file for mqtts://' }),
   MQTT_KEY_FILE: str({ default: '', desc: 'Client key file for mqtts://' }),
@@ -41,4 +45,7 @@ export const bridgeEnv = {
 };
 
 // NATS_STREAM_REPLICAS is one of the runtime's common variables (service-runtime).
-export type BridgeEnv = CleanedEnv<typeof bridgeEnv> & { NATS_STREAM_REPLICAS: number };
+export type BridgeEnv = CleanedEnv<typeof bridgeEnv> & {
+  NATS_STREAM_REPLICAS: number;
+  SHUTDOWN_GRACE_MS: number;
+};

@@ -1,9 +1,15 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { readFileSync } from 'node:fs';
-import mqtt, { type IClientOptions, type IPublishPacket, type ISubscriptionMap, type MqttClient } from 'mqtt';
+import mqtt, {
+  type IClientOptions,
+  type IPublishPacket,
+  type ISubscriptionMap,
+  type MqttClient,
+  type Packet,
+} from 'mqtt';
 import { DlqReasons, Headers, Subjects, UNKNOWN_TENANT } from '@iot/contracts';
 import { EndOfTurnQueue, RetryableError, type JetStreamPublisher } from '@iot/messaging';
-import { bridgeSubscriptions, messageIdOf, parseDeviceTopic } from '@iot/mqtt-bridge-domain';
+import { bridgeSubscriptions, messageIdOf, parseDeviceTopic, PubackWindow } from '@iot/mqtt-bridge-domain';
 import { newTraceparent, type IotMetrics, type Logger } from '@iot/observability';
 import { ENV, LOGGER, METRICS, PUBLISHER, READINESS, type Readiness } from '@iot/service-runtime';
 import { DeviceGate } from './device-gate';
@@ -11,21 +17,33 @@ import type { BridgeEnv } from './env';
 
 export const STAGE = 'mqtt-bridge';
 
+/** MQTT.js's packet writer: not in its public types, but how its PUBACKs leave. */
+type SendPacket = (packet: Packet, cb?: (err?: Error) => void, ...rest: unknown[]) => void;
+
 /**
  * Takes device messages from the broker and hands them to JetStream. A QoS 1 message is
- * acknowledged to the broker (PUBACK) only after JetStream has acknowledged the publish:
- * MQTT.js sends the PUBACK when `handleMessage`'s callback is called, and we call it last.
+ * acknowledged to the broker (PUBACK) only after JetStream has acknowledged the publish.
+ *
+ * MQTT.js handles a connection's next PUBLISH only once `handleMessage`'s callback has been
+ * called and the PUBACK it then writes has been handed to the socket: one message in flight
+ * per connection, so at most MQTT_CONNECTIONS in the whole bridge, each costing its own NATS
+ * write and its own PUBACK write. Instead, the callback is called at once and the PUBACK it
+ * produces is kept in the connection's `PubackWindow`, which releases PUBACKs in arrival
+ * order as their messages are held by JetStream (ADR 0004). MQTT_WINDOW bounds how many
+ * messages of one connection are on their way at once (also asked of the broker as the
+ * CONNECT's Receive Maximum).
  */
 @Injectable()
 export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown {
   private clients: MqttClient[] = [];
+  private readonly windows: PubackWindow<Packet>[] = [];
   private readonly subscribed = new Set<MqttClient>();
   private stopping = false;
   /**
-   * PUBACKs go out at the end of the loop turn, together. MQTT.js writes each packet corked
-   * until the next tick; PUBACKs released one by one as their JetStream acks came in left in
-   * one `writev` each, a third of the bridge's CPU in the end-to-end bench. Released
-   * together, they leave in one write per connection.
+   * Released PUBACKs go out at the end of the loop turn, together. MQTT.js writes each packet
+   * corked until the next tick; PUBACKs sent one by one as their JetStream acks came in left
+   * in one `writev` each, a third of the bridge's CPU in the end-to-end bench. Sent together,
+   * they leave in one write per connection.
    */
   private readonly pubacks = new EndOfTurnQueue<() => void>((due) => {
     for (const send of due) send();
@@ -58,7 +76,8 @@ export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown
       protocolVersion: 5,
       // A persistent session: QoS 1 messages wait at the broker while the bridge restarts.
       clean: false,
-      properties: { sessionExpiryInterval: 7 * 24 * 3600 },
+      // Receive Maximum: how many QoS 1 messages the broker may send before their PUBACKs.
+      properties: { sessionExpiryInterval: 7 * 24 * 3600, receiveMaximum: e.MQTT_WINDOW },
       reconnectPeriod: 1_000,
       connectTimeout: 10_000,
       ca: e.MQTT_CA_FILE ? readFileSync(e.MQTT_CA_FILE) : undefined,
@@ -66,20 +85,66 @@ export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown
       key: e.MQTT_KEY_FILE ? readFileSync(e.MQTT_KEY_FILE) : undefined,
     };
     const client = mqtt.connect(e.MQTT_URL, opts);
-    // Called for every incoming PUBLISH; the PUBACK goes out when `done` is called.
+    const internals = client as unknown as { _sendPacket: SendPacket };
+    const sendPacket: SendPacket = internals._sendPacket.bind(client);
+    // A PUBACK released after its connection closed would go out on the next connection,
+    // where its packet id may name another message: each connection counts its closes.
+    let generation = 0;
+    // mosquitto 2.0 does not keep to the Receive Maximum (over a thousand messages in flight
+    // were seen with 32 asked): past MQTT_WINDOW, the next PUBLISH waits here for a release.
+    let blocked: (() => void) | undefined;
+    const window = new PubackWindow<Packet>((pubacks) => {
+      const sentOn = generation;
+      for (const puback of pubacks)
+        this.pubacks.push(() => {
+          if (sentOn === generation && client.connected) sendPacket(puback);
+        });
+      const next = blocked;
+      blocked = undefined;
+      next?.();
+    });
+    this.windows.push(window);
+    let capture: ((puback: Packet) => void) | undefined;
+    internals._sendPacket = (packet, cb, ...rest) => {
+      if (!capture || packet.cmd !== 'puback') return sendPacket(packet, cb, ...rest);
+      capture(packet);
+      cb?.(); // MQTT.js goes on to the connection's next PUBLISH
+    };
+    // Called for every incoming PUBLISH; MQTT.js produces the PUBACK when `done` is called.
     client.handleMessage = (packet, done) => {
+      // Stopping: nothing more is taken (and the connection's queue stalls); the broker
+      // sends again what is not acknowledged.
+      if (this.stopping) return;
+      const entry = window.hold();
+      const goOn = () => {
+        capture = entry.capture;
+        try {
+          done();
+        } finally {
+          capture = undefined;
+        }
+      };
+      if (window.size <= e.MQTT_WINDOW) goOn();
+      else blocked = goOn;
       this.take(packet).then(
-        () => this.pubacks.push(done),
+        () => entry.settle(),
         (err) => {
-          // Not acknowledged: the broker keeps the message in the session and sends it again.
+          // Not acknowledged, nor anything after it on this connection: the broker keeps
+          // those messages in the session and sends them again.
           this.logger.error(
-            { topic: packet.topic, err: String(err) },
+            { topic: packet.topic, err: String(err), unacknowledged: window.size },
             'message not handed over; leaving it unacknowledged',
           );
+          window.drop();
           if (!this.stopping) client.end(true, undefined, () => client.reconnect());
         },
       );
     };
+    client.on('close', () => {
+      generation++;
+      window.drop();
+      blocked = undefined; // that connection's packet queue is gone with it
+    });
     client.on('connect', (ack) => {
       this.logger.info(
         { clientId: opts.clientId, sessionPresent: ack.sessionPresent },
@@ -216,7 +281,12 @@ export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown
 
   async onApplicationShutdown(): Promise<void> {
     this.stopping = true;
-    // Without PUBACKs for what is not yet in JetStream: the broker redelivers those.
+    // What was taken gets its PUBACK if JetStream holds it within a few seconds; the rest is
+    // left unacknowledged, and the broker sends it again.
+    const until = Date.now() + Math.min(5_000, this.env.SHUTDOWN_GRACE_MS / 2);
+    while (this.windows.some((w) => w.size > 0) && Date.now() < until)
+      await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setImmediate(r)); // the released PUBACKs' turn
     await Promise.all(this.clients.map((c) => c.endAsync(false)));
   }
 }

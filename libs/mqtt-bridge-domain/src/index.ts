@@ -1,3 +1,4 @@
 export * from './topics';
 export * from './message-id';
 export * from './rate-limit';
+export * from './puback-window';
