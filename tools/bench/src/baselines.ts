@@ -16,6 +16,7 @@ import {
 import type { BenchServers } from './servers';
 
 const STREAM = 'BENCH_BASELINE';
+const RELAY_STREAM = 'BENCH_RELAY';
 
 /**
  * What the servers alone can do on this machine, now: each figure is the ceiling a stage's
@@ -26,6 +27,11 @@ export interface Baselines {
   js_publish: number;
   /** Messages per second fetched in batches and acked from a pull consumer (a worker's best). */
   js_consume_ack: number;
+  /**
+   * Messages per second consumed, republished to a second stream with acks counted, and acked
+   * once republished: the hops of demux and the normalizer with no work in between.
+   */
+  js_relay: number;
   /** MQTT QoS 1 messages per second from devices to one subscriber through mosquitto alone. */
   mqtt_qos1: number;
   /** Rows per second of `psql \copy` into the telemetry table (the writer's best). */
@@ -61,6 +67,58 @@ export async function jsPublishBaseline(s: BenchServers, n: number, window = 256
     });
   });
   return (n * 1000) / (performance.now() - t0);
+}
+
+/** Consumes the baseline stream and republishes every message, as demux does, but unchanged. */
+export async function jsRelayBaseline(
+  s: BenchServers,
+  n: number,
+  batch = 500,
+  window = 256,
+): Promise<number> {
+  const jsm = await jetstreamManager(s.nc);
+  await jsm.streams.delete(RELAY_STREAM).catch(() => undefined);
+  await jsm.streams.add({
+    name: RELAY_STREAM,
+    subjects: ['bench.relay.>'],
+    storage: StorageType.File,
+    retention: RetentionPolicy.Limits,
+    duplicate_window: 10 * 60 * 1_000_000_000,
+  });
+  await jsm.consumers.add(STREAM, {
+    durable_name: 'bench-relay',
+    ack_policy: AckPolicy.Explicit,
+    max_ack_pending: 10_000,
+  });
+  const js = jetstream(s.nc);
+  const consumer = await js.consumers.get(STREAM, 'bench-relay');
+  const t0 = performance.now();
+  let seen = 0;
+  const inFlight = new Set<Promise<void>>();
+  const messages = await consumer.consume({ max_messages: batch });
+  for await (const m of messages) {
+    m.json(); // a worker at least parses what it gets
+    // The stored headers go along, Nats-Msg-Id with them: the second stream deduplicates too.
+    const p: Promise<void> = js
+      .publish(m.subject.replace('bench.baseline.', 'bench.relay.'), m.data, { headers: m.headers })
+      .then(() => {
+        m.ack();
+        inFlight.delete(p);
+      });
+    inFlight.add(p);
+    if (inFlight.size >= window) await Promise.race(inFlight);
+    if (++seen >= n) break;
+  }
+  await Promise.all(inFlight);
+  for (;;) {
+    const info = await jsm.consumers.info(STREAM, 'bench-relay');
+    if (info.num_ack_pending === 0 && info.num_pending === 0) break;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  const rate = (seen * 1000) / (performance.now() - t0);
+  await jsm.consumers.delete(STREAM, 'bench-relay');
+  await jsm.streams.delete(RELAY_STREAM);
+  return rate;
 }
 
 export async function jsConsumeBaseline(s: BenchServers, n: number, batch = 500): Promise<number> {
@@ -147,8 +205,9 @@ export async function pgCopyBaseline(s: BenchServers, messages: number): Promise
 
 export async function measureBaselines(s: BenchServers, n: number): Promise<Baselines> {
   const js_publish = await jsPublishBaseline(s, n);
-  const js_consume_ack = await jsConsumeBaseline(s, n);
+  const js_relay = await jsRelayBaseline(s, n);
+  const js_consume_ack = await jsConsumeBaseline(s, n); // last on the baseline stream: deletes it
   const mqtt_qos1 = await mqttBaseline(s, n);
   const pg_copy_rows = await pgCopyBaseline(s, n);
-  return { js_publish, js_consume_ack, mqtt_qos1, pg_copy_rows };
+  return { js_publish, js_consume_ack, js_relay, mqtt_qos1, pg_copy_rows };
 }
