@@ -32,7 +32,7 @@ WORKDIR /app
 # Heap sized for the pods' 256 MiB limit (see libs/testing SERVICE_NODE_OPTIONS and
 # docs/performance.md): V8 otherwise lets garbage pile up to the container limit.
 ENV NODE_ENV=production \
-    NODE_OPTIONS="--max-old-space-size=128 --max-semi-space-size=8" \
+    NODE_OPTIONS="--max-old-space-size=128 --max-semi-space-size=16" \
     HTTP_PORT=3000 \
     LOG_LEVEL=info \
     APP=${APP}
