@@ -112,6 +112,8 @@ export class LocalPlatform {
             }
           : {}),
         ...(s.needs.includes('database') ? { DATABASE_URL: this.pg.url } : {}),
+        // One box: demux normalizes, one JetStream hop less (docs/adr/0006-normalize-in-demux.md).
+        ...(s.name === 'demux' ? { NORMALIZE_IN_DEMUX: process.env.NORMALIZE_IN_DEMUX ?? 'true' } : {}),
         // One bridge on mosquitto: plain subscriptions, which mosquitto 2.0 keeps across its
         // own restart (shared ones it does not; docs/reliability.md).
         ...(s.needs.includes('mqtt')
