@@ -5,6 +5,7 @@ import { startNats, waitFor, type NatsHandle } from '@iot/testing';
 import { connectNats, type NatsConnection } from './connection';
 import { ConsumerRunner, type MessageMeta } from './consumer';
 import { PermanentError, RetryableError } from './errors';
+import { headerRecord, receivedHeaders } from './headers';
 import { ensureAllStreams } from './provisioning';
 import { JetStreamPublisher } from './publisher';
 
@@ -218,4 +219,38 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
     const info = await (await jetstreamManager(nc)).consumers.info('TELEMETRY_RAW_V1', 'test-slow');
     expect([info.num_ack_pending, info.num_redelivered]).toEqual([0, 0]);
   }, 30_000);
+
+  it('gives the handler the headers that were published, read from the wire bytes as nats.js reads them', async () => {
+    const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    await publisher.publish('iot.raw.v1.hdrs.d1', '{}', {
+      msgId: 'hdrs-1',
+      traceparent,
+      headers: {
+        [Headers.tenant]: 'hdrs',
+        [Headers.device]: 'd1',
+        [Headers.sourceTopic]: 'devices/d1/telemetry',
+      },
+    });
+    const metas: MessageMeta[] = [];
+    const { sut } = newTestService('hdrs', async (_p, meta) => void metas.push(meta));
+    await sut.start();
+    await waitFor('the delivery', () => metas.length === 1, 10_000);
+    await sut.stop();
+    expect([metas[0]!.tenant, metas[0]!.device, metas[0]!.msgId, metas[0]!.traceparent]).toEqual([
+      'hdrs',
+      'd1',
+      'hdrs-1',
+      traceparent,
+    ]);
+    expect(metas[0]!.header(Headers.sourceTopic)).toBe('devices/d1/telemetry');
+
+    // The same message through nats.js's own header decoding gives the same record, and the
+    // wire bytes receivedHeaders reads are where it expects them (else it falls back, slower).
+    const ordered = await js.consumers.get('TELEMETRY_RAW_V1', { filter_subjects: 'iot.raw.v1.hdrs.>' });
+    const m = await ordered.next({ expires: 5_000 });
+    expect(m).not.toBeNull();
+    expect((m as unknown as { msg: { _rdata: unknown } }).msg._rdata).toBeInstanceOf(Uint8Array);
+    expect(receivedHeaders(m!)).toEqual(headerRecord(m!.headers));
+    expect(Object.keys(receivedHeaders(m!))).toHaveLength(5);
+  });
 });

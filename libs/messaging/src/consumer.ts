@@ -14,11 +14,11 @@ import {
   type CompiledValidator,
   type ConsumerContract,
 } from '@iot/contracts';
-import { withExtractedContext, type IotMetrics, type Logger } from '@iot/observability';
+import { withExtractedContext, type HeaderCarrier, type IotMetrics, type Logger } from '@iot/observability';
 import { ensureConsumer, whenJetStreamAnswers } from './provisioning';
 import { PermanentError, settle, type Settlement } from './errors';
 import { JetStreamPublisher } from './publisher';
-import { headerRecord } from './headers';
+import { receivedHeaders } from './headers';
 
 /** What a handler learns about a message: never the JsMsg itself. */
 export interface MessageMeta {
@@ -305,7 +305,7 @@ export class ConsumerRunner<T> {
       const fn = this.o.handler.fn;
       const failures = await settleEach(
         good.map((i) => deliveries[i]!),
-        (d, k) => withExtractedContext(msgs[good[k]!]!.headers, () => fn(d.payload, d.meta)),
+        (d) => withExtractedContext(traceCarrier(d.meta), () => fn(d.payload, d.meta)),
       );
       failures.forEach((err, k) => (outcomes[good[k]!] = err));
     } else if (good.length > 0) {
@@ -443,8 +443,13 @@ export async function reportDlqSize(jsm: JetStreamManager, metrics: IotMetrics):
   metrics.dlqSize.set({ stream: Streams.DLQ_V1.name }, dlq.state.messages);
 }
 
+/** The trace headers of a message as OpenTelemetry reads them, from the headers read once. */
+function traceCarrier(meta: MessageMeta): HeaderCarrier {
+  return { get: (key) => meta.header(key) ?? '', set: () => undefined };
+}
+
 export function metaOf(m: JsMsg): MessageMeta {
-  const h = headerRecord(m.headers);
+  const h = receivedHeaders(m);
   const subject = m.subject;
   const tenant = h[Headers.tenant] || undefined;
   const device = h[Headers.device] || undefined;

@@ -1,5 +1,5 @@
 import { headers as natsHeaders } from '@nats-io/transport-node';
-import { headerRecord, OutgoingHeaders } from './headers';
+import { headerRecord, OutgoingHeaders, parseHeaderBlock, receivedHeaders } from './headers';
 
 describe('OutgoingHeaders', () => {
   it('writes the same bytes as nats.js headers(), a name set again moving to the end', () => {
@@ -32,5 +32,45 @@ describe('OutgoingHeaders', () => {
     ).constructor.decode(wire);
     expect(headerRecord(h)).toEqual({ 'iot-tenant': 'demo', 'iot-received-at': '1764000000000' });
     expect(headerRecord(undefined)).toEqual({});
+  });
+});
+
+describe('parseHeaderBlock', () => {
+  const natsDecode = (block: string) =>
+    headerRecord(
+      (natsHeaders() as unknown as { constructor: { decode(b: Uint8Array): never } }).constructor.decode(
+        new TextEncoder().encode(block),
+      ),
+    );
+
+  it.each([
+    [
+      'the headers a stage sets',
+      new TextDecoder().decode(
+        new OutgoingHeaders({
+          'Nats-Msg-Id': 'demo-0001:42',
+          traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+          'iot-tenant': 'demo',
+          'iot-device': 'demo-0001',
+          'iot-received-at': '1764000000000',
+          'iot-source-topic': 'devices/demo-0001/telemetry',
+        }).encode(),
+      ),
+    ],
+    [
+      'a status line, a repeated name, spaces and colons in values, an empty line',
+      'NATS/1.0 503 No Responders\r\nA: 1\r\nA: 2\r\nB:  x:y:z  \r\nC:\r\n\r\n',
+    ],
+    ['no headers', 'NATS/1.0\r\n\r\n'],
+    ['a line without a colon, and no final blank line', 'NATS/1.0\r\nnot a header\r\nD: 4'],
+  ])('reads %s as nats.js does', (_what, block) => {
+    expect(parseHeaderBlock(block)).toEqual(natsDecode(block));
+  });
+
+  it('falls back to nats.js headers for a message without the wire bytes it expects', () => {
+    const h = natsHeaders();
+    h.set('iot-tenant', 'demo');
+    expect(receivedHeaders({ headers: h })).toEqual({ 'iot-tenant': 'demo' });
+    expect(receivedHeaders({})).toEqual({});
   });
 });

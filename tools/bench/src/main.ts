@@ -14,6 +14,7 @@ import { formatReport, newReport, round, writeReport, type BenchReport } from '.
 import { startServers } from './servers';
 import { bridgeStage, stageContext, workerStage, type StageResult } from './stages';
 import type { ProcessUsage } from './proc';
+import { removeDir } from '@iot/testing';
 
 const ROOT = resolve(__dirname, '..', '..', '..', '..');
 const SCENARIOS = ['baselines', 'stages', 'e2e', 'query'] as const;
@@ -140,6 +141,8 @@ async function stagesScenario(): Promise<BenchReport> {
     report.processes['tsdb-writer'] = processTable(writer.processes, writer.messages);
   } finally {
     await s.stop();
+    if (process.env.BENCH_KEEP_LOGS) say(`service logs kept in ${ctx.logs}`);
+    else removeDir(ctx.logs);
   }
   return report;
 }
