@@ -85,7 +85,12 @@ export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown
       key: e.MQTT_KEY_FILE ? readFileSync(e.MQTT_KEY_FILE) : undefined,
     };
     const client = mqtt.connect(e.MQTT_URL, opts);
-    const internals = client as unknown as { _sendPacket: SendPacket };
+    const internals = client as unknown as { _sendPacket?: SendPacket };
+    if (typeof internals._sendPacket !== 'function')
+      throw new Error(
+        'this MQTT.js has no _sendPacket, which the bridge needs to hold PUBACKs until JetStream has ' +
+          'the message (ADR 0004): keep the mqtt package at the version in package-lock.json (5.16)',
+      );
     const sendPacket: SendPacket = internals._sendPacket.bind(client);
     // A PUBACK released after its connection closed would go out on the next connection,
     // where its packet id may name another message: each connection counts its closes.
