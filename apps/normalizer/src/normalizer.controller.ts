@@ -20,7 +20,10 @@ const extras: JetStreamPatternExtras<DecodedTelemetry> = {
   decoder: Validators.decodedTelemetry,
   // One NestJS call per batch, not per message (see demux).
   batch: true,
-  batchSize: 1000,
+  // 250 rather than 1,000: a batch's objects live until its publishes are acked, and fewer of
+  // them survive each scavenge. ./platform bench stages, interleaved: CPU per message 5-10%
+  // less, RSS 24 MiB less, the same throughput.
+  batchSize: 250,
   // Each batch costs a write of its publishes and one of its acks, whatever its size: below a
   // full batch, wait 20 ms for more (at 2,000 msg/s, ~40 messages a batch instead of ~10).
   lingerMs: 20,
