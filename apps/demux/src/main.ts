@@ -1,7 +1,6 @@
 import { Module } from '@nestjs/common';
-import { normalizerProfileKey } from '@iot/contracts';
 import { normalizerProfilesView } from '@iot/messaging';
-import { BUILTIN_PROFILES, DeadbandFilter, Normalizer } from '@iot/normalizer-domain';
+import { serviceNormalizer, type Normalizer } from '@iot/normalizer-domain';
 import { runService, type ServiceDefinition } from '@iot/service-runtime';
 import { DemuxController, INLINE_NORMALIZER } from './demux.controller';
 import { demuxEnv } from './env';
@@ -18,9 +17,7 @@ export const demux: ServiceDefinition<typeof demuxEnv> = {
       const profiles = normalizerProfilesView(runtime.nc, runtime.logger, env.NATS_STREAM_REPLICAS);
       await profiles.start();
       runtime.readiness.add('normalizer-profiles', () => profiles.ready);
-      inline = new Normalizer(BUILTIN_PROFILES, new DeadbandFilter(), (tenant, model) =>
-        profiles.get(normalizerProfileKey(tenant, model)),
-      );
+      inline = serviceNormalizer((key) => profiles.get(key));
     }
     @Module({ controllers: [DemuxController], providers: [{ provide: INLINE_NORMALIZER, useValue: inline }] })
     class DemuxModule {}

@@ -1,7 +1,6 @@
 import { Module } from '@nestjs/common';
-import { normalizerProfileKey } from '@iot/contracts';
 import { normalizerProfilesView } from '@iot/messaging';
-import { BUILTIN_PROFILES, DeadbandFilter, Normalizer } from '@iot/normalizer-domain';
+import { serviceNormalizer } from '@iot/normalizer-domain';
 import { runService, type ServiceDefinition } from '@iot/service-runtime';
 import { NORMALIZER, NormalizerController } from './normalizer.controller';
 
@@ -15,9 +14,7 @@ export const normalizer: ServiceDefinition<Record<string, never>> = {
     const profiles = normalizerProfilesView(runtime.nc, runtime.logger, env.NATS_STREAM_REPLICAS);
     await profiles.start();
     runtime.readiness.add('normalizer-profiles', () => profiles.ready);
-    const domain = new Normalizer(BUILTIN_PROFILES, new DeadbandFilter(), (tenant, model) =>
-      profiles.get(normalizerProfileKey(tenant, model)),
-    );
+    const domain = serviceNormalizer((key) => profiles.get(key));
     @Module({ controllers: [NormalizerController], providers: [{ provide: NORMALIZER, useValue: domain }] })
     class NormalizerModule {}
     return NormalizerModule;

@@ -1,4 +1,10 @@
-import type { DecodedTelemetry, NormalizedPoint, NormalizedTelemetry, Quality } from '@iot/contracts';
+import {
+  normalizerProfileKey,
+  type DecodedTelemetry,
+  type NormalizedPoint,
+  type NormalizedTelemetry,
+  type Quality,
+} from '@iot/contracts';
 import {
   BUILTIN_PROFILES,
   NO_TENANT_PROFILES,
@@ -7,7 +13,7 @@ import {
   type TenantProfiles,
 } from './profiles';
 import { toCanonical } from './units';
-import type { DeadbandFilter } from './deadband';
+import { DeadbandFilter } from './deadband';
 
 export interface NormalizeResult {
   /** The canonical points; those the deadband held back are not among them. */
@@ -109,4 +115,16 @@ export class Normalizer {
 /** Drops binary floating-point noise from conversions (70.5 degF is 21.38888888888889 Cel, not ...90). */
 function round(v: number): number {
   return Math.round(v * 1e9) / 1e9;
+}
+
+/**
+ * The normalizer a service runs: the built-in profiles, a deadband, and tenants' profiles
+ * looked up under their key in the profiles bucket (`normalizerProfileKey`). The normalizer
+ * service and demux with NORMALIZE_IN_DEMUX (docs/adr/0006) both build theirs here, so the
+ * two cannot normalize differently.
+ */
+export function serviceNormalizer(profileByKey: (key: string) => ModelProfile | undefined): Normalizer {
+  return new Normalizer(BUILTIN_PROFILES, new DeadbandFilter(), (tenant, model) =>
+    profileByKey(normalizerProfileKey(tenant, model)),
+  );
 }
