@@ -1,7 +1,14 @@
 import { execFileSync } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { join } from 'node:path';
-import { AckPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
+import {
+  AckPolicy,
+  jetstream,
+  jetstreamManager,
+  RetentionPolicy,
+  StorageType,
+  type JetStreamManager,
+} from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import mqtt from 'mqtt';
 import { postgresBinDir, removeDir, tempDir } from '@iot/testing';
@@ -38,17 +45,39 @@ export interface Baselines {
   pg_copy_rows: number;
 }
 
-export async function jsPublishBaseline(s: BenchServers, n: number, window = 256): Promise<number> {
-  const jsm = await jetstreamManager(s.nc);
-  await jsm.streams.delete(STREAM).catch(() => undefined);
-  // The same kind of stream as TELEMETRY_RAW_V1: file storage, a duplicate window.
+/** A new stream of the same kind as TELEMETRY_RAW_V1: file storage, a duplicate window. */
+async function freshStream(jsm: JetStreamManager, name: string, subject: string): Promise<void> {
+  await jsm.streams.delete(name).catch(() => undefined);
   await jsm.streams.add({
-    name: STREAM,
-    subjects: ['bench.baseline.>'],
+    name,
+    subjects: [subject],
     storage: StorageType.File,
     retention: RetentionPolicy.Limits,
     duplicate_window: 10 * 60 * 1_000_000_000,
   });
+}
+
+/** A durable pull consumer on the baseline stream, acked message by message. */
+async function addBaselineConsumer(jsm: JetStreamManager, durable: string): Promise<void> {
+  await jsm.consumers.add(STREAM, {
+    durable_name: durable,
+    ack_policy: AckPolicy.Explicit,
+    max_ack_pending: 10_000,
+  });
+}
+
+/** Acks are fire-and-forget: waits until the server has every one and nothing is pending. */
+async function untilAllAcked(jsm: JetStreamManager, durable: string): Promise<void> {
+  for (;;) {
+    const info = await jsm.consumers.info(STREAM, durable);
+    if (info.num_ack_pending === 0 && info.num_pending === 0) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+export async function jsPublishBaseline(s: BenchServers, n: number, window = 256): Promise<number> {
+  const jsm = await jetstreamManager(s.nc);
+  await freshStream(jsm, STREAM, 'bench.baseline.>');
   const js = jetstream(s.nc);
   const devices = benchDevices(100);
   const t0 = performance.now();
@@ -77,19 +106,8 @@ export async function jsRelayBaseline(
   window = 256,
 ): Promise<number> {
   const jsm = await jetstreamManager(s.nc);
-  await jsm.streams.delete(RELAY_STREAM).catch(() => undefined);
-  await jsm.streams.add({
-    name: RELAY_STREAM,
-    subjects: ['bench.relay.>'],
-    storage: StorageType.File,
-    retention: RetentionPolicy.Limits,
-    duplicate_window: 10 * 60 * 1_000_000_000,
-  });
-  await jsm.consumers.add(STREAM, {
-    durable_name: 'bench-relay',
-    ack_policy: AckPolicy.Explicit,
-    max_ack_pending: 10_000,
-  });
+  await freshStream(jsm, RELAY_STREAM, 'bench.relay.>');
+  await addBaselineConsumer(jsm, 'bench-relay');
   const js = jetstream(s.nc);
   const consumer = await js.consumers.get(STREAM, 'bench-relay');
   const t0 = performance.now();
@@ -110,11 +128,7 @@ export async function jsRelayBaseline(
     if (++seen >= n) break;
   }
   await Promise.all(inFlight);
-  for (;;) {
-    const info = await jsm.consumers.info(STREAM, 'bench-relay');
-    if (info.num_ack_pending === 0 && info.num_pending === 0) break;
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  await untilAllAcked(jsm, 'bench-relay');
   const rate = (seen * 1000) / (performance.now() - t0);
   await jsm.consumers.delete(STREAM, 'bench-relay');
   await jsm.streams.delete(RELAY_STREAM);
@@ -123,11 +137,7 @@ export async function jsRelayBaseline(
 
 export async function jsConsumeBaseline(s: BenchServers, n: number, batch = 500): Promise<number> {
   const jsm = await jetstreamManager(s.nc);
-  await jsm.consumers.add(STREAM, {
-    durable_name: 'bench-consume',
-    ack_policy: AckPolicy.Explicit,
-    max_ack_pending: 10_000,
-  });
+  await addBaselineConsumer(jsm, 'bench-consume');
   const consumer = await jetstream(s.nc).consumers.get(STREAM, 'bench-consume');
   const t0 = performance.now();
   let seen = 0;
@@ -137,12 +147,7 @@ export async function jsConsumeBaseline(s: BenchServers, n: number, batch = 500)
     m.ack();
     if (++seen >= n) break;
   }
-  // The acks are fire-and-forget: wait until the server has every one.
-  for (;;) {
-    const info = await jsm.consumers.info(STREAM, 'bench-consume');
-    if (info.num_ack_pending === 0 && info.num_pending === 0) break;
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  await untilAllAcked(jsm, 'bench-consume');
   const rate = (seen * 1000) / (performance.now() - t0);
   await jsm.streams.delete(STREAM);
   return rate;

@@ -1,8 +1,8 @@
 /**
  * `./platform bench [baselines|stages|e2e|query|all] [--quick] [--messages N] [--rate R]
- * [--duration S] [--rows N] [--steps R,R,...] [--normalize-in-demux]`: starts its own servers (as the tests do), runs the scenario,
- * prints a table and writes bench/results/<scenario>-<time>.json. It reports; it never fails
- * on a time.
+ * [--duration S] [--rows N] [--steps R,R,...] [--normalize-in-demux]`: starts its own servers
+ * (as the tests do), runs the scenario, prints a table and writes
+ * bench/results/<scenario>-<time>.json. It reports; it never fails on a time.
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -212,7 +212,7 @@ async function e2eScenario(): Promise<BenchReport> {
       if (!r.sustained) {
         // Once between the last rate held and the first missed, so that the figure is not
         // only as fine as the steps (2,000 apart by default).
-        const mid = Math.round(((best?.targetRate ?? 0) + rate) / 2 / 500) * 500;
+        const mid = best ? Math.round((best.targetRate + rate) / 2 / 500) * 500 : 0;
         if (best && mid > best.targetRate && mid < rate) {
           const m = await step(mid);
           if (m.sustained) best = m;
