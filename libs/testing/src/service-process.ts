@@ -13,11 +13,12 @@ export interface ServiceProcess {
  * The V8 heap settings every service runs with (also the Dockerfile's NODE_OPTIONS). Without
  * them V8 sizes its heap to the machine and lets garbage pile up under load: 330-430 MiB
  * RSS per worker on a 24 GiB machine, against 180 MiB with them, for ~10% more GC CPU.
- * A 16 MiB semi-space rather than 8: demux and the normalizer keep a thousand-message batch
- * or two alive across scavenges, and with 8 MiB garbage collection was a quarter of demux's
- * CPU. Measured with `./platform bench stages` (docs/performance.md): demux and normalizer
- * about 15% less CPU per message, RSS about 25 MiB more (~210 MiB); 32 MiB saved a little
- * more but put the workers at 231-244 MiB, too near the pods' 256 MiB limit.
+ * A 16 MiB semi-space rather than 8: demux and the normalizer keep a batch or two alive
+ * across scavenges, and with 8 MiB (and batches of 1,000) garbage collection was a quarter of
+ * demux's CPU. Measured with `./platform bench stages` (docs/performance.md): demux and
+ * normalizer about 15% less CPU per message, RSS about 25 MiB more (~210 MiB, before their
+ * batches went down to 250); 32 MiB saved a little more but put the workers at 231-244 MiB,
+ * too near the pods' 256 MiB limit.
  */
 export const SERVICE_NODE_OPTIONS = '--max-old-space-size=128 --max-semi-space-size=16';
 
