@@ -49,6 +49,29 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
     expect(rollup).toEqual([{ count: '2', sum: 42 }]);
   });
 
+  it('stores the new rows of a batch that also holds stored ones, and a row repeated within one batch once', async () => {
+    // A writer of its own: its first write is a plain INSERT, which must fail on the stored
+    // row without writing anything, and then be written again skipping that row.
+    const fresh = TelemetryBatchWriter.connect(pg.url);
+    try {
+      const t = now + 60_000;
+      await fresh.write([row('co2', 400, t)]);
+      await fresh.write([row('co2', 400, t), row('co2', 410, t + 1000), row('co2', 410, t + 1000)]);
+      // Within the idempotent spell a batch of only new rows is stored too.
+      await fresh.write([row('co2', 420, t + 2000)]);
+    } finally {
+      await fresh.close();
+    }
+    const rows = await pg.query<{ value: number }>(
+      `SELECT value FROM telemetry WHERE metric = 'co2' ORDER BY ts`,
+    );
+    expect(rows).toEqual([{ value: 400 }, { value: 410 }, { value: 420 }]);
+    const [rollup] = await pg.query<{ count: string; sum: number }>(
+      `SELECT sum(count)::text AS count, sum(sum) AS sum FROM telemetry_5m WHERE metric = 'co2'`,
+    );
+    expect(rollup).toEqual({ count: '3', sum: 1230 });
+  });
+
   it('keeps event time and ingest time apart, with millisecond precision', async () => {
     const ts = Date.UTC(2026, 10, 23, 9, 0, 0, 250);
     await sut.write([{ ...row('pressure', 101325, ts), unit: 'Pa', receivedAt: ts + 1500 }]);

@@ -1,4 +1,4 @@
-import { Pool, type PoolClient } from 'pg';
+import { DatabaseError, Pool, type PoolClient } from 'pg';
 import type { NormalizedTelemetry } from '@iot/contracts';
 
 export interface TelemetryRow {
@@ -36,15 +36,14 @@ const INSERT_ROWS = `
   INSERT INTO telemetry (tenant_id, device_id, metric, ts, value, unit, quality, received_at)
   SELECT t, d, m, to_timestamp(ts / 1000.0), v, u, q, to_timestamp(r / 1000.0)
   FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::float8[], $6::text[], $7::text[], $8::float8[])
-       AS x(t, d, m, ts, v, u, q, r)
-  ON CONFLICT DO NOTHING`;
+       AS x(t, d, m, ts, v, u, q, r)`;
 
 // On plain PostgreSQL the rollup counts only rows this statement inserted (RETURNING), so a
 // redelivered batch, whose rows conflict, adds nothing to it: the rollup is exactly-once too.
 // Two batches with the same row in flight at once: the second waits on the first's key lock
 // and then inserts nothing (the row is there), so the rollup counts it once either way.
-const INSERT_ROWS_AND_ROLLUP = `
-  WITH ins AS (${INSERT_ROWS} RETURNING tenant_id, device_id, metric, ts, value)
+const withRollup = (insertRows: string) => `
+  WITH ins AS (${insertRows} RETURNING tenant_id, device_id, metric, ts, value)
   INSERT INTO telemetry_5m AS r (tenant_id, device_id, metric, bucket, count, sum, min, max)
   SELECT tenant_id, device_id, metric, date_bin('5 minutes', ts, timestamptz '2000-01-01'),
          count(*), sum(value), min(value), max(value)
@@ -56,11 +55,36 @@ const INSERT_ROWS_AND_ROLLUP = `
     min = LEAST(r.min, EXCLUDED.min), max = GREATEST(r.max, EXCLUDED.max)`;
 
 /**
+ * Two forms of the same write. `fresh` is a plain INSERT: it fails whole (unique_violation)
+ * when one row is already stored. `idempotent` skips stored rows with ON CONFLICT DO NOTHING,
+ * which costs PostgreSQL a third more per row (a speculative insertion: an index probe before
+ * the insert and one more WAL record after it), measured in docs/performance.md.
+ */
+const STATEMENTS: Record<StoreEngine, { fresh: string; idempotent: string }> = {
+  timescaledb: { fresh: INSERT_ROWS, idempotent: `${INSERT_ROWS} ON CONFLICT DO NOTHING` },
+  'postgres-partitions': {
+    fresh: withRollup(INSERT_ROWS),
+    idempotent: withRollup(`${INSERT_ROWS} ON CONFLICT DO NOTHING`),
+  },
+};
+
+/** After a batch met stored rows, the batches of the next 30 s are written the idempotent way. */
+export const IDEMPOTENT_SPELL_MS = 30_000;
+
+const UNIQUE_VIOLATION = '23505';
+
+/**
  * Writes batches of points in one transaction each, idempotently: the primary key
  * (tenant, device, metric, ts) makes a repeated row a no-op. Resolves once committed.
+ *
+ * A batch is first written as fresh rows, the common case. When that fails because a row
+ * is already stored (a redelivery after a crash, a device repeating a timestamp), nothing of
+ * it was written, and it is written again skipping the stored rows. Redeliveries come in
+ * runs, so for IDEMPOTENT_SPELL_MS after one every batch takes the idempotent form at once.
  */
 export class TelemetryBatchWriter {
   private engine: StoreEngine | undefined;
+  private idempotentUntil = 0;
 
   constructor(private readonly pool: Pool) {}
 
@@ -112,7 +136,17 @@ export class TelemetryBatchWriter {
     try {
       // One statement is its own transaction: the rows and the rollup commit together or not
       // at all, in one round trip instead of three (BEGIN, the statement, COMMIT).
-      const res = await client.query(engine === 'timescaledb' ? INSERT_ROWS : INSERT_ROWS_AND_ROLLUP, cols);
+      const sql = STATEMENTS[engine];
+      let res;
+      if (Date.now() < this.idempotentUntil) res = await client.query(sql.idempotent, cols);
+      else
+        try {
+          res = await client.query(sql.fresh, cols);
+        } catch (e) {
+          if (!(e instanceof DatabaseError && e.code === UNIQUE_VIOLATION)) throw e;
+          this.idempotentUntil = Date.now() + IDEMPOTENT_SPELL_MS;
+          res = await client.query(sql.idempotent, cols);
+        }
       return engine === 'timescaledb' ? (res.rowCount ?? 0) : -1;
     } finally {
       client.removeListener('error', onError);
