@@ -1,6 +1,7 @@
 import { runMigrations } from '@iot/persistence';
 import { startPostgres, type PostgresHandle } from '@iot/testing';
-import { TelemetryBatchWriter, type TelemetryRow } from './telemetry-batch-writer';
+import type { NormalizedTelemetry } from '@iot/contracts';
+import { TelemetryBatchWriter, TelemetryColumns } from './telemetry-batch-writer';
 
 describe('TelemetryBatchWriter (real PostgreSQL)', () => {
   let pg: PostgresHandle;
@@ -19,22 +20,23 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
   });
 
   const now = Date.now();
-  const row = (metric: string, value: number, ts = now): TelemetryRow => ({
+  /** A message of one point. */
+  const row = (metric: string, value: number, ts = now): NormalizedTelemetry => ({
     tenant: 'demo',
     device: 'demo-0001',
-    metric,
+    messageId: `m-${metric}-${ts}`,
     ts,
-    value,
-    unit: 'Cel',
-    quality: 'good',
     receivedAt: ts + 5,
+    points: [{ metric, value, unit: 'Cel', quality: 'good' }],
   });
+  const write = (writer: TelemetryBatchWriter, messages: NormalizedTelemetry[]) =>
+    writer.write(TelemetryColumns.of(messages));
 
   it('stores rows once, even when the same batch is written again, and keeps the rollup exact', async () => {
     const batch = [row('temperature', 20, now), row('temperature', 22, now + 1000), row('humidity', 50, now)];
-    await sut.write(batch);
-    await sut.write(batch);
-    await sut.write([batch[0]!]);
+    await write(sut, batch);
+    await write(sut, batch);
+    await write(sut, [batch[0]!]);
     const rows = await pg.query<{ metric: string; value: number }>(
       `SELECT metric, value FROM telemetry WHERE device_id = 'demo-0001' ORDER BY metric, ts`,
     );
@@ -55,10 +57,10 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
     const fresh = TelemetryBatchWriter.connect(pg.url);
     try {
       const t = now + 60_000;
-      await fresh.write([row('co2', 400, t)]);
-      await fresh.write([row('co2', 400, t), row('co2', 410, t + 1000), row('co2', 410, t + 1000)]);
+      await write(fresh, [row('co2', 400, t)]);
+      await write(fresh, [row('co2', 400, t), row('co2', 410, t + 1000), row('co2', 410, t + 1000)]);
       // Within the idempotent spell a batch of only new rows is stored too.
-      await fresh.write([row('co2', 420, t + 2000)]);
+      await write(fresh, [row('co2', 420, t + 2000)]);
     } finally {
       await fresh.close();
     }
@@ -72,9 +74,38 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
     expect(rollup).toEqual({ count: '3', sum: 1230 });
   });
 
+  it('stores texts with quotes, backslashes, commas, braces and non-ASCII as sent, and every point of a message', async () => {
+    const odd = ['we"ird\\name', 'a,b {c}', 'NULL', '', ' spaced ', 'µS/cm²'];
+    const ts = now + 120_000;
+    await write(sut, [
+      {
+        ...row('x', 0, ts),
+        device: 'demo-odd',
+        points: odd.map((metric, i) => ({
+          metric,
+          value: i + 0.5,
+          unit: metric,
+          quality: 'clamped' as const,
+        })),
+      },
+    ]);
+    const rows = await pg.query<{ metric: string; unit: string; value: number; quality: string }>(
+      `SELECT metric, unit, value, quality FROM telemetry WHERE device_id = 'demo-odd' ORDER BY value`,
+    );
+    expect(rows).toEqual(
+      odd.map((metric, i) => ({ metric, unit: metric, value: i + 0.5, quality: 'clamped' })),
+    );
+  });
+
   it('keeps event time and ingest time apart, with millisecond precision', async () => {
     const ts = Date.UTC(2026, 10, 23, 9, 0, 0, 250);
-    await sut.write([{ ...row('pressure', 101325, ts), unit: 'Pa', receivedAt: ts + 1500 }]);
+    await write(sut, [
+      {
+        ...row('pressure', 101325, ts),
+        receivedAt: ts + 1500,
+        points: [{ metric: 'pressure', value: 101325, unit: 'Pa', quality: 'good' }],
+      },
+    ]);
     const [r] = await pg.query<{ ts: Date; received_at: Date; unit: string }>(
       `SELECT ts, received_at, unit FROM telemetry WHERE metric = 'pressure'`,
     );
@@ -84,7 +115,7 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
 
   it('writes rows of a day without a partition into the default partition instead of failing', async () => {
     const old = Date.UTC(2020, 0, 1);
-    await sut.write([row('temperature', 1, old)]);
+    await write(sut, [row('temperature', 1, old)]);
     const [r] = await pg.query<{ part: string }>(
       `SELECT tableoid::regclass::text AS part FROM telemetry WHERE ts = to_timestamp($1 / 1000.0)`,
       [old],
