@@ -2,9 +2,15 @@ import { DataSource } from 'typeorm';
 import { TelemetryStore1763900000000 } from './migrations/1763900000000-telemetry-store';
 import { Auth1764000000000 } from './migrations/1764000000000-auth';
 import { Devices1764100000000 } from './migrations/1764100000000-devices';
+import { RollupFillfactor1764700000000 } from './migrations/1764700000000-rollup-fillfactor';
 
 /** Every migration, in order. New ones are appended, never edited once released. */
-export const MIGRATIONS = [TelemetryStore1763900000000, Auth1764000000000, Devices1764100000000];
+export const MIGRATIONS = [
+  TelemetryStore1763900000000,
+  Auth1764000000000,
+  Devices1764100000000,
+  RollupFillfactor1764700000000,
+];
 
 /** The TypeORM data source: schema changes come only from migrations, never from entities. */
 export function createDataSource(url: string): DataSource {

@@ -97,6 +97,34 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
     );
   });
 
+  it('updates the rollup in place: a second batch into the same buckets leaves their rows on their pages', async () => {
+    // 300 series in one 5-minute bucket of their own fill several pages of telemetry_5m. With
+    // room left on each page, updating them writes each new version beside the old (a HOT
+    // update: no new index entry); on full pages every update moves the row elsewhere.
+    const ts = Date.UTC(2026, 10, 20, 12, 0, 0);
+    const metrics = Array.from({ length: 300 }, (_, i) => `hot-${i}`);
+    const batchAt = (t: number) => metrics.map((metric) => ({ ...row(metric, 1, t), device: 'demo-hot' }));
+    const pages = async () =>
+      new Map(
+        (
+          await pg.query<{ metric: string; page: string }>(
+            `SELECT metric, (ctid::text::point)[0]::text AS page FROM telemetry_5m WHERE device_id = 'demo-hot'`,
+          )
+        ).map((r) => [r.metric, r.page]),
+      );
+    await write(sut, batchAt(ts));
+    const before = await pages();
+    await write(sut, batchAt(ts + 1000));
+    const after = await pages();
+    expect(after.size).toBe(metrics.length);
+    const moved = metrics.filter((m) => before.get(m) !== after.get(m));
+    expect(moved.length).toBeLessThan(metrics.length / 10);
+    const [sum] = await pg.query<{ count: string }>(
+      `SELECT sum(count)::text AS count FROM telemetry_5m WHERE device_id = 'demo-hot'`,
+    );
+    expect(sum!.count).toBe(String(2 * metrics.length));
+  });
+
   it('keeps event time and ingest time apart, with millisecond precision', async () => {
     const ts = Date.UTC(2026, 10, 23, 9, 0, 0, 250);
     await write(sut, [
