@@ -61,6 +61,8 @@ function boundaries(forTests) {
         onlyDependOnLibsWithTags: ['type:util', 'type:contracts', 'type:data-access'],
       },
       { sourceTag: 'scope:shared', onlyDependOnLibsWithTags: ['scope:shared'] },
+      // The benchmarks send the writer's own statements (`bench writes`), not a copy of them.
+      { sourceTag: 'scope:bench', onlyDependOnLibsWithTags: ['scope:shared', 'scope:tsdb-writer'] },
       ...scopes.map((scope) => ({
         sourceTag: `scope:${scope}`,
         // The control plane checks each service's configuration with that service's own

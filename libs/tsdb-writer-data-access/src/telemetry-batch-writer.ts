@@ -97,7 +97,7 @@ const withRollup = (insertRows: string) => `
  * which costs PostgreSQL a third more per row (a speculative insertion: an index probe before
  * the insert and one more WAL record after it), measured in docs/performance.md.
  */
-const STATEMENTS: Record<StoreEngine, { fresh: string; idempotent: string }> = {
+export const STATEMENTS: Record<StoreEngine, { fresh: string; idempotent: string }> = {
   timescaledb: { fresh: INSERT_ROWS, idempotent: `${INSERT_ROWS} ON CONFLICT DO NOTHING` },
   'postgres-partitions': {
     fresh: withRollup(INSERT_ROWS),

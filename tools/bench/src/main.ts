@@ -1,23 +1,24 @@
 /**
- * `./platform bench [baselines|stages|e2e|query|all] [--quick] [--messages N] [--rate R]
+ * `./platform bench [baselines|stages|writes|e2e|query|all] [--quick] [--messages N] [--rate R]
  * [--duration S] [--rows N] [--steps R,R,...] [--normalize-in-demux]`: starts its own servers
  * (as the tests do), runs the scenario, prints a table and writes
  * bench/results/<scenario>-<time>.json. It reports; it never fails on a time.
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { measureBaselines, type Baselines } from './baselines';
+import { measureBaselines, pgCopyBaseline, type Baselines } from './baselines';
 import { runE2e, startE2ePipeline, type E2eRun } from './e2e';
-import { benchDevices } from './load';
+import { benchDevices, METRICS_PER_MESSAGE } from './load';
 import { runQueries } from './query';
 import { formatReport, newReport, round, writeReport, type BenchReport } from './report';
 import { startServers } from './servers';
 import { bridgeStage, stageContext, workerStage, type StageResult } from './stages';
-import type { ProcessUsage } from './proc';
+import { measureWriteForms } from './writes';
+import { ProcessMeter, type ProcessUsage } from './proc';
 import { removeDir } from '@iot/testing';
 
 const ROOT = resolve(__dirname, '..', '..', '..', '..');
-const SCENARIOS = ['baselines', 'stages', 'e2e', 'query'] as const;
+const SCENARIOS = ['baselines', 'stages', 'writes', 'e2e', 'query'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 const { values, positionals } = parseArgs({
@@ -147,6 +148,44 @@ async function stagesScenario(): Promise<BenchReport> {
   return report;
 }
 
+async function writesScenario(): Promise<BenchReport> {
+  const report = newReport('writes', settings);
+  const n = settings.messages;
+  const rows = n * METRICS_PER_MESSAGE;
+  const s = await startServers([]);
+  try {
+    say(`psql \\copy of ${rows} rows, then the writer's statement forms on ${rows} rows each`);
+    const meter = new ProcessMeter({ postgres: { pid: s.pg.process.pid, tree: true } }).begin();
+    const copy = await pgCopyBaseline(s, n);
+    const copyPg = meter.end().postgres!;
+    report.baselines.pg_copy_rows = round(copy, 0)!;
+    report.processes = { pg_copy: processTable({ postgres: copyPg }, n) };
+    const forms = await measureWriteForms(s, n);
+    const describe = {
+      fresh: 'plain INSERT (+ rollup on PostgreSQL): the common case',
+      idempotent: 'ON CONFLICT DO NOTHING on new rows: the form after a unique_violation',
+      redelivered: 'ON CONFLICT DO NOTHING on rows all stored: a redelivery',
+    };
+    for (const [form, r] of Object.entries(forms) as Array<
+      [keyof typeof describe, (typeof forms)['fresh']]
+    >) {
+      const perRow = (u: ProcessUsage | undefined) => round(((u?.cpuMs ?? 0) * 1000) / rows, 2);
+      report.results[form] = {
+        msgs_per_s: round(r.rowsPerS / METRICS_PER_MESSAGE, 0),
+        points_per_s: round(r.rowsPerS, 0),
+        cpu_us_per_msg: round(((r.processes.postgres?.cpuMs ?? 0) * 1000) / n, 1),
+        ratio: round(r.rowsPerS / copy, 2),
+        baseline: 'pg_copy_rows',
+        note: `${describe[form]}; PostgreSQL ${perRow(r.processes.postgres)} µs/row (\\copy ${perRow(copyPg)}), this process ${perRow(r.processes.bench)} µs/row; cpu µs/msg is PostgreSQL's`,
+      };
+      report.processes[form] = processTable(r.processes, n);
+    }
+  } finally {
+    await s.stop();
+  }
+  return report;
+}
+
 function e2eEntry(r: E2eRun, target: string, met: boolean) {
   const services = ['mqtt-bridge', 'demux', 'normalizer', 'tsdb-writer'];
   const cpuMs = Object.entries(r.processes).reduce((t, [, u]) => t + u.cpuMs, 0);
@@ -268,6 +307,7 @@ async function queryScenario(): Promise<BenchReport> {
 const RUN: Record<Scenario, () => Promise<BenchReport>> = {
   baselines: baselinesScenario,
   stages: stagesScenario,
+  writes: writesScenario,
   e2e: e2eScenario,
   query: queryScenario,
 };

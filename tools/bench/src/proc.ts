@@ -21,13 +21,18 @@ function read(path: string): string | undefined {
   }
 }
 
-/** utime + stime of one process in ms, or 0 when it is gone. */
-function cpuMsOfPid(pid: number): number {
+/**
+ * utime + stime of one process in ms, or 0 when it is gone; with `reaped`, also the CPU of
+ * its children that ended and were waited for (cutime + cstime): a PostgreSQL backend that
+ * exits within the window (`psql \copy`'s) still counts.
+ */
+function cpuMsOfPid(pid: number, reaped = false): number {
   const stat = read(`/proc/${pid}/stat`);
   if (!stat) return 0;
   // Fields after the command (which may hold spaces) start after the last ')'.
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(f[11]) + Number(f[12])) * 1000) / clockTicks();
+  const own = Number(f[11]) + Number(f[12]);
+  return ((reaped ? own + Number(f[13]) + Number(f[14]) : own) * 1000) / clockTicks();
 }
 
 function rssKiBOfPid(pid: number): number {
@@ -80,7 +85,8 @@ export class ProcessMeter {
   }
 
   private cpu(name: string): number {
-    return this.pids(name).reduce((s, pid) => s + cpuMsOfPid(pid), 0);
+    const p = this.processes[name]!;
+    return this.pids(name).reduce((s, pid) => s + cpuMsOfPid(pid, !!p.tree && pid === p.pid), 0);
   }
 
   private sampleRss(): void {
