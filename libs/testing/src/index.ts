@@ -1,4 +1,4 @@
-export { startNats, startPostgres, startMosquitto } from './servers';
+export { startNats, startPostgres, startMosquitto, startTogether } from './servers';
 export type { NatsHandle, NatsNode } from './nats';
 export type { PostgresHandle } from './postgres';
 export { postgresBinDir } from './postgres';

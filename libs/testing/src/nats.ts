@@ -52,16 +52,19 @@ async function metaLeader(monitorUrl: string): Promise<string> {
 
 /**
  * Starts nats-server with JetStream, alone or as a three-node cluster, on free ports. A
- * cluster is ready when every node names the same JetStream meta leader; one that has not
- * formed within 30 s (seen once in a hundred starts: ports taken between choosing and
- * binding them) is stopped and started again on other ports, once.
+ * cluster is ready when every node names the same JetStream meta leader. A server or
+ * cluster not ready within 30 s (seen about once in a hundred starts: a port taken between
+ * choosing and binding it, and once a single node not healthy, 2026-12-02) is stopped and
+ * started again on other ports, once. With a lasting directory (`./platform up`) there is no
+ * second try: what failed is in its logs there.
  */
 export async function startNats(opts: NatsOptions = {}): Promise<NatsHandle> {
-  if ((opts.nodes ?? 1) === 1 || opts.dir) return startNatsOnce(opts);
+  if (opts.dir) return startNatsOnce(opts);
   try {
     return await startNatsOnce(opts);
   } catch (e) {
-    process.stderr.write(`a JetStream cluster did not form; starting another: ${(e as Error).message}\n`);
+    const what = (opts.nodes ?? 1) > 1 ? 'A JetStream cluster did not form' : 'nats-server did not start';
+    process.stderr.write(`${what}; starting another on other ports: ${(e as Error).message}\n`);
     return startNatsOnce(opts);
   }
 }

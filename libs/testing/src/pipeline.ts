@@ -6,7 +6,7 @@ import { runMigrations } from '@iot/persistence';
 import { removeDir, tempDir, freePort } from './process';
 import { spawnService, waitReady, type ServiceProcess } from './service-process';
 import { TestTokenIssuer } from './tokens';
-import { startMosquitto, startNats, startPostgres } from './servers';
+import { startMosquitto, startNats, startPostgres, startTogether } from './servers';
 import type { MosquittoHandle } from './mosquitto';
 import type { NatsHandle } from './nats';
 import type { PostgresHandle } from './postgres';
@@ -52,11 +52,11 @@ export interface PipelineOptions {
  * own process started from dist/ as `./platform up` starts them, with `devices` registered.
  */
 export async function startPipeline(devices: DeviceRecord[], opts: PipelineOptions): Promise<Pipeline> {
-  const [nats, pg, mqtt] = await Promise.all([
+  const [nats, pg, mqtt] = await startTogether(
     startNats({ nodes: opts.natsCluster ? 3 : 1 }),
     startPostgres({ durable: opts.durableDatabase }),
     startMosquitto(),
-  ]);
+  );
   const logs = tempDir('pipeline-logs');
   const tokens = await TestTokenIssuer.create();
   const services: PipelineService[] = [];

@@ -2,7 +2,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { startMosquitto, startNats, startPostgres } from './index';
+import { startMosquitto, startNats, startPostgres, startTogether, type PostgresHandle } from './index';
 
 describe('test servers', () => {
   it('starts a three-node JetStream cluster that replicates a stream, and removes it afterwards', async () => {
@@ -25,6 +25,22 @@ describe('test servers', () => {
       await nats.stop();
     }
     expect(existsSync(nats.dir)).toBe(false);
+  });
+
+  it('when one server fails to start, stops those that did and removes their directories', async () => {
+    let pg: PostgresHandle | undefined;
+    const failing = new Promise<PostgresHandle>((_, reject) =>
+      setTimeout(() => reject(new Error('nats-server did not start')), 50),
+    );
+    await expect(
+      startTogether(
+        startPostgres().then((h) => (pg = h)),
+        failing,
+      ),
+    ).rejects.toThrow('nats-server did not start');
+    expect(pg).toBeDefined();
+    expect(existsSync(pg!.dir)).toBe(false);
+    await expect(pg!.query('select 1')).rejects.toThrow();
   });
 
   it('starts PostgreSQL that can be stopped and started again with its data', async () => {

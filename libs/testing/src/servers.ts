@@ -68,3 +68,20 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
     stop: async () => void (await c.stop()),
   };
 }
+
+/**
+ * Starts servers at once, as `Promise.all` would, but when one fails to start, stops those
+ * that did before rethrowing: no server process or temporary directory outlives a failed
+ * start (a chaos run once left PostgreSQL's and mosquitto's behind when nats-server failed).
+ */
+export async function startTogether<T extends Array<{ stop(): Promise<unknown> }>>(
+  ...starts: { [K in keyof T]: Promise<T[K]> }
+): Promise<T> {
+  const settled = await Promise.allSettled(starts);
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (!failed) return settled.map((r) => (r as PromiseFulfilledResult<T[number]>).value) as T;
+  await Promise.all(
+    settled.map((r) => (r.status === 'fulfilled' ? r.value.stop().catch(() => undefined) : undefined)),
+  );
+  throw failed.reason;
+}

@@ -34,10 +34,12 @@ async function main(): Promise<number> {
     // A scenario that cannot even start (its servers did not come up) is a failed scenario,
     // not the end of the run: the others still run and the report says what happened.
     const r = await runScenario(ROOT, s, size, (m) => process.stderr.write(`    ${m}\n`)).catch(
-      (e: unknown): ChaosResult => ({
-        ...failedToStart(s.name),
-        failure: `did not start: ${((e as Error).message ?? String(e)).split('\n')[0]}`,
-      }),
+      (e: unknown): ChaosResult => {
+        const message = (e as Error).message ?? String(e);
+        // The whole of it here (with the server's log tail), its first line in the report.
+        process.stderr.write(`    did not start: ${message}\n`);
+        return { ...failedToStart(s.name), failure: `did not start: ${message.split('\n')[0]}` };
+      },
     );
     results.push(r);
     report.results[s.name] = {

@@ -9,6 +9,7 @@ import {
   type MosquittoHandle,
   type NatsHandle,
   type PostgresHandle,
+  startTogether,
 } from '@iot/testing';
 import { BENCH_TENANT } from './load';
 
@@ -25,11 +26,11 @@ export interface BenchServers {
  * (fsync on): the writer and `psql \copy` are measured against the same durable table.
  */
 export async function startServers(devices: string[]): Promise<BenchServers> {
-  const [nats, pg, mqtt] = await Promise.all([
+  const [nats, pg, mqtt] = await startTogether(
     startNats(),
     startPostgres({ durable: true }),
     startMosquitto(),
-  ]);
+  );
   await runMigrations(pg.url);
   await pg.query('SELECT telemetry_ensure_partitions(31, 2)');
   // As the services connect (libs/messaging): without an Error built per request.

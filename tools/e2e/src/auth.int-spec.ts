@@ -20,6 +20,7 @@ import {
   type NatsHandle,
   type PostgresHandle,
   type ServiceProcess,
+  startTogether,
 } from '@iot/testing';
 import { buildOnce, ROOT } from './pipeline';
 
@@ -99,7 +100,7 @@ describe('auth: sessions, tokens checked by every service, roles and tenant isol
 
   beforeAll(async () => {
     buildOnce();
-    [nats, pg, mqtt] = await Promise.all([startNats(), startPostgres(), startMosquitto()]);
+    [nats, pg, mqtt] = await startTogether(startNats(), startPostgres(), startMosquitto());
     logs = tempDir('auth-logs');
     await runMigrations(pg.url);
     const authPort = await freePort();

@@ -24,6 +24,7 @@ import {
   type NatsHandle,
   type PostgresHandle,
   type ServiceProcess,
+  startTogether,
 } from '@iot/testing';
 import { buildOnce, ROOT } from './pipeline';
 
@@ -130,11 +131,11 @@ describe('device identity: registry, enrolment, mTLS, topic ACL and revocation',
 
   beforeAll(async () => {
     buildOnce();
-    [nats, pg, mqtt] = await Promise.all([
+    [nats, pg, mqtt] = await startTogether(
       startNats(),
       startPostgres(),
       startMosquitto({ tls: true, acl: true }),
-    ]);
+    );
     nc = await connect({ servers: nats.url });
     logs = tempDir('device-identity-logs');
     work = tempDir('device-identity');

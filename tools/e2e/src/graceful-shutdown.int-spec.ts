@@ -8,6 +8,7 @@ import {
   startPostgres,
   tempDir,
   waitReady,
+  startTogether,
 } from '@iot/testing';
 import { runMigrations } from '@iot/persistence';
 import { buildOnce, ROOT } from './pipeline';
@@ -27,7 +28,7 @@ const SERVICES = [
 describe('every service on SIGTERM', () => {
   it('starts, reports healthy and ready, then drains and exits 0 within its grace period', async () => {
     buildOnce();
-    const [nats, pg, mqtt] = await Promise.all([startNats(), startPostgres(), startMosquitto()]);
+    const [nats, pg, mqtt] = await startTogether(startNats(), startPostgres(), startMosquitto());
     const logs = tempDir('shutdown-logs');
     try {
       await runMigrations(pg.url);

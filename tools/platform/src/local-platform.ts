@@ -11,6 +11,7 @@ import {
   startMosquitto,
   startNats,
   startPostgres,
+  startTogether,
   waitReady,
   which,
   type ManagedProcess,
@@ -63,7 +64,7 @@ export class LocalPlatform {
     const logs = join(this.stateDir, 'logs');
     mkdirSync(logs, { recursive: true });
     say('starting nats-server (JetStream), PostgreSQL and mosquitto under ' + this.stateDir);
-    [this.nats, this.pg, this.mqtt] = await Promise.all([
+    [this.nats, this.pg, this.mqtt] = await startTogether(
       startNats({ dir: join(this.stateDir, 'nats'), clientPort: 4222, monitorPort: 8222 }),
       startPostgres({ dir: join(this.stateDir, 'postgres'), port: 5432 }),
       // The device topic policy on both listeners; the bridge signs in with its service account.
@@ -74,7 +75,7 @@ export class LocalPlatform {
         tlsPort: 8883,
         acl: true,
       }),
-    ]);
+    );
     const pki = this.mqtt.pki!;
     const certs = pki.dir;
     const bridgeAccount = this.mqtt.bridgeAccount!;
