@@ -1,6 +1,13 @@
 import { Controller, Inject, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import { EventPattern, Payload } from '@nestjs/microservices';
-import { Consumers, Headers, Subjects, type DecodedTelemetry, type DeviceRecord } from '@iot/contracts';
+import {
+  Consumers,
+  deviceHeaders,
+  Headers,
+  Subjects,
+  type DecodedTelemetry,
+  type DeviceRecord,
+} from '@iot/contracts';
 import { decodeRaw } from '@iot/demux-domain';
 import type { Normalizer } from '@iot/normalizer-domain';
 import {
@@ -127,11 +134,7 @@ export class DemuxController implements OnModuleInit, OnModuleDestroy {
     await this.publisher.publishJson(Subjects.decoded(telemetry.tenant, telemetry.device), telemetry, {
       msgId,
       traceparent,
-      headers: {
-        [Headers.tenant]: telemetry.tenant,
-        [Headers.device]: telemetry.device,
-        [Headers.receivedAt]: String(telemetry.receivedAt),
-      },
+      headers: deviceHeaders(telemetry.tenant, telemetry.device, telemetry.receivedAt),
     });
   }
 }

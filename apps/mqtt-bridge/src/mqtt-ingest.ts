@@ -7,7 +7,7 @@ import mqtt, {
   type MqttClient,
   type Packet,
 } from 'mqtt';
-import { DlqReasons, Headers, Subjects, UNKNOWN_TENANT } from '@iot/contracts';
+import { deviceHeaders, DlqReasons, Headers, Subjects, UNKNOWN_TENANT } from '@iot/contracts';
 import { EndOfTurnQueue, RetryableError, type JetStreamPublisher } from '@iot/messaging';
 import { bridgeSubscriptions, messageIdOf, parseDeviceTopic, PubackWindow } from '@iot/mqtt-bridge-domain';
 import { newTraceparent, type IotMetrics, type Logger } from '@iot/observability';
@@ -283,7 +283,7 @@ export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown
     this.logger.warn(status, 'device exceeds its rate limit; excess dropped');
     await this.publisher.publishJson(Subjects.status(tenant, device), status, {
       msgId: `${device}:rate-limited:${at}`,
-      headers: { [Headers.tenant]: tenant, [Headers.device]: device, [Headers.receivedAt]: String(at) },
+      headers: deviceHeaders(tenant, device, at),
     });
   }
 

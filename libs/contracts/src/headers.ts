@@ -19,6 +19,11 @@ export const Headers = {
   originalMsgId: 'iot-original-msg-id',
 } as const;
 
+/** The headers of every message about one device: its tenant, the device, when the platform received it. */
+export function deviceHeaders(tenant: string, device: string, receivedAt: number): Record<string, string> {
+  return { [Headers.tenant]: tenant, [Headers.device]: device, [Headers.receivedAt]: String(receivedAt) };
+}
+
 /** Machine-readable DLQ reasons; the human detail travels in `iot-dlq-detail`. */
 export const DlqReasons = {
   unknownDevice: 'unknown-device',

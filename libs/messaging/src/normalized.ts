@@ -1,5 +1,6 @@
 import {
   Consumers,
+  deviceHeaders,
   DlqReasons,
   Headers,
   Subjects,
@@ -28,11 +29,7 @@ export async function publishNormalized(
   { telemetry, rejected }: NormalizedOutcome,
   ids: { msgId: string; traceparent?: string },
 ): Promise<void> {
-  const headers = {
-    [Headers.tenant]: telemetry.tenant,
-    [Headers.device]: telemetry.device,
-    [Headers.receivedAt]: String(telemetry.receivedAt),
-  };
+  const headers = deviceHeaders(telemetry.tenant, telemetry.device, telemetry.receivedAt);
   // Published even when the deadband held back every point: the device was heard, and
   // its twin's last-seen follows from this message (readers of iot.normalized.v1).
   await publisher.publishJson(Subjects.normalized(telemetry.tenant, telemetry.device), telemetry, {
