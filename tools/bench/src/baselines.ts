@@ -11,6 +11,7 @@ import {
 } from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import mqtt from 'mqtt';
+import { TELEMETRY_DUPLICATE_WINDOW_MS } from '@iot/contracts';
 import { postgresBinDir, removeDir, tempDir } from '@iot/testing';
 import {
   BENCH_TENANT,
@@ -53,7 +54,8 @@ async function freshStream(jsm: JetStreamManager, name: string, subject: string)
     subjects: [subject],
     storage: StorageType.File,
     retention: RetentionPolicy.Limits,
-    duplicate_window: 10 * 60 * 1_000_000_000,
+    // As the telemetry streams: the duplicate window costs the server per message id held.
+    duplicate_window: TELEMETRY_DUPLICATE_WINDOW_MS * 1_000_000,
   });
 }
 
