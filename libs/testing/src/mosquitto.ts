@@ -132,7 +132,7 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
     logFile: join(dir, 'mosquitto.log'),
   });
   const ready = async () => (await tcpOpen(port)) && (!tlsPort || (await tcpOpen(tlsPort)));
-  await waitFor('mosquitto to listen', ready, 15_000, proc.logFile);
+  await waitFor('mosquitto to listen', ready, 15_000, proc.logFile, proc);
   const reload = () => {
     if (proc.running()) proc.signal('SIGHUP');
   };

@@ -132,6 +132,7 @@ async function startNatsOnce(opts: NatsOptions): Promise<NatsHandle> {
           async () => (await fetch(`${n.monitorUrl}/healthz`)).ok,
           timeoutMs,
           n.process.logFile,
+          n.process,
         );
       if (nodes.length > 1)
         await waitFor(

@@ -114,7 +114,7 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
   const adminUrl = `postgres://postgres@127.0.0.1:${port}/postgres`;
   const ready = async () => (await queryOnce(adminUrl, 'select 1'), true);
 
-  await waitFor('PostgreSQL to accept connections', ready, 30_000, proc.logFile);
+  await waitFor('PostgreSQL to accept connections', ready, 30_000, proc.logFile, proc);
   const admin = new Client({ connectionString: adminUrl });
   await admin.connect();
   const exists = await admin.query(`SELECT 1 FROM pg_database WHERE datname = 'iot'`);

@@ -35,26 +35,32 @@ export function tempDir(prefix: string): string {
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/**
+ * Polls `check` every 100 ms until it holds or `timeoutMs` passes; the error names what was
+ * awaited and ends with the tail of `logFile`. With `proc`, a process that has exited fails
+ * the wait at once (a server that could not bind its port) instead of at the timeout.
+ */
 export async function waitFor(
   what: string,
   check: () => Promise<boolean> | boolean,
   timeoutMs = 30_000,
   logFile?: string,
+  proc?: { name: string; running(): boolean },
 ) {
   const deadline = Date.now() + timeoutMs;
+  const tail = () =>
+    logFile && existsSync(logFile)
+      ? `\n--- ${logFile} ---\n${readFileSync(logFile, 'utf8').slice(-3000)}`
+      : '';
   for (;;) {
     try {
       if (await check()) return;
     } catch {
       /* not yet */
     }
-    if (Date.now() > deadline) {
-      const tail =
-        logFile && existsSync(logFile)
-          ? `\n--- ${logFile} ---\n${readFileSync(logFile, 'utf8').slice(-3000)}`
-          : '';
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${tail}`);
-    }
+    if (proc && !proc.running()) throw new Error(`${proc.name} exited while waiting for ${what}${tail()}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${tail()}`);
     await sleep(100);
   }
 }
