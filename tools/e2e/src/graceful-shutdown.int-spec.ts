@@ -1,3 +1,4 @@
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   freePort,
@@ -13,20 +14,17 @@ import {
 import { runMigrations } from '@iot/persistence';
 import { buildOnce, ROOT } from './pipeline';
 
-const SERVICES = [
-  'mqtt-bridge',
-  'demux',
-  'normalizer',
-  'tsdb-writer',
-  'asset-worker',
-  'event-engine',
-  'broadcaster',
-  'auth',
-  'config',
-];
+/** Every service of the repository, so that a new one cannot be left out of this test. */
+const SERVICES = readdirSync(join(ROOT, 'apps'), { withFileTypes: true })
+  .filter((d) => d.isDirectory())
+  .map((d) => d.name)
+  .sort();
 
 describe('every service on SIGTERM', () => {
   it('starts, reports healthy and ready, then drains and exits 0 within its grace period', async () => {
+    expect(SERVICES).toEqual(
+      expect.arrayContaining(['mqtt-bridge', 'demux', 'tsdb-writer', 'auth', 'config']),
+    );
     buildOnce();
     const [nats, pg, mqtt] = await startTogether(startNats(), startPostgres(), startMosquitto());
     const logs = tempDir('shutdown-logs');
