@@ -14,6 +14,7 @@ import mqtt from 'mqtt';
 import { TELEMETRY_DUPLICATE_WINDOW_MS } from '@iot/contracts';
 import { postgresBinDir, removeDir, tempDir } from '@iot/testing';
 import {
+  BENCH_METRICS,
   BENCH_TENANT,
   benchDevices,
   canonicalMessage,
@@ -184,14 +185,13 @@ export async function pgCopyBaseline(s: BenchServers, messages: number): Promise
     const file = join(dir, 'rows.csv');
     const out = createWriteStream(file);
     const devices = benchDevices(100);
-    const metrics = ['soil_moisture', 'temperature', 'humidity', 'light_level', 'battery_voltage'];
     const base = Date.now() - 3_600_000;
     const now = new Date().toISOString();
     for (let i = 0; i < messages; i++) {
       const ts = new Date(base + Math.floor(i / devices.length)).toISOString();
       const device = `copy-${devices[i % devices.length]}`;
       let chunk = '';
-      for (const [k, m] of metrics.entries())
+      for (const [k, m] of BENCH_METRICS.entries())
         chunk += `${BENCH_TENANT},${device},${m},${ts},${20 + k + (i % 7)},1,good,${now}\n`;
       if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
     }

@@ -15,7 +15,9 @@ export async function windowed(
 }
 
 export const BENCH_TENANT = 'bench';
-export const METRICS_PER_MESSAGE = 5;
+/** The five sensors of a bench message (`canonicalMessage`), one row each in the table. */
+export const BENCH_METRICS = ['soil_moisture', 'temperature', 'humidity', 'light_level', 'battery_voltage'];
+export const METRICS_PER_MESSAGE = BENCH_METRICS.length;
 
 export function benchDevices(count: number): string[] {
   return Array.from({ length: count }, (_, i) => `bench-${String(i + 1).padStart(5, '0')}`);

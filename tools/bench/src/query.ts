@@ -1,5 +1,6 @@
 import { Client } from 'pg';
 import { percentile } from './histogram';
+import { BENCH_METRICS } from './load';
 import type { BenchServers } from './servers';
 
 export interface QueryRun {
@@ -9,8 +10,6 @@ export interface QueryRun {
   aggregates: { p50Ms: number; p99Ms: number; rowsPerQuery: number };
 }
 
-const METRICS = ['soil_moisture', 'temperature', 'humidity', 'light_level', 'battery_voltage'];
-
 /**
  * Fills the table with `rows` points (100 devices, 5 metrics, evenly over the last 30 days)
  * and its rollup, as the writer would have left them; then times the two queries users run:
@@ -18,7 +17,7 @@ const METRICS = ['soil_moisture', 'temperature', 'humidity', 'light_level', 'bat
  */
 export async function runQueries(s: BenchServers, rows: number, runs = 200): Promise<QueryRun> {
   const devices = 100;
-  const perSeries = Math.ceil(rows / (devices * METRICS.length));
+  const perSeries = Math.ceil(rows / (devices * BENCH_METRICS.length));
   const stepS = Math.floor((30 * 86_400) / perSeries);
   const c = new Client({ connectionString: s.pg.url });
   await c.connect();
@@ -31,7 +30,7 @@ export async function runQueries(s: BenchServers, rows: number, runs = 200): Pro
               20 + 5 * sin(i / 50.0) + d % 7, '1', 'good', now()
          FROM generate_series(1, $1::int) AS i, generate_series(1, ${devices}) AS d, unnest($3::text[]) AS m
        ON CONFLICT DO NOTHING`,
-      [perSeries, stepS, METRICS],
+      [perSeries, stepS, BENCH_METRICS],
     );
     await c.query(
       `INSERT INTO telemetry_5m (tenant_id, device_id, metric, bucket, count, sum, min, max)
@@ -63,7 +62,7 @@ export async function runQueries(s: BenchServers, rows: number, runs = 200): Pro
       };
     };
     const device = () => `q-${String(1 + Math.floor(Math.random() * devices)).padStart(4, '0')}`;
-    const metric = () => METRICS[Math.floor(Math.random() * METRICS.length)]!;
+    const metric = () => BENCH_METRICS[Math.floor(Math.random() * BENCH_METRICS.length)]!;
     const history = await time(
       `SELECT metric, ts, value, unit, quality FROM telemetry
         WHERE tenant_id = 'query' AND device_id = $1 AND ts >= now() - interval '24 hours'

@@ -1,14 +1,13 @@
 import { Pool } from 'pg';
 import type { NormalizedTelemetry } from '@iot/contracts';
 import { STATEMENTS, TelemetryColumns, type StoreEngine } from '@iot/tsdb-writer-data-access';
-import { BENCH_TENANT, benchDevices, METRICS_PER_MESSAGE, windowed } from './load';
+import { BENCH_METRICS, BENCH_TENANT, benchDevices, METRICS_PER_MESSAGE, windowed } from './load';
 import { ProcessMeter, type ProcessUsage } from './proc';
 import type { BenchServers } from './servers';
 
 /** As the writer takes them: batches of up to 1,000 messages, three transactions at once. */
 const BATCH = 1_000;
 const CONCURRENCY = 3;
-const METRICS = ['soil_moisture', 'temperature', 'humidity', 'light_level', 'battery_voltage'];
 
 export interface WriteFormResult {
   rowsPerS: number;
@@ -32,7 +31,7 @@ function batchesFrom(base: number, messages: number): TelemetryColumns[] {
         messageId: `w-${k}`,
         ts,
         receivedAt: ts + 40,
-        points: METRICS.map((metric, j) => ({
+        points: BENCH_METRICS.map((metric, j) => ({
           metric,
           value: 20 + j + (k % 7) / 10,
           unit: '%',
