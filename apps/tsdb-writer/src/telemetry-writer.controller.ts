@@ -51,9 +51,7 @@ export class TelemetryWriterController implements OnModuleInit, OnApplicationShu
   } satisfies JetStreamPatternExtras<NormalizedTelemetry>)
   async onBatch(@Payload() batch: Delivery<NormalizedTelemetry>[]): Promise<void> {
     try {
-      const columns = new TelemetryColumns();
-      for (const d of batch) columns.addMessage(d.payload);
-      await this.writer.write(columns);
+      await this.writer.write(TelemetryColumns.of(batch.map((d) => d.payload)));
     } catch (e) {
       // The database is down or busy: every message of the batch comes back later.
       throw new RetryableError(`writing ${batch.length} messages failed: ${(e as Error).message}`, e);

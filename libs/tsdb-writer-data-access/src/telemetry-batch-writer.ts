@@ -106,7 +106,7 @@ export const STATEMENTS: Record<StoreEngine, { fresh: string; idempotent: string
 };
 
 /** After a batch met stored rows, the batches of the next 30 s are written the idempotent way. */
-export const IDEMPOTENT_SPELL_MS = 30_000;
+const IDEMPOTENT_SPELL_MS = 30_000;
 
 const UNIQUE_VIOLATION = '23505';
 
