@@ -16,7 +16,7 @@ import {
 import { ApiBody, ApiHeader, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { Public } from '@iot/auth-guard';
-import { Headers, Subjects } from '@iot/contracts';
+import { deviceHeaders, Headers, Subjects } from '@iot/contracts';
 import type { JetStreamPublisher } from '@iot/messaging';
 import { messageIdOf } from '@iot/mqtt-bridge-domain';
 import { newTraceparent, type IotMetrics } from '@iot/observability';
@@ -127,9 +127,7 @@ export class HttpIngestController {
             ? `zenthos/${record.model}/${record.device}/telemetry`
             : `devices/${record.device}/telemetry`,
         [Headers.transport]: 'http',
-        [Headers.receivedAt]: String(receivedAt),
-        [Headers.device]: record.device,
-        [Headers.tenant]: record.tenant,
+        ...deviceHeaders(record.tenant, record.device, receivedAt),
         [Headers.model]: record.model,
       },
     });
