@@ -1,6 +1,6 @@
 import { Pool } from 'pg';
 import type { NormalizedTelemetry } from '@iot/contracts';
-import { STATEMENTS, TelemetryColumns, type StoreEngine } from '@iot/tsdb-writer-data-access';
+import { STATEMENTS, TelemetryBatchWriter, TelemetryColumns } from '@iot/tsdb-writer-data-access';
 import { BENCH_METRICS, BENCH_TENANT, benchDevices, METRICS_PER_MESSAGE, windowed } from './load';
 import { ProcessMeter, type ProcessUsage } from './proc';
 import type { BenchServers } from './servers';
@@ -68,12 +68,9 @@ export async function measureWriteForms(
   s: BenchServers,
   messages: number,
 ): Promise<Record<'fresh' | 'idempotent' | 'redelivered', WriteFormResult>> {
-  const [{ value }] = await s.pg.query<{ value: string }>(
-    `SELECT value FROM telemetry_settings WHERE key = 'engine'`,
-  );
-  const sql = STATEMENTS[value as StoreEngine];
   const pool = new Pool({ connectionString: s.pg.url, max: CONCURRENCY });
   try {
+    const sql = STATEMENTS[await new TelemetryBatchWriter(pool).detectEngine()];
     // Two distinct hours of yesterday, so that every form but the redelivery writes new rows
     // and its own 5-minute buckets.
     const day = Date.now() - 86_400_000;
