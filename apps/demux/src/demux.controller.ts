@@ -125,12 +125,17 @@ export class DemuxController implements OnModuleInit, OnModuleDestroy {
 
   /** One decoded message on to the next stage: iot.decoded.v1, or normalized here. */
   private async forward(telemetry: DecodedTelemetry, msgId: string, traceparent?: string): Promise<void> {
-    if (this.normalizer) {
-      const result = this.normalizer.normalize(telemetry);
-      if (result.suppressed > 0)
-        this.metrics.pointsSuppressed.inc({ stage: Consumers.normalizer.stage }, result.suppressed);
-      return publishNormalized(this.publisher, telemetry, result, { msgId, traceparent });
-    }
+    if (this.normalizer)
+      return publishNormalized(
+        this.publisher,
+        this.metrics,
+        telemetry,
+        this.normalizer.normalize(telemetry),
+        {
+          msgId,
+          traceparent,
+        },
+      );
     await this.publisher.publishJson(Subjects.decoded(telemetry.tenant, telemetry.device), telemetry, {
       msgId,
       traceparent,

@@ -47,10 +47,7 @@ export class NormalizerController {
   }
 
   async onDecoded(decoded: DecodedTelemetry, meta: MessageMeta): Promise<void> {
-    const result = this.normalizer.normalize(decoded);
-    if (result.suppressed > 0)
-      this.metrics.pointsSuppressed.inc({ stage: Consumers.normalizer.stage }, result.suppressed);
-    await publishNormalized(this.publisher, decoded, result, {
+    await publishNormalized(this.publisher, this.metrics, decoded, this.normalizer.normalize(decoded), {
       msgId: meta.msgId,
       traceparent: meta.traceparent,
     });

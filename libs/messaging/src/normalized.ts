@@ -7,6 +7,7 @@ import {
   type DecodedTelemetry,
   type NormalizedTelemetry,
 } from '@iot/contracts';
+import type { IotMetrics } from '@iot/observability';
 import type { JetStreamPublisher } from './publisher';
 
 /** What normalizing one decoded message gave (the normalizer domain's result, by shape). */
@@ -14,6 +15,8 @@ export interface NormalizedOutcome {
   telemetry: NormalizedTelemetry;
   /** Readings that could not be made canonical, with why. */
   rejected: ReadonlyArray<{ metric: string; reason: string }>;
+  /** Points the deadband held back: counted, not sent. */
+  suppressed: number;
 }
 
 /**
@@ -22,13 +25,16 @@ export interface NormalizedOutcome {
  * `iot.normalized.v1`, with the decoded message's id so a redelivery is dropped by the
  * stream; the readings that could not be made canonical to the DLQ as the normalizer stage's,
  * under the decoded subject, so a replay goes through the normalizer once the cause is fixed.
+ * The points the deadband held back are counted in `iot_points_suppressed_total`.
  */
 export async function publishNormalized(
   publisher: JetStreamPublisher,
+  metrics: IotMetrics,
   decoded: DecodedTelemetry,
-  { telemetry, rejected }: NormalizedOutcome,
+  { telemetry, rejected, suppressed }: NormalizedOutcome,
   ids: { msgId: string; traceparent?: string },
 ): Promise<void> {
+  if (suppressed > 0) metrics.pointsSuppressed.inc({ stage: Consumers.normalizer.stage }, suppressed);
   const headers = deviceHeaders(telemetry.tenant, telemetry.device, telemetry.receivedAt);
   // Published even when the deadband held back every point: the device was heard, and
   // its twin's last-seen follows from this message (readers of iot.normalized.v1).
