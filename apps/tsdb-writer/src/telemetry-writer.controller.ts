@@ -4,7 +4,7 @@ import { Consumers, Validators, type NormalizedTelemetry } from '@iot/contracts'
 import { RetryableError, type Delivery, type JetStreamPatternExtras } from '@iot/messaging';
 import type { IotMetrics, Logger } from '@iot/observability';
 import { ENV, LOGGER, METRICS, READINESS, type Readiness } from '@iot/service-runtime';
-import { TelemetryBatchWriter, TelemetryColumns } from '@iot/tsdb-writer-data-access';
+import { TelemetryBatchWriter } from '@iot/tsdb-writer-data-access';
 import type { CleanedEnv } from 'envalid';
 import type { writerEnv } from './env';
 
@@ -51,7 +51,7 @@ export class TelemetryWriterController implements OnModuleInit, OnApplicationShu
   } satisfies JetStreamPatternExtras<NormalizedTelemetry>)
   async onBatch(@Payload() batch: Delivery<NormalizedTelemetry>[]): Promise<void> {
     try {
-      await this.writer.write(TelemetryColumns.of(batch.map((d) => d.payload)));
+      await this.writer.write(batch.map((d) => d.payload));
     } catch (e) {
       // The database is down or busy: every message of the batch comes back later.
       throw new RetryableError(`writing ${batch.length} messages failed: ${(e as Error).message}`, e);

@@ -1,7 +1,7 @@
 import { runMigrations } from '@iot/persistence';
 import { startPostgres, type PostgresHandle } from '@iot/testing';
 import type { NormalizedTelemetry } from '@iot/contracts';
-import { TelemetryBatchWriter, TelemetryColumns } from './telemetry-batch-writer';
+import { copyTimestamp, TelemetryBatchWriter } from './telemetry-batch-writer';
 
 describe('TelemetryBatchWriter (real PostgreSQL)', () => {
   let pg: PostgresHandle;
@@ -29,8 +29,7 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
     receivedAt: ts + 5,
     points: [{ metric, value, unit: 'Cel', quality: 'good' }],
   });
-  const write = (writer: TelemetryBatchWriter, messages: NormalizedTelemetry[]) =>
-    writer.write(TelemetryColumns.of(messages));
+  const write = (writer: TelemetryBatchWriter, messages: NormalizedTelemetry[]) => writer.write(messages);
 
   it('stores rows once, even when the same batch is written again, and keeps the rollup exact', async () => {
     const batch = [row('temperature', 20, now), row('temperature', 22, now + 1000), row('humidity', 50, now)];
@@ -52,7 +51,7 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
   });
 
   it('stores the new rows of a batch that also holds stored ones, and a row repeated within one batch once', async () => {
-    // A writer of its own: its first write is a plain INSERT, which must fail on the stored
+    // A writer of its own: its first write is a COPY, which must fail on the stored
     // row without writing anything, and then be written again skipping that row.
     const fresh = TelemetryBatchWriter.connect(pg.url);
     try {
@@ -74,8 +73,18 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
     expect(rollup).toEqual({ count: '3', sum: 1230 });
   });
 
-  it('stores texts with quotes, backslashes, commas, braces and non-ASCII as sent, and every point of a message', async () => {
-    const odd = ['we"ird\\name', 'a,b {c}', 'NULL', '', ' spaced ', 'µS/cm²'];
+  it('stores texts with quotes, backslashes, tabs, line breaks, commas, braces and non-ASCII as sent, and every point of a message', async () => {
+    const odd = [
+      'we"ird\\name',
+      'a,b {c}',
+      'NULL',
+      '\\N',
+      '',
+      ' spaced ',
+      'µS/cm²',
+      'tab\there',
+      'two\nlines\r',
+    ];
     const ts = now + 120_000;
     await write(sut, [
       {
@@ -154,5 +163,81 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
       `SELECT tableoid::regclass::text AS part FROM telemetry WHERE metric = 'humidity'`,
     );
     expect(today!.part).toMatch(/^telemetry_p\d{8}$/);
+  });
+  it('stores by COPY the very timestamps the INSERT stores, to the microsecond, so a row sent both ways is one row', async () => {
+    // Whole milliseconds, fractions of them (SenML times), and the ends of the range COPY takes.
+    const base = Date.UTC(2026, 10, 23);
+    const sample = [0, 1, 999.9995, Date.UTC(2099, 11, 31, 23, 59, 59, 999), base + 0.0005, base + 0.0015];
+    for (let i = 0; i < 3000; i++)
+      sample.push(base + Math.floor(Math.random() * 1e10) + Math.floor(Math.random() * 1e4) / 1e4);
+    const [r] = await pg.query<{ differ: string }>(
+      `SELECT count(*)::text AS differ FROM unnest($1::float8[], $2::timestamptz[]) AS x(ms, t)
+       WHERE to_timestamp(ms / 1000.0) IS DISTINCT FROM t`,
+      [sample, sample.map((ms) => copyTimestamp(ms))],
+    );
+    expect(r!.differ).toBe('0');
+    expect([-1, Date.UTC(2100, 0, 1), Date.UTC(1969, 0, 1)].map(copyTimestamp)).toEqual([
+      undefined,
+      undefined,
+      undefined,
+    ]);
+  });
+
+  it('finds a row the INSERT stored when the same row comes again by COPY, fractional milliseconds and all', async () => {
+    const t = Date.UTC(2026, 10, 22, 10, 0, 0) + 0.1235;
+    const points = (n: number) =>
+      Array.from({ length: n }, (_, i) => ({ ...row('frac', i, t + i * 1.3333), device: 'demo-frac' }));
+    // A point of 1960 is outside what COPY takes: this batch goes by INSERT.
+    const first = TelemetryBatchWriter.connect(pg.url);
+    const second = TelemetryBatchWriter.connect(pg.url);
+    try {
+      await write(first, [...points(20), { ...row('frac', 99, Date.UTC(1960, 0, 1)), device: 'demo-frac' }]);
+      // A fresh writer sends the first 20 again, and 5 new ones, by COPY: it must meet the stored rows.
+      await write(second, points(25));
+    } finally {
+      await first.close();
+      await second.close();
+    }
+    const [r] = await pg.query<{ n: string; distinct_ts: string }>(
+      `SELECT count(*)::text AS n, count(DISTINCT ts)::text AS distinct_ts FROM telemetry WHERE device_id = 'demo-frac'`,
+    );
+    expect(r).toEqual({ n: '26', distinct_ts: '26' });
+  });
+
+  it('keeps the rollup equal to the rows it sums, bucket by bucket, whichever way they were written', async () => {
+    // Points on both sides of a bucket edge, one within half a microsecond below it (stored on it).
+    const edge = Date.UTC(2026, 10, 21, 8, 5, 0);
+    const fresh = TelemetryBatchWriter.connect(pg.url);
+    try {
+      await write(
+        fresh,
+        [edge - 1, edge - 0.0004, edge + 1, edge + 299_999.5].map((ts, i) => ({
+          ...row('edge', i + 1.25, ts),
+          device: 'demo-edge',
+        })),
+      );
+    } finally {
+      await fresh.close();
+    }
+    const differences = await pg.query(
+      `WITH agg AS (
+         SELECT tenant_id, device_id, metric, date_bin('5 minutes', ts, timestamptz '2000-01-01') AS bucket,
+                count(*) AS count, sum(value) AS sum, min(value) AS min, max(value) AS max
+         FROM telemetry GROUP BY 1, 2, 3, 4)
+       SELECT tenant_id, device_id, metric, bucket, a.count AS rows, r.count AS rollup_count, a.sum AS rows_sum,
+              r.sum AS rollup_sum
+       FROM agg a FULL JOIN telemetry_5m r USING (tenant_id, device_id, metric, bucket)
+       -- Within the rollup's retention (the 2020 row's bucket is gone from it, by design).
+       WHERE bucket >= now() - interval '1 year' AND (a.count IS DISTINCT FROM r.count OR a.min IS DISTINCT FROM r.min OR a.max IS DISTINCT FROM r.max
+          OR abs(a.sum - r.sum) > 1e-9 * greatest(abs(a.sum), 1))`,
+    );
+    expect(differences).toEqual([]);
+    const edges = await pg.query<{ bucket: Date; count: string }>(
+      `SELECT bucket, count::text FROM telemetry_5m WHERE device_id = 'demo-edge' ORDER BY bucket`,
+    );
+    expect(edges.map((e) => [e.bucket.toISOString(), e.count])).toEqual([
+      ['2026-11-21T08:00:00.000Z', '1'],
+      ['2026-11-21T08:05:00.000Z', '3'],
+    ]);
   });
 });

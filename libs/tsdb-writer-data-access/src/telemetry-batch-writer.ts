@@ -1,4 +1,6 @@
+import { finished } from 'node:stream/promises';
 import { DatabaseError, Pool, type PoolClient } from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
 import type { NormalizedTelemetry } from '@iot/contracts';
 
 export type StoreEngine = 'timescaledb' | 'postgres-partitions';
@@ -69,6 +71,187 @@ export class TelemetryColumns {
   }
 }
 
+/** Seconds from the Unix epoch to PostgreSQL's (2000-01-01), as `to_timestamp` subtracts them. */
+const PG_EPOCH_S = 946_684_800;
+/** COPY text carries the timestamps of 1970-01-01 up to 2100-01-01; a batch with others is inserted. */
+const COPY_TS_MAX_MS = Date.UTC(2100, 0, 1);
+const FIVE_MINUTES_US = 300_000_000;
+
+/** `rint`: to the nearest integer, ties to even, as PostgreSQL rounds a timestamp's microseconds. */
+function rint(x: number): number {
+  const r = Math.round(x);
+  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/**
+ * Epoch milliseconds as the microseconds since 2000 that `to_timestamp(ms / 1000.0)` stores,
+ * computed the same way in the same IEEE doubles, so that a row written by COPY and the same
+ * row sent again through the INSERT meet on the primary key. Undefined outside the years
+ * 1970-2099, where the doubles would no longer hold every microsecond.
+ */
+function pgMicros(ms: number): number | undefined {
+  if (!(ms >= 0 && ms < COPY_TS_MAX_MS)) return undefined;
+  return rint((ms / 1000 - PG_EPOCH_S) * 1e6);
+}
+
+/** Microseconds since 2000 as timestamptz text (ISO 8601, UTC), to the microsecond. */
+function isoFromPgMicros(us: number): string {
+  const frac = ((us % 1000) + 1000) % 1000;
+  const iso = new Date((us - frac) / 1000 + PG_EPOCH_S * 1000).toISOString();
+  return frac === 0 ? iso : `${iso.slice(0, -1)}${String(frac).padStart(3, '0')}Z`;
+}
+
+/** The timestamptz text of epoch ms that the insert's `to_timestamp(ms / 1000.0)` would store. */
+export function copyTimestamp(ms: number): string | undefined {
+  const us = pgMicros(ms);
+  return us === undefined ? undefined : isoFromPgMicros(us);
+}
+
+/** A text as a field of COPY's text format: backslash, tab, newline and carriage return escaped. */
+function field(text: string): string {
+  return COPY_ESCAPED.test(text) ? text.replace(COPY_ESCAPED_ALL, (c) => COPY_ESCAPES[c]!) : text;
+}
+const COPY_ESCAPED = /[\\\t\n\r]/;
+const COPY_ESCAPED_ALL = /[\\\t\n\r]/g;
+const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
+
+/** One series' points of one 5-minute bucket in a write, as the rollup adds them. */
+interface RollupCell {
+  count: number;
+  sum: number;
+  min: number;
+  max: number;
+}
+
+/** The rollup cells of one device and bucket, by metric. */
+interface RollupGroup {
+  tenant: string;
+  device: string;
+  bucket: string;
+  metrics: Map<string, RollupCell>;
+}
+
+/**
+ * The rows of one write as the body of a `COPY ... FROM STDIN` in text format, the fastest way
+ * into PostgreSQL (`./platform bench writes`), and on plain PostgreSQL the write's 5-minute
+ * rollup summed up here: every row of a COPY that succeeds is new, so the rollup adds them
+ * all. `of` returns undefined for a batch with a timestamp COPY text does not carry exactly
+ * (before 1970 or from 2100); such a batch takes the INSERT.
+ */
+export class TelemetryCopy {
+  /** The COPY body: one line per point. */
+  text = '';
+  rows = 0;
+  private readonly groups: Map<string, RollupGroup> | undefined;
+
+  private constructor(withRollup: boolean) {
+    this.groups = withRollup ? new Map() : undefined;
+  }
+
+  static of(messages: readonly NormalizedTelemetry[], withRollup: boolean): TelemetryCopy | undefined {
+    const c = new TelemetryCopy(withRollup);
+    for (const m of messages) if (!c.addMessage(m)) return undefined;
+    return c;
+  }
+
+  private addMessage(m: NormalizedTelemetry): boolean {
+    const tsUs = pgMicros(m.ts);
+    const receivedUs = pgMicros(m.receivedAt);
+    if (tsUs === undefined || receivedUs === undefined) return false;
+    const head = `${field(m.tenant)}\t${field(m.device)}\t`;
+    const times = `\t${isoFromPgMicros(tsUs)}\t`;
+    const receivedAt = isoFromPgMicros(receivedUs);
+    const cells = this.groups && this.group(m, tsUs).metrics;
+    let text = '';
+    for (const p of m.points) {
+      text += `${head}${field(p.metric)}${times}${p.value}\t${field(p.unit)}\t${field(p.quality)}\t${receivedAt}\n`;
+      if (!cells) continue;
+      const cell = cells.get(p.metric);
+      if (!cell) cells.set(p.metric, { count: 1, sum: p.value, min: p.value, max: p.value });
+      else {
+        cell.count++;
+        cell.sum += p.value;
+        if (p.value < cell.min) cell.min = p.value;
+        if (p.value > cell.max) cell.max = p.value;
+      }
+    }
+    this.text += text;
+    this.rows += m.points.length;
+    return true;
+  }
+
+  private group(m: NormalizedTelemetry, tsUs: number): RollupGroup {
+    // date_bin('5 minutes', ts, '2000-01-01'): whole 5-minute steps from PostgreSQL's epoch.
+    const bucketUs = Math.floor(tsUs / FIVE_MINUTES_US) * FIVE_MINUTES_US;
+    const key = `${m.tenant}\u0000${m.device}\u0000${bucketUs}`;
+    let g = this.groups!.get(key);
+    if (!g) {
+      g = { tenant: m.tenant, device: m.device, bucket: isoFromPgMicros(bucketUs), metrics: new Map() };
+      this.groups!.set(key, g);
+    }
+    return g;
+  }
+
+  /** The parameters $1..$8 of ROLLUP_ADD: one element per series and bucket. */
+  rollupParams(): string[] {
+    const cols: string[][] = [[], [], [], [], [], [], [], []];
+    for (const g of this.groups?.values() ?? [])
+      for (const [metric, c] of g.metrics) {
+        cols[0]!.push(element(g.tenant));
+        cols[1]!.push(element(g.device));
+        cols[2]!.push(element(metric));
+        cols[3]!.push(g.bucket);
+        cols[4]!.push(String(c.count));
+        cols[5]!.push(String(c.sum));
+        cols[6]!.push(String(c.min));
+        cols[7]!.push(String(c.max));
+      }
+    return cols.map((c) => `{${c.join(',')}}`);
+  }
+}
+
+const COPY_ROWS = `COPY telemetry (tenant_id, device_id, metric, ts, value, unit, quality, received_at) FROM STDIN`;
+
+/** Adds the cells summed up by TelemetryCopy to the rollup, in one lock order (as withRollup). */
+const ROLLUP_ADD = `
+  INSERT INTO telemetry_5m AS r (tenant_id, device_id, metric, bucket, count, sum, min, max)
+  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[],
+                       $6::float8[], $7::float8[], $8::float8[])
+  ORDER BY 1, 2, 3, 4
+  ON CONFLICT (tenant_id, device_id, metric, bucket) DO UPDATE SET
+    count = r.count + EXCLUDED.count, sum = r.sum + EXCLUDED.sum,
+    min = LEAST(r.min, EXCLUDED.min), max = GREATEST(r.max, EXCLUDED.max)`;
+
+/**
+ * Writes the rows by COPY, the writer's common case: on TimescaleDB the COPY alone (its own
+ * transaction; the continuous aggregate follows), on plain PostgreSQL the COPY and the rollup
+ * in one transaction. Fails whole with `unique_violation`, having written nothing, when a row
+ * is already stored. Resolves with the rows written, once committed.
+ */
+export async function copyRows(
+  client: PoolClient,
+  copy: TelemetryCopy,
+  engine: StoreEngine,
+): Promise<number> {
+  const send = async () => {
+    const stream = client.query(copyFrom(COPY_ROWS));
+    stream.end(copy.text);
+    await finished(stream);
+    return stream.rowCount;
+  };
+  if (engine === 'timescaledb') return send();
+  await client.query('BEGIN');
+  try {
+    const rows = await send();
+    await client.query(ROLLUP_ADD, copy.rollupParams());
+    await client.query('COMMIT');
+    return rows;
+  } catch (e) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw e;
+  }
+}
+
 const INSERT_ROWS = `
   INSERT INTO telemetry (tenant_id, device_id, metric, ts, value, unit, quality, received_at)
   SELECT t, d, m, to_timestamp(ts / 1000.0), v, u, q, to_timestamp(r / 1000.0)
@@ -92,17 +275,13 @@ const withRollup = (insertRows: string) => `
     min = LEAST(r.min, EXCLUDED.min), max = GREATEST(r.max, EXCLUDED.max)`;
 
 /**
- * Two forms of the same write. `fresh` is a plain INSERT: it fails whole (unique_violation)
- * when one row is already stored. `idempotent` skips stored rows with ON CONFLICT DO NOTHING,
- * which costs PostgreSQL a third more per row (a speculative insertion: an index probe before
- * the insert and one more WAL record after it), measured in docs/performance.md.
+ * The write that skips stored rows (ON CONFLICT DO NOTHING): for a batch whose COPY met a stored
+ * row, and for the batches after it. It costs PostgreSQL about twice what COPY does per row
+ * (`./platform bench writes`).
  */
-export const STATEMENTS: Record<StoreEngine, { fresh: string; idempotent: string }> = {
-  timescaledb: { fresh: INSERT_ROWS, idempotent: `${INSERT_ROWS} ON CONFLICT DO NOTHING` },
-  'postgres-partitions': {
-    fresh: withRollup(INSERT_ROWS),
-    idempotent: withRollup(`${INSERT_ROWS} ON CONFLICT DO NOTHING`),
-  },
+export const IDEMPOTENT_INSERT: Record<StoreEngine, string> = {
+  timescaledb: `${INSERT_ROWS} ON CONFLICT DO NOTHING`,
+  'postgres-partitions': withRollup(`${INSERT_ROWS} ON CONFLICT DO NOTHING`),
 };
 
 /** After a batch met stored rows, the batches of the next 30 s are written the idempotent way. */
@@ -114,10 +293,11 @@ const UNIQUE_VIOLATION = '23505';
  * Writes batches of points in one transaction each, idempotently: the primary key
  * (tenant, device, metric, ts) makes a repeated row a no-op. Resolves once committed.
  *
- * A batch is first written as fresh rows, the common case. When that fails because a row
- * is already stored (a redelivery after a crash, a device repeating a timestamp), nothing of
- * it was written, and it is written again skipping the stored rows. Redeliveries come in
- * runs, so for IDEMPOTENT_SPELL_MS after one every batch takes the idempotent form at once.
+ * A batch is first written by COPY, as fresh rows: the common case, and the cheapest. When
+ * that fails because a row is already stored (a redelivery after a crash, a device repeating
+ * a timestamp), nothing of it was written, and it is written again by an INSERT that skips
+ * the stored rows. Redeliveries come in runs, so for IDEMPOTENT_SPELL_MS after one every
+ * batch takes the INSERT at once.
  */
 export class TelemetryBatchWriter {
   private engine: StoreEngine | undefined;
@@ -141,37 +321,43 @@ export class TelemetryBatchWriter {
   }
 
   /**
-   * Inserts the rows; returns how many were new (the rest were already stored) on
-   * TimescaleDB, -1 on plain PostgreSQL, where the statement returns the rollup's rows.
+   * Stores the points of the messages; returns how many rows were new (the rest were already
+   * stored), or -1 where PostgreSQL does not say (the skipping INSERT on plain PostgreSQL,
+   * which returns the rollup's rows).
    */
-  async write(columns: TelemetryColumns): Promise<number> {
-    if (columns.rows === 0) return 0;
+  async write(messages: readonly NormalizedTelemetry[]): Promise<number> {
     const engine = this.engine ?? (await this.detectEngine());
-    const cols = columns.params();
+    const copy =
+      Date.now() < this.idempotentUntil
+        ? undefined
+        : TelemetryCopy.of(messages, engine === 'postgres-partitions');
+    if (copy?.rows === 0) return 0;
     const client: PoolClient = await this.pool.connect();
     // A checked-out client whose server goes away between two queries emits 'error'; the
     // pool listens only to idle clients, and an unheard 'error' would end the process. The
     // failed query rejects anyway, and the batch is retried.
     const onError = () => undefined;
     client.on('error', onError);
+    let broken: Error | undefined;
     try {
-      // One statement is its own transaction: the rows and the rollup commit together or not
-      // at all, in one round trip instead of three (BEGIN, the statement, COMMIT).
-      const sql = STATEMENTS[engine];
-      let res;
-      if (Date.now() < this.idempotentUntil) res = await client.query(sql.idempotent, cols);
-      else
+      if (copy)
         try {
-          res = await client.query(sql.fresh, cols);
+          return await copyRows(client, copy, engine);
         } catch (e) {
           if (!(e instanceof DatabaseError && e.code === UNIQUE_VIOLATION)) throw e;
           this.idempotentUntil = Date.now() + IDEMPOTENT_SPELL_MS;
-          res = await client.query(sql.idempotent, cols);
         }
+      const columns = TelemetryColumns.of(messages);
+      if (columns.rows === 0) return 0;
+      const res = await client.query(IDEMPOTENT_INSERT[engine], columns.params());
       return engine === 'timescaledb' ? (res.rowCount ?? 0) : -1;
+    } catch (e) {
+      // A connection that failed mid-COPY is not fit for the next batch: the pool drops it.
+      if (!(e instanceof DatabaseError)) broken = e as Error;
+      throw e;
     } finally {
       client.removeListener('error', onError);
-      client.release();
+      client.release(broken);
     }
   }
 

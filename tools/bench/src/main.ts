@@ -162,9 +162,9 @@ async function writesScenario(): Promise<BenchReport> {
     report.processes = { pg_copy: processTable({ postgres: copyPg }, n) };
     const forms = await measureWriteForms(s, n);
     const describe = {
-      fresh: 'plain INSERT (+ rollup on PostgreSQL): the common case',
-      idempotent: 'ON CONFLICT DO NOTHING on new rows: the form after a unique_violation',
-      redelivered: 'ON CONFLICT DO NOTHING on rows all stored: a redelivery',
+      fresh: 'COPY (+ rollup on PostgreSQL): the common case',
+      idempotent: 'INSERT ON CONFLICT DO NOTHING on new rows: the form after a unique_violation',
+      redelivered: 'INSERT ON CONFLICT DO NOTHING on rows all stored: a redelivery',
     };
     for (const [form, r] of Object.entries(forms) as Array<
       [keyof typeof describe, (typeof forms)['fresh']]

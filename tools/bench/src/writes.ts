@@ -1,6 +1,12 @@
 import { Pool } from 'pg';
 import type { NormalizedTelemetry } from '@iot/contracts';
-import { STATEMENTS, TelemetryBatchWriter, TelemetryColumns } from '@iot/tsdb-writer-data-access';
+import {
+  copyRows,
+  IDEMPOTENT_INSERT,
+  TelemetryBatchWriter,
+  TelemetryColumns,
+  TelemetryCopy,
+} from '@iot/tsdb-writer-data-access';
 import { BENCH_METRICS, BENCH_TENANT, benchDevices, METRICS_PER_MESSAGE, windowed } from './load';
 import { ProcessMeter, type ProcessUsage } from './proc';
 import type { BenchServers } from './servers';
@@ -18,11 +24,11 @@ export interface WriteFormResult {
  * Batches of `messages` messages from 100 devices, each point a new row: one timestamp per
  * device and message, from `base` on, 1 ms apart.
  */
-function batchesFrom(base: number, messages: number): TelemetryColumns[] {
+function batchesFrom(base: number, messages: number): NormalizedTelemetry[][] {
   const devices = benchDevices(100).map((d) => `writes-${d}`);
-  const out: TelemetryColumns[] = [];
+  const out: NormalizedTelemetry[][] = [];
   for (let i = 0; i < messages; i += BATCH) {
-    const c = new TelemetryColumns();
+    const c: NormalizedTelemetry[] = [];
     for (let k = i; k < Math.min(messages, i + BATCH); k++) {
       const ts = base + Math.floor(k / devices.length);
       const m: NormalizedTelemetry = {
@@ -38,7 +44,7 @@ function batchesFrom(base: number, messages: number): TelemetryColumns[] {
           quality: 'good',
         })),
       };
-      c.addMessage(m);
+      c.push(m);
     }
     out.push(c);
   }
@@ -57,11 +63,12 @@ async function timed(s: BenchServers, rows: number, run: () => Promise<void>): P
 }
 
 /**
- * The writer's statement in its forms, sent from here as the writer sends it (the same SQL,
- * the same array parameters, batches of 1,000 messages, three at once), without NATS: what
- * PostgreSQL spends per row on each, to read against `psql \copy` of the same rows.
- *   fresh: a plain INSERT (with the rollup on plain PostgreSQL), the writer's common case;
- *   idempotent: ON CONFLICT DO NOTHING, the form after a unique_violation, on new rows;
+ * The writer's statements in their forms, sent from here as the writer sends them (the same
+ * SQL, the same COPY body or array parameters, batches of 1,000 messages, three at once),
+ * without NATS: what PostgreSQL spends per row on each, to read against `psql \copy` of the
+ * same rows.
+ *   fresh: COPY (with the rollup on plain PostgreSQL), the writer's common case;
+ *   idempotent: INSERT ... ON CONFLICT DO NOTHING on new rows, the form after a unique_violation;
  *   redelivered: the idempotent form on rows that are all stored already.
  */
 export async function measureWriteForms(
@@ -70,21 +77,32 @@ export async function measureWriteForms(
 ): Promise<Record<'fresh' | 'idempotent' | 'redelivered', WriteFormResult>> {
   const pool = new Pool({ connectionString: s.pg.url, max: CONCURRENCY });
   try {
-    const sql = STATEMENTS[await new TelemetryBatchWriter(pool).detectEngine()];
+    const engine = await new TelemetryBatchWriter(pool).detectEngine();
     // Two distinct hours of yesterday, so that every form but the redelivery writes new rows
     // and its own 5-minute buckets.
     const day = Date.now() - 86_400_000;
-    const fresh = batchesFrom(day, messages);
-    const idempotent = batchesFrom(day + 3_600_000, messages);
+    const fresh = batchesFrom(day, messages).map((b) =>
+      TelemetryCopy.of(b, engine === 'postgres-partitions')!,
+    );
+    const idempotent = batchesFrom(day + 3_600_000, messages).map((b) => TelemetryColumns.of(b).params());
     const rows = messages * METRICS_PER_MESSAGE;
-    const send = (text: string, batches: TelemetryColumns[]) => () =>
-      windowed(batches.length, CONCURRENCY, async (i) => {
-        await pool.query(text, batches[i]!.params());
+    const copy = () =>
+      windowed(fresh.length, CONCURRENCY, async (i) => {
+        const client = await pool.connect();
+        try {
+          await copyRows(client, fresh[i]!, engine);
+        } finally {
+          client.release();
+        }
+      });
+    const insert = () =>
+      windowed(idempotent.length, CONCURRENCY, async (i) => {
+        await pool.query(IDEMPOTENT_INSERT[engine], idempotent[i]);
       });
     return {
-      fresh: await timed(s, rows, send(sql.fresh, fresh)),
-      idempotent: await timed(s, rows, send(sql.idempotent, idempotent)),
-      redelivered: await timed(s, rows, send(sql.idempotent, idempotent)),
+      fresh: await timed(s, rows, copy),
+      idempotent: await timed(s, rows, insert),
+      redelivered: await timed(s, rows, insert),
     };
   } finally {
     await pool.end();
