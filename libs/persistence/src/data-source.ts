@@ -3,6 +3,7 @@ import { TelemetryStore1763900000000 } from './migrations/1763900000000-telemetr
 import { Auth1764000000000 } from './migrations/1764000000000-auth';
 import { Devices1764100000000 } from './migrations/1764100000000-devices';
 import { RollupFillfactor1764700000000 } from './migrations/1764700000000-rollup-fillfactor';
+import { DefaultPartitionRetention1764800000000 } from './migrations/1764800000000-default-partition-retention';
 
 /** Every migration, in order. New ones are appended, never edited once released. */
 export const MIGRATIONS = [
@@ -10,6 +11,7 @@ export const MIGRATIONS = [
   Auth1764000000000,
   Devices1764100000000,
   RollupFillfactor1764700000000,
+  DefaultPartitionRetention1764800000000,
 ];
 
 /** The TypeORM data source: schema changes come only from migrations, never from entities. */

@@ -150,7 +150,7 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
     expect(r!.received_at.toISOString()).toBe('2026-11-23T09:00:01.750Z');
   });
 
-  it('writes rows of a day without a partition into the default partition instead of failing', async () => {
+  it('writes rows of a day without a partition into the default partition instead of failing, and expires them', async () => {
     const old = Date.UTC(2020, 0, 1);
     await write(sut, [row('temperature', 1, old)]);
     const [r] = await pg.query<{ part: string }>(
@@ -158,12 +158,20 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
       [old],
     );
     expect(r!.part).toBe('telemetry_default');
+    // A clock 20 days ahead, past the partitions made ahead: the default partition too.
+    const ahead = Date.now() + 20 * 86_400_000;
+    await write(sut, [row('temperature', 2, ahead)]);
     await sut.maintainPartitions(7);
     const [today] = await pg.query<{ part: string }>(
       `SELECT tableoid::regclass::text AS part FROM telemetry WHERE metric = 'humidity'`,
     );
     expect(today!.part).toMatch(/^telemetry_p\d{8}$/);
+    // Retention deletes the default partition's rows past the raw window (7 days), as it
+    // drops whole daily partitions, and keeps the others.
+    const kept = await pg.query<{ ts: Date }>(`SELECT ts FROM telemetry_default ORDER BY ts`);
+    expect(kept.map((k) => k.ts.getTime())).toEqual([ahead]);
   });
+
   it('stores by COPY the very timestamps the INSERT stores, to the microsecond, so a row sent both ways is one row', async () => {
     // Whole milliseconds, fractions of them (SenML times), and the ends of the range COPY takes.
     const base = Date.UTC(2026, 10, 23);
@@ -206,7 +214,7 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
 
   it('keeps the rollup equal to the rows it sums, bucket by bucket, whichever way they were written', async () => {
     // Points on both sides of a bucket edge, one within half a microsecond below it (stored on it).
-    const edge = Date.UTC(2026, 10, 21, 8, 5, 0);
+    const edge = Math.floor(Date.now() / 300_000) * 300_000 - 7_200_000;
     const fresh = TelemetryBatchWriter.connect(pg.url);
     try {
       await write(
@@ -227,17 +235,17 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
        SELECT tenant_id, device_id, metric, bucket, a.count AS rows, r.count AS rollup_count, a.sum AS rows_sum,
               r.sum AS rollup_sum
        FROM agg a FULL JOIN telemetry_5m r USING (tenant_id, device_id, metric, bucket)
-       -- Within the rollup's retention (the 2020 row's bucket is gone from it, by design).
-       WHERE bucket >= now() - interval '1 year' AND (a.count IS DISTINCT FROM r.count OR a.min IS DISTINCT FROM r.min OR a.max IS DISTINCT FROM r.max
+       -- Within the raw window: retention deletes older rows and keeps their rollup for a year.
+       WHERE bucket >= now() - interval '7 days' AND (a.count IS DISTINCT FROM r.count OR a.min IS DISTINCT FROM r.min OR a.max IS DISTINCT FROM r.max
           OR abs(a.sum - r.sum) > 1e-9 * greatest(abs(a.sum), 1))`,
     );
     expect(differences).toEqual([]);
     const edges = await pg.query<{ bucket: Date; count: string }>(
       `SELECT bucket, count::text FROM telemetry_5m WHERE device_id = 'demo-edge' ORDER BY bucket`,
     );
-    expect(edges.map((e) => [e.bucket.toISOString(), e.count])).toEqual([
-      ['2026-11-21T08:00:00.000Z', '1'],
-      ['2026-11-21T08:05:00.000Z', '3'],
+    expect(edges.map((e) => [e.bucket.getTime(), e.count])).toEqual([
+      [edge - 300_000, '1'],
+      [edge, '3'],
     ]);
   });
 });

@@ -13,6 +13,28 @@ const TELEMETRY_COLUMNS = `
   PRIMARY KEY (tenant_id, device_id, metric, ts)`;
 
 /**
+ * Retention on plain PostgreSQL as this migration made it: drop whole daily partitions older
+ * than the window (cheap, unlike DELETE) and the rollup rows past theirs. Migration
+ * DefaultPartitionRetention1764800000000 replaces it and restores it on the way down.
+ */
+export const APPLY_RETENTION_V1 = `
+      CREATE OR REPLACE FUNCTION telemetry_apply_retention() RETURNS int
+      LANGUAGE plpgsql AS $$
+      DECLARE r record; dropped int := 0;
+        raw_keep interval := (SELECT value::interval FROM telemetry_settings WHERE key = 'raw_retention');
+        rollup_keep interval := (SELECT value::interval FROM telemetry_settings WHERE key = 'rollup_retention');
+      BEGIN
+        FOR r IN SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                 WHERE i.inhparent = 'telemetry'::regclass AND c.relname ~ '^telemetry_p[0-9]{8}$'
+                   AND to_date(substr(c.relname, 12), 'YYYYMMDD') + 1 <= (now() - raw_keep)::date LOOP
+          EXECUTE format('DROP TABLE %I', r.relname);
+          dropped := dropped + 1;
+        END LOOP;
+        DELETE FROM telemetry_5m WHERE bucket < now() - rollup_keep;
+        RETURN dropped;
+      END $$`;
+
+/**
  * The telemetry store: `telemetry` (raw points) and `telemetry_5m` (5-minute rollup).
  * On TimescaleDB: a hypertable with compression, a continuous aggregate and retention.
  * On plain PostgreSQL: daily range partitions created ahead and dropped behind by
@@ -97,23 +119,7 @@ export class TelemetryStore1763900000000 implements MigrationInterface {
         END LOOP;
         RETURN created;
       END $$`);
-    // Retention: drop whole daily partitions older than the window (cheap, unlike DELETE).
-    await q.query(`
-      CREATE OR REPLACE FUNCTION telemetry_apply_retention() RETURNS int
-      LANGUAGE plpgsql AS $$
-      DECLARE r record; dropped int := 0;
-        raw_keep interval := (SELECT value::interval FROM telemetry_settings WHERE key = 'raw_retention');
-        rollup_keep interval := (SELECT value::interval FROM telemetry_settings WHERE key = 'rollup_retention');
-      BEGIN
-        FOR r IN SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-                 WHERE i.inhparent = 'telemetry'::regclass AND c.relname ~ '^telemetry_p[0-9]{8}$'
-                   AND to_date(substr(c.relname, 12), 'YYYYMMDD') + 1 <= (now() - raw_keep)::date LOOP
-          EXECUTE format('DROP TABLE %I', r.relname);
-          dropped := dropped + 1;
-        END LOOP;
-        DELETE FROM telemetry_5m WHERE bucket < now() - rollup_keep;
-        RETURN dropped;
-      END $$`);
+    await q.query(APPLY_RETENTION_V1);
     await q.query(`SELECT telemetry_ensure_partitions(7, 7)`);
   }
 
