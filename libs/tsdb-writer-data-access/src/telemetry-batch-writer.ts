@@ -1,6 +1,4 @@
-import { finished } from 'node:stream/promises';
-import { DatabaseError, Pool, type PoolClient } from 'pg';
-import { from as copyFrom } from 'pg-copy-streams';
+import { DatabaseError, escapeLiteral, Pool, type Connection, type PoolClient, type Submittable } from 'pg';
 import type { NormalizedTelemetry } from '@iot/contracts';
 
 export type StoreEngine = 'timescaledb' | 'postgres-partitions';
@@ -115,20 +113,26 @@ const COPY_ESCAPED = /[\\\t\n\r]/;
 const COPY_ESCAPED_ALL = /[\\\t\n\r]/g;
 const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
 
-/** One series' points of one 5-minute bucket in a write, as the rollup adds them. */
-interface RollupCell {
-  count: number;
-  sum: number;
-  min: number;
-  max: number;
-}
-
-/** The rollup cells of one device and bucket, by metric. */
+/**
+ * The rollup cells of one device and 5-minute bucket in a write, one per metric, as columns
+ * (a batch holds about one message per device and bucket, so most groups are made for one
+ * message: no map or object per cell).
+ */
 interface RollupGroup {
+  /** tenant, device and bucket as elements of the statement's array literals */
   tenant: string;
   device: string;
   bucket: string;
-  metrics: Map<string, RollupCell>;
+  metrics: string[];
+  count: number[];
+  sum: number[];
+  min: number[];
+  max: number[];
+}
+
+/** A text as a SQL string literal; pg's escapeLiteral, which reads it char by char, only when needed. */
+function literal(text: string): string {
+  return /['\\]/.test(text) ? escapeLiteral(text) : `'${text}'`;
 }
 
 /**
@@ -143,6 +147,8 @@ export class TelemetryCopy {
   text = '';
   rows = 0;
   private readonly groups: Map<string, RollupGroup> | undefined;
+  private lastBucketUs = NaN;
+  private lastBucket = '';
 
   private constructor(withRollup: boolean) {
     this.groups = withRollup ? new Map() : undefined;
@@ -161,95 +167,161 @@ export class TelemetryCopy {
     const head = `${field(m.tenant)}\t${field(m.device)}\t`;
     const times = `\t${isoFromPgMicros(tsUs)}\t`;
     const receivedAt = isoFromPgMicros(receivedUs);
-    const cells = this.groups && this.group(m, tsUs).metrics;
     let text = '';
-    for (const p of m.points) {
+    for (const p of m.points)
       text += `${head}${field(p.metric)}${times}${p.value}\t${field(p.unit)}\t${field(p.quality)}\t${receivedAt}\n`;
-      if (!cells) continue;
-      const cell = cells.get(p.metric);
-      if (!cell) cells.set(p.metric, { count: 1, sum: p.value, min: p.value, max: p.value });
-      else {
-        cell.count++;
-        cell.sum += p.value;
-        if (p.value < cell.min) cell.min = p.value;
-        if (p.value > cell.max) cell.max = p.value;
-      }
-    }
     this.text += text;
     this.rows += m.points.length;
+    if (this.groups) this.addToRollup(m, tsUs);
     return true;
   }
 
-  private group(m: NormalizedTelemetry, tsUs: number): RollupGroup {
+  private addToRollup(m: NormalizedTelemetry, tsUs: number): void {
     // date_bin('5 minutes', ts, '2000-01-01'): whole 5-minute steps from PostgreSQL's epoch.
     const bucketUs = Math.floor(tsUs / FIVE_MINUTES_US) * FIVE_MINUTES_US;
     const key = `${m.tenant}\u0000${m.device}\u0000${bucketUs}`;
     let g = this.groups!.get(key);
     if (!g) {
-      g = { tenant: m.tenant, device: m.device, bucket: isoFromPgMicros(bucketUs), metrics: new Map() };
+      if (bucketUs !== this.lastBucketUs) {
+        this.lastBucketUs = bucketUs;
+        this.lastBucket = isoFromPgMicros(bucketUs);
+      }
+      g = {
+        tenant: element(m.tenant),
+        device: element(m.device),
+        bucket: this.lastBucket,
+        metrics: [],
+        count: [],
+        sum: [],
+        min: [],
+        max: [],
+      };
       this.groups!.set(key, g);
     }
-    return g;
+    m.points.forEach((p, i) => {
+      // A device names its metrics in the same order each time: look there first.
+      const j = g.metrics[i] === p.metric ? i : g.metrics.indexOf(p.metric);
+      if (j < 0) {
+        g.metrics.push(p.metric);
+        g.count.push(1);
+        g.sum.push(p.value);
+        g.min.push(p.value);
+        g.max.push(p.value);
+      } else {
+        g.count[j]!++;
+        g.sum[j]! += p.value;
+        if (p.value < g.min[j]!) g.min[j] = p.value;
+        if (p.value > g.max[j]!) g.max[j] = p.value;
+      }
+    });
   }
 
-  /** The parameters $1..$8 of ROLLUP_ADD: one element per series and bucket. */
-  rollupParams(): string[] {
-    const cols: string[][] = [[], [], [], [], [], [], [], []];
+  /**
+   * The statement that adds the cells summed up here to the rollup, in one lock order (as
+   * withRollup does), with the cells written into its text as array literals: it follows the
+   * COPY in one simple query, which takes no parameters.
+   */
+  rollupStatement(): string {
+    let t = '',
+      d = '',
+      m = '',
+      b = '',
+      n = '',
+      sum = '',
+      min = '',
+      max = '';
     for (const g of this.groups?.values() ?? [])
-      for (const [metric, c] of g.metrics) {
-        cols[0]!.push(element(g.tenant));
-        cols[1]!.push(element(g.device));
-        cols[2]!.push(element(metric));
-        cols[3]!.push(g.bucket);
-        cols[4]!.push(String(c.count));
-        cols[5]!.push(String(c.sum));
-        cols[6]!.push(String(c.min));
-        cols[7]!.push(String(c.max));
-      }
-    return cols.map((c) => `{${c.join(',')}}`);
+      g.metrics.forEach((metric, j) => {
+        const sep = t === '' ? '' : ',';
+        t += sep + g.tenant;
+        d += sep + g.device;
+        m += sep + element(metric);
+        b += sep + g.bucket;
+        n += sep + g.count[j]!;
+        sum += sep + g.sum[j]!;
+        min += sep + g.min[j]!;
+        max += sep + g.max[j]!;
+      });
+    const a = (c: string) => literal(`{${c}}`);
+    return `
+  INSERT INTO telemetry_5m AS r (tenant_id, device_id, metric, bucket, count, sum, min, max)
+  SELECT * FROM unnest(${a(t)}::text[], ${a(d)}::text[], ${a(m)}::text[], ${a(b)}::timestamptz[], ${a(n)}::bigint[],
+                       ${a(sum)}::float8[], ${a(min)}::float8[], ${a(max)}::float8[])
+  ORDER BY 1, 2, 3, 4
+  ON CONFLICT (tenant_id, device_id, metric, bucket) DO UPDATE SET
+    count = r.count + EXCLUDED.count, sum = r.sum + EXCLUDED.sum,
+    min = LEAST(r.min, EXCLUDED.min), max = GREATEST(r.max, EXCLUDED.max)`;
   }
 }
 
 const COPY_ROWS = `COPY telemetry (tenant_id, device_id, metric, ts, value, unit, quality, received_at) FROM STDIN`;
 
-/** Adds the cells summed up by TelemetryCopy to the rollup, in one lock order (as withRollup). */
-const ROLLUP_ADD = `
-  INSERT INTO telemetry_5m AS r (tenant_id, device_id, metric, bucket, count, sum, min, max)
-  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[],
-                       $6::float8[], $7::float8[], $8::float8[])
-  ORDER BY 1, 2, 3, 4
-  ON CONFLICT (tenant_id, device_id, metric, bucket) DO UPDATE SET
-    count = r.count + EXCLUDED.count, sum = r.sum + EXCLUDED.sum,
-    min = LEAST(r.min, EXCLUDED.min), max = GREATEST(r.max, EXCLUDED.max)`;
+/** pg's connection, with the two copy-in messages it sends but does not declare. */
+type CopyInConnection = Connection & { sendCopyFromChunk(chunk: Buffer): void; endCopyFrom(): void };
 
 /**
- * Writes the rows by COPY, the writer's common case: on TimescaleDB the COPY alone (its own
- * transaction; the continuous aggregate follows), on plain PostgreSQL the COPY and the rollup
+ * A simple query whose COPY data goes with it: the Query message, the rows as one CopyData
+ * and the CopyDone leave in one write, and the answer comes back in one round trip.
+ * (pg-copy-streams sends the data only once the server's CopyInResponse has arrived, a round
+ * trip more per batch, which cost the writer more than COPY saved PostgreSQL at batches of a
+ * hundred messages.) If the query fails before or during the copy, the server drops the
+ * CopyData and CopyDone that follow, as the protocol specifies, and answers with the error.
+ * Statements after the COPY in the same text run in its implicit transaction: all or nothing.
+ */
+class CopyInQuery implements Submittable {
+  private rows = 0;
+
+  constructor(
+    private readonly text: string,
+    private readonly data: string,
+    private readonly done: (err: Error | undefined, rows: number) => void,
+  ) {}
+
+  submit(connection: Connection): void {
+    const c = connection as CopyInConnection;
+    c.stream.cork();
+    try {
+      c.query(this.text);
+      c.sendCopyFromChunk(Buffer.from(this.data));
+      c.endCopyFrom();
+    } finally {
+      c.stream.uncork();
+    }
+  }
+
+  handleCopyInResponse(): void {
+    /* the data went with the query */
+  }
+
+  handleCommandComplete(msg: { text?: string }): void {
+    const copied = /^COPY (\d+)/.exec(msg.text ?? '');
+    if (copied) this.rows = Number(copied[1]);
+  }
+
+  handleReadyForQuery(): void {
+    this.done(undefined, this.rows);
+  }
+
+  handleError(err: Error): void {
+    this.done(err, 0);
+  }
+
+  handleEmptyQuery(): void {}
+  handleRowDescription(): void {}
+  handleDataRow(): void {}
+}
+
+/**
+ * Writes the rows by COPY, the writer's common case, in one round trip: on TimescaleDB the
+ * COPY alone (the continuous aggregate follows), on plain PostgreSQL the COPY and the rollup
  * in one transaction. Fails whole with `unique_violation`, having written nothing, when a row
  * is already stored. Resolves with the rows written, once committed.
  */
-export async function copyRows(
-  client: PoolClient,
-  copy: TelemetryCopy,
-  engine: StoreEngine,
-): Promise<number> {
-  const send = async () => {
-    const stream = client.query(copyFrom(COPY_ROWS));
-    stream.end(copy.text);
-    await finished(stream);
-    return stream.rowCount;
-  };
-  if (engine === 'timescaledb') return send();
-  await client.query('BEGIN');
-  try {
-    const rows = await send();
-    await client.query(ROLLUP_ADD, copy.rollupParams());
-    await client.query('COMMIT');
-    return rows;
-  } catch (e) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw e;
-  }
+export function copyRows(client: PoolClient, copy: TelemetryCopy, engine: StoreEngine): Promise<number> {
+  const text = engine === 'timescaledb' ? COPY_ROWS : `${COPY_ROWS};${copy.rollupStatement()}`;
+  return new Promise((resolve, reject) => {
+    client.query(new CopyInQuery(text, copy.text, (err, rows) => (err ? reject(err) : resolve(rows))));
+  });
 }
 
 const INSERT_ROWS = `
