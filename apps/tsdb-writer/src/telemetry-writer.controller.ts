@@ -1,7 +1,7 @@
 import { Controller, Inject, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { EventPattern, Payload } from '@nestjs/microservices';
-import { Consumers, Validators, type NormalizedTelemetry } from '@iot/contracts';
-import { RetryableError, type Delivery, type JetStreamPatternExtras } from '@iot/messaging';
+import { Consumers, DlqReasons, Validators, type NormalizedTelemetry } from '@iot/contracts';
+import { PermanentError, RetryableError, type Delivery, type JetStreamPatternExtras } from '@iot/messaging';
 import type { IotMetrics, Logger } from '@iot/observability';
 import { ENV, LOGGER, METRICS, READINESS, type Readiness } from '@iot/service-runtime';
 import { TelemetryBatchWriter } from '@iot/tsdb-writer-data-access';
@@ -49,18 +49,35 @@ export class TelemetryWriterController implements OnModuleInit, OnApplicationShu
     // commit to reach the disk, the next batch is already being sent.
     concurrency: 3,
   } satisfies JetStreamPatternExtras<NormalizedTelemetry>)
-  async onBatch(@Payload() batch: Delivery<NormalizedTelemetry>[]): Promise<void> {
+  async onBatch(@Payload() batch: Delivery<NormalizedTelemetry>[]): Promise<Map<number, unknown>> {
+    let refused;
     try {
-      await this.writer.write(batch.map((d) => d.payload));
+      refused = await this.writer.writeIsolating(batch.map((d) => d.payload));
     } catch (e) {
       // The database is down or busy: every message of the batch comes back later.
       throw new RetryableError(`writing ${batch.length} messages failed: ${(e as Error).message}`, e);
     }
+    // A message whose data PostgreSQL refuses would fail however often it came: it alone goes
+    // to the DLQ, with why, and the rest of its batch is stored.
+    const failures = new Map<number, unknown>();
+    for (const [i, err] of refused) {
+      const { tenant, device, messageId } = batch[i]!.payload;
+      failures.set(
+        i,
+        new PermanentError(
+          DlqReasons.invalidPayload,
+          `PostgreSQL refused message ${messageId} of ${tenant}/${device}: ${err.message} (SQLSTATE ${err.code}); ` +
+            'correct what the device sends (or the normalizer makes of it), then replay the message from the DLQ',
+        ),
+      );
+    }
     const committedAt = Date.now();
-    for (const { payload } of batch) {
+    batch.forEach(({ payload }, i) => {
+      if (refused.has(i)) return;
       this.metrics.eventToCommit.observe((committedAt - payload.ts) / 1000);
       this.metrics.ingestToCommit.observe((committedAt - payload.receivedAt) / 1000);
-    }
+    });
+    return failures;
   }
 
   async onApplicationShutdown(): Promise<void> {

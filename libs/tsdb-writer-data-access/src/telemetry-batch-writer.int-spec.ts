@@ -212,6 +212,31 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
     expect(r).toEqual({ n: '26', distinct_ts: '26' });
   });
 
+  it('stores the rest of a batch when PostgreSQL refuses one message of it, and names that one', async () => {
+    const t = Date.now() - 60_000;
+    const batch = Array.from({ length: 40 }, (_, i) => ({ ...row('nul', i, t + i), device: 'demo-nul' }));
+    // A NUL byte, which no PostgreSQL text may hold: the row fails however often it is sent.
+    batch[27] = {
+      ...batch[27]!,
+      points: [{ metric: 'nul', value: 27, unit: 'bad\u0000unit', quality: 'good' }],
+    };
+    await expect(sut.write(batch)).rejects.toThrow(/0x00/);
+    const refused = await sut.writeIsolating(batch);
+    expect([...refused.keys()]).toEqual([27]);
+    expect(refused.get(27)!.code).toBe('22021');
+    const [r] = await pg.query<{ n: string; refused: string }>(
+      `SELECT count(*)::text AS n, count(*) FILTER (WHERE value = 27)::text AS refused
+       FROM telemetry WHERE device_id = 'demo-nul'`,
+    );
+    expect(r).toEqual({ n: '39', refused: '0' });
+    // Sent again (a redelivery of the batch), nothing changes and the same one is refused.
+    expect([...(await sut.writeIsolating(batch)).keys()]).toEqual([27]);
+    const [again] = await pg.query<{ n: string }>(
+      `SELECT count(*)::text AS n FROM telemetry WHERE device_id = 'demo-nul'`,
+    );
+    expect(again!.n).toBe('39');
+  });
+
   it('keeps the rollup equal to the rows it sums, bucket by bucket, whichever way they were written', async () => {
     // Points on both sides of a bucket edge, one within half a microsecond below it (stored on it).
     const edge = Math.floor(Date.now() / 300_000) * 300_000 - 7_200_000;

@@ -362,6 +362,19 @@ const IDEMPOTENT_SPELL_MS = 30_000;
 const UNIQUE_VIOLATION = '23505';
 
 /**
+ * Whether PostgreSQL refused the data itself, so that the same rows would fail again however
+ * often they came: a data exception (class 22: a NUL byte in a text, a value out of range), an
+ * integrity violation other than a stored row (class 23), or a value past a limit (54000, an
+ * index row too large). Anything else (a connection lost, a deadlock, the disk full) may pass.
+ */
+export function refusedData(e: unknown): e is DatabaseError {
+  if (!(e instanceof DatabaseError) || !e.code) return false;
+  return (
+    e.code.startsWith('22') || (e.code.startsWith('23') && e.code !== UNIQUE_VIOLATION) || e.code === '54000'
+  );
+}
+
+/**
  * Writes batches of points in one transaction each, idempotently: the primary key
  * (tenant, device, metric, ts) makes a repeated row a no-op. Resolves once committed.
  *
@@ -431,6 +444,30 @@ export class TelemetryBatchWriter {
       client.removeListener('error', onError);
       client.release(broken);
     }
+  }
+
+  /**
+   * Writes the messages as `write` does; when PostgreSQL refuses a message's data (see
+   * `refusedData`), the batch is halved until that message is alone, and the others are
+   * stored. Resolves with the refused messages' errors by index; rejects, as `write` does,
+   * on a failure that may pass. A batch already half stored is stored again without harm:
+   * the stored rows are skipped.
+   */
+  async writeIsolating(messages: readonly NormalizedTelemetry[]): Promise<Map<number, DatabaseError>> {
+    const refused = new Map<number, DatabaseError>();
+    const attempt = async (from: number, to: number): Promise<void> => {
+      try {
+        await this.write(messages.slice(from, to));
+      } catch (e) {
+        if (!refusedData(e)) throw e;
+        if (to - from === 1) return void refused.set(from, e);
+        const mid = (from + to) >>> 1;
+        await attempt(from, mid);
+        await attempt(mid, to);
+      }
+    };
+    await attempt(0, messages.length);
+    return refused;
   }
 
   /** Creates daily partitions ahead and drops those past retention (plain PostgreSQL only). */

@@ -28,6 +28,7 @@ describe.each([
         { device: 'child-1', tenant: 'farm', model: 'zenthos-esp32', state: 'active' },
         { device: 'child-2', tenant: 'farm', model: 'zenthos-esp32', state: 'active' },
         { device: 'u-1', tenant: 'farm', model: 'generic', state: 'active' },
+        { device: 'n-1', tenant: 'farm', model: 'generic', state: 'active' },
       ],
       { serviceEnv: { NORMALIZE_IN_DEMUX: String(inline) } },
     );
@@ -135,5 +136,36 @@ describe.each([
       await nc.close();
     }
     expect((await rows('u-1')).map((r) => [r.metric, r.value, r.unit])).toEqual([['humidity', 40, '%']]);
+  });
+  it("a message PostgreSQL refuses (a NUL in a unit) goes to the DLQ as the writer's, at once, and the others are stored", async () => {
+    // An unknown metric is kept as sent, unit and all, and no PostgreSQL text may hold a NUL.
+    const message = (id: string, s: number, readings: Record<string, unknown>) =>
+      publish(p, 'devices/n-1/telemetry', 'n-1', {
+        message_id: id,
+        ts: new Date(s * 1000).toISOString(),
+        readings,
+      });
+    message('0b0e0c0d-2222-4222-8333-444455556666', nowS - 2, {
+      humidity: 41,
+      mystery: { value: 1, unit: 'x\u0000y' },
+    });
+    message('0b0e0c0d-3333-4222-8333-444455556666', nowS - 1, { humidity: 42 });
+    await stored('n-1', 1);
+    const nc = await connect({ servers: p.nats.urls });
+    try {
+      const jsm = await jetstreamManager(nc);
+      const dlq = () => jsm.direct.getMessage('DLQ_V1', { last_by_subj: 'iot.dlq.v1.tsdb-writer.farm' });
+      // At once: not after the writer's thousand deliveries with backoff, nor with its batch.
+      await waitFor('the refused message in the DLQ', async () => !!(await dlq()), 20_000);
+      const m = (await dlq())!;
+      expect(m.header.get('iot-dlq-reason')).toBe('invalid-payload');
+      expect(m.header.get('iot-dlq-detail')).toMatch(
+        /0b0e0c0d-2222-4222-8333-444455556666\S* of farm\/n-1: .*0x00/,
+      );
+      expect(m.header.get('iot-original-subject')).toBe('iot.normalized.v1.farm.n-1');
+    } finally {
+      await nc.close();
+    }
+    expect((await rows('n-1')).map((r) => [r.metric, r.value])).toEqual([['humidity', 42]]);
   });
 });
