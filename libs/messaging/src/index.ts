@@ -10,3 +10,4 @@ export * from './kv-view';
 export { jetstream, jetstreamManager } from '@nats-io/jetstream';
 export type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 export * from './versioned-kv';
+export * from './headers';

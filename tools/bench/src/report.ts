@@ -20,6 +20,9 @@ export interface ResultEntry {
   target?: string;
   met?: boolean;
   note?: string;
+  /** The same figure over a second baseline that bounds it (demux and the normalizer: js_relay; the bridge: mqtt_qos1). */
+  ratio_to_relay?: number;
+  ratio_to_mqtt?: number;
 }
 
 export interface BenchReport {
