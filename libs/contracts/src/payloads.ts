@@ -1,9 +1,13 @@
 import { Type, type Static } from '@sinclair/typebox';
+import { NO_CONTROL_CHARACTERS } from './validation';
 
 /** A finite number: JSON.parse turns 1e400 into Infinity, which no sensor reports. */
 const Finite = (opts: { description?: string } = {}) =>
   Type.Number({ minimum: -1e300, maximum: 1e300, ...opts });
 const Id = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' });
+/** Free text a device sends (units, message ids, names): any characters but control ones. */
+const Text = (opts: { minLength?: number; maxLength: number }) =>
+  Type.String({ ...opts, pattern: NO_CONTROL_CHARACTERS });
 
 // ---- Device payloads (what devices publish) ----
 
@@ -23,7 +27,7 @@ export const ZenthosTelemetrySchema = Type.Object(
       },
       { additionalProperties: false, minProperties: 1 },
     ),
-    firmware_version: Type.Optional(Type.String({ maxLength: 32 })),
+    firmware_version: Type.Optional(Text({ maxLength: 32 })),
     signal_strength: Type.Optional(Finite()),
   },
   { additionalProperties: true },
@@ -33,7 +37,7 @@ export type ZenthosTelemetry = Static<typeof ZenthosTelemetrySchema>;
 const Reading = Type.Union([
   Finite(),
   Type.Object(
-    { value: Finite(), unit: Type.String({ minLength: 1, maxLength: 32 }) },
+    { value: Finite(), unit: Text({ minLength: 1, maxLength: 32 }) },
     { additionalProperties: false },
   ),
 ]);
@@ -41,7 +45,7 @@ const Reading = Type.Union([
 /** The platform's own payload on `devices/<device>/telemetry`; `ts` ISO 8601 or epoch ms. */
 export const CanonicalTelemetrySchema = Type.Object(
   {
-    message_id: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+    message_id: Type.Optional(Text({ minLength: 1, maxLength: 128 })),
     ts: Type.Union([Type.String({ format: 'date-time' }), Type.Integer({ minimum: 0, maximum: 1e14 })]),
     readings: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }), Reading, { minProperties: 1 }),
   },
@@ -54,7 +58,7 @@ export const GatewayBatchSchema = Type.Array(
   Type.Object(
     {
       device_id: Id,
-      message_id: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+      message_id: Type.Optional(Text({ minLength: 1, maxLength: 128 })),
       ts: Type.Union([Type.String({ format: 'date-time' }), Type.Integer({ minimum: 0, maximum: 1e14 })]),
       readings: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }), Reading, {
         minProperties: 1,
@@ -70,13 +74,13 @@ export type GatewayBatch = Static<typeof GatewayBatchSchema>;
 export const SenmlPackSchema = Type.Array(
   Type.Object(
     {
-      bn: Type.Optional(Type.String({ maxLength: 256 })),
+      bn: Type.Optional(Text({ maxLength: 256 })),
       bt: Type.Optional(Finite()),
-      bu: Type.Optional(Type.String({ maxLength: 32 })),
+      bu: Type.Optional(Text({ maxLength: 32 })),
       bv: Type.Optional(Finite()),
       bver: Type.Optional(Type.Integer()),
-      n: Type.Optional(Type.String({ maxLength: 256 })),
-      u: Type.Optional(Type.String({ maxLength: 32 })),
+      n: Type.Optional(Text({ maxLength: 256 })),
+      u: Type.Optional(Text({ maxLength: 32 })),
       v: Type.Optional(Finite()),
       vs: Type.Optional(Type.String()),
       vb: Type.Optional(Type.Boolean()),
@@ -190,9 +194,9 @@ export interface CommandResult {
 export const MetricSpecSchema = Type.Object(
   {
     /** Canonical unit (UCUM). */
-    unit: Type.String({ minLength: 1, maxLength: 32 }),
+    unit: Text({ minLength: 1, maxLength: 32 }),
     /** The unit the device sends when it names none (defaults to the canonical unit). */
-    sourceUnit: Type.Optional(Type.String({ minLength: 1, maxLength: 32 })),
+    sourceUnit: Type.Optional(Text({ minLength: 1, maxLength: 32 })),
     scale: Type.Optional(Type.Number()),
     offset: Type.Optional(Type.Number()),
     /** Physically valid range in the canonical unit. */
@@ -201,7 +205,7 @@ export const MetricSpecSchema = Type.Object(
     /** Values at most this far outside the range are clamped to it; further out they are kept and flagged. */
     clampMargin: Type.Optional(Type.Number({ minimum: 0 })),
     /** Store under this name. */
-    rename: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    rename: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' })),
     /** Deadband: a value within this distance of the last stored one is not stored again. */
     deadband: Type.Optional(Type.Number({ minimum: 0 })),
     /** With a deadband, still store at least this often (ms); default 15 minutes. */

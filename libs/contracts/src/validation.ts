@@ -15,6 +15,13 @@ export class PayloadValidationError extends Error {
   }
 }
 
+/**
+ * A string pattern: no control characters (NUL, tab, line breaks, DEL). PostgreSQL refuses a
+ * NUL in text and a NATS header a line break, so a unit or an id holding one would fail a
+ * later stage, far from the device, instead of being refused where the error names the field.
+ */
+export const NO_CONTROL_CHARACTERS = '^[^\\x00-\\x1f\\x7f]*$';
+
 // One Ajv instance for every compiled validator; strict so that schema typos fail at start.
 const ajv = new Ajv({ allErrors: false, strict: true, coerceTypes: false, useDefaults: false });
 addFormats(ajv, ['uuid', 'date-time']);
@@ -30,7 +37,27 @@ function describe(e: ErrorObject): string {
   if (e.keyword === 'required') return `is missing required property "${String(e.params.missingProperty)}"`;
   if (e.keyword === 'additionalProperties')
     return `has unexpected property "${String(e.params.additionalProperty)}"`;
+  if (e.keyword === 'pattern' && e.params.pattern === NO_CONTROL_CHARACTERS)
+    return 'holds a control character (NUL, tab, line break or DEL): send printable text';
   return e.message ?? 'is invalid';
+}
+
+const fieldOf = (e: ErrorObject): string =>
+  e.keyword === 'required' ? `${e.instancePath}/${String(e.params.missingProperty)}` : e.instancePath;
+
+/**
+ * The error that says most: where a value matches none of a union's branches (a reading is a
+ * number or `{value, unit}`), Ajv reports each branch's failure and then `anyOf`; the deepest
+ * field is the branch the sender meant (`/readings/t/unit`, not "/readings/t must be number").
+ */
+function mostSpecific(errors: ErrorObject[]): { e: ErrorObject; field: string } {
+  let best = { e: errors[0]!, field: fieldOf(errors[0]!) };
+  for (const e of errors) {
+    if (e.keyword === 'anyOf' || e.keyword === 'oneOf') continue;
+    const field = fieldOf(e);
+    if (field.split('/').length > best.field.split('/').length) best = { e, field };
+  }
+  return best;
 }
 
 export function compileValidator<S extends TSchema>(name: string, schema: S): CompiledValidator<Static<S>> {
@@ -40,9 +67,7 @@ export function compileValidator<S extends TSchema>(name: string, schema: S): Co
     is: (data: unknown): data is Static<S> => validate(data),
     assert(data: unknown): asserts data is Static<S> {
       if (validate(data)) return;
-      const e = validate.errors![0]!;
-      const field =
-        e.keyword === 'required' ? `${e.instancePath}/${String(e.params.missingProperty)}` : e.instancePath;
+      const { e, field } = mostSpecific(validate.errors!);
       throw new PayloadValidationError(name, field, e.keyword, describe(e));
     },
   };

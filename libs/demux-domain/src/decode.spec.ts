@@ -122,6 +122,44 @@ describe('decodeRaw: canonical', () => {
     expect(d.ts).toBe(1763888400123);
     expect(d.messageId).toBe('demo-0001:x');
   });
+  // PostgreSQL refuses a NUL in text and a NATS header a line break: such a unit or id would
+  // fail the writer or the publish, far from the device; it is refused here, naming the field.
+  it.each([
+    [
+      'a NUL in a unit',
+      { ts: 1763888400123, readings: { t: { value: 1, unit: 'C\u0000' } } },
+      '/readings/t/unit',
+    ],
+    [
+      'a line break in a message id',
+      { message_id: 'a\r\nb', ts: 1763888400123, readings: { t: 1 } },
+      '/message_id',
+    ],
+    [
+      'a tab in a unit',
+      { ts: 1763888400123, readings: { t: { value: 1, unit: 'm\ts' } } },
+      '/readings/t/unit',
+    ],
+  ])('refuses %s, naming the field', (_, payload, field) => {
+    let err: unknown;
+    try {
+      sutFor(env)(enc(payload));
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(PayloadValidationError);
+    expect((err as PayloadValidationError).field).toBe(field);
+    expect((err as Error).message).toMatch(/control character .*send printable text/);
+  });
+  it('keeps units in any script: only control characters are refused', () => {
+    const d = sutFor(env)(
+      enc({
+        ts: 1763888400123,
+        readings: { t: { value: 1, unit: '°C' }, p: { value: 2, unit: 'мм рт. ст.' } },
+      }),
+    );
+    expect(d.readings.map((r) => r.unit)).toEqual(['°C', 'мм рт. ст.']);
+  });
 });
 
 describe('decodeRaw: SenML (RFC 8428)', () => {
@@ -173,6 +211,11 @@ describe('decodeRaw: SenML (RFC 8428)', () => {
     expect(() => decodeRaw(enc([{ n: 'label', vs: 'hello' }]), env, opts, directory)).toThrow(
       /SenML pack: field \/0 has no numeric value/,
     );
+  });
+  it('refuses a base unit with a NUL, naming the record and field', () => {
+    expect(() =>
+      decodeRaw(enc([{ bn: 'demo-0002:', bu: 'C\u0000', n: 't', v: 1 }]), env, opts, directory),
+    ).toThrow(/SenML pack: field \/0\/bu holds a control character/);
   });
 });
 
