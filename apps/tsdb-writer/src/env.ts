@@ -7,4 +7,8 @@ export const writerEnv = {
     default: 3_600_000,
     desc: 'How often partitions are created ahead and dropped behind (ms)',
   }),
+  ROLLUP_REFRESH_MS: num({
+    default: 30_000,
+    desc: 'How often the 5-minute rollup of closed and late buckets is computed (ms; plain PostgreSQL)',
+  }),
 };

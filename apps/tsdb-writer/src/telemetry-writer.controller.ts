@@ -16,6 +16,7 @@ export const WRITER = Symbol('TelemetryBatchWriter');
 @Controller()
 export class TelemetryWriterController implements OnModuleInit, OnApplicationShutdown {
   private maintenance: NodeJS.Timeout | undefined;
+  private rollup: NodeJS.Timeout | undefined;
 
   constructor(
     @Inject(WRITER) private readonly writer: TelemetryBatchWriter,
@@ -35,6 +36,18 @@ export class TelemetryWriterController implements OnModuleInit, OnApplicationShu
     void maintain();
     this.maintenance = setInterval(maintain, this.env.PARTITION_MAINTENANCE_MS);
     this.maintenance.unref();
+    // One refresh at a time: a slow one (a backlog of late buckets) is not overtaken.
+    let refreshing = false;
+    const refresh = () => {
+      if (refreshing) return;
+      refreshing = true;
+      this.writer
+        .refreshRollup()
+        .catch((e) => this.logger.warn({ err: String(e) }, 'rollup refresh failed; will retry'))
+        .finally(() => (refreshing = false));
+    };
+    this.rollup = setInterval(refresh, this.env.ROLLUP_REFRESH_MS);
+    this.rollup.unref();
   }
 
   @EventPattern(Consumers.tsdbWriter.durable, {
@@ -82,6 +95,7 @@ export class TelemetryWriterController implements OnModuleInit, OnApplicationShu
 
   async onApplicationShutdown(): Promise<void> {
     clearInterval(this.maintenance);
+    clearInterval(this.rollup);
     await this.writer.close();
   }
 }

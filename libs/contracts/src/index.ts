@@ -7,3 +7,4 @@ export * from './validators';
 export * from './device-keys';
 export * from './auth';
 export * from './device-topics';
+export * from './storage';

@@ -4,6 +4,7 @@ import { Auth1764000000000 } from './migrations/1764000000000-auth';
 import { Devices1764100000000 } from './migrations/1764100000000-devices';
 import { RollupFillfactor1764700000000 } from './migrations/1764700000000-rollup-fillfactor';
 import { DefaultPartitionRetention1764800000000 } from './migrations/1764800000000-default-partition-retention';
+import { RollupRefresh1764900000000 } from './migrations/1764900000000-rollup-refresh';
 
 /** Every migration, in order. New ones are appended, never edited once released. */
 export const MIGRATIONS = [
@@ -12,6 +13,7 @@ export const MIGRATIONS = [
   Devices1764100000000,
   RollupFillfactor1764700000000,
   DefaultPartitionRetention1764800000000,
+  RollupRefresh1764900000000,
 ];
 
 /** The TypeORM data source: schema changes come only from migrations, never from entities. */

@@ -1,7 +1,14 @@
 import { runMigrations } from '@iot/persistence';
 import { startPostgres, type PostgresHandle } from '@iot/testing';
 import type { NormalizedTelemetry } from '@iot/contracts';
-import { copyTimestamp, TelemetryBatchWriter } from './telemetry-batch-writer';
+import { Client } from 'pg';
+import {
+  copyTimestamp,
+  IDEMPOTENT_INSERT,
+  ROLLUP_SHARED_LOCK,
+  TelemetryBatchWriter,
+  TelemetryColumns,
+} from './telemetry-batch-writer';
 
 describe('TelemetryBatchWriter (real PostgreSQL)', () => {
   let pg: PostgresHandle;
@@ -13,6 +20,9 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
     // a second run on the same database applies nothing: migrations are idempotent
     expect(await runMigrations(pg.url)).toEqual([]);
     sut = TelemetryBatchWriter.connect(pg.url);
+    // Every bucket counts as materialized, so every write queues its buckets (what a late
+    // reading does) and refreshRollup computes them. Closing buckets have their own specs.
+    await everyBucketMaterialized();
   });
   afterAll(async () => {
     await sut?.close();
@@ -30,6 +40,17 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
     points: [{ metric, value, unit: 'Cel', quality: 'good' }],
   });
   const write = (writer: TelemetryBatchWriter, messages: NormalizedTelemetry[]) => writer.write(messages);
+  const everyBucketMaterialized = () =>
+    pg.query(`UPDATE telemetry_5m_state SET materialized_upto = 'infinity'`);
+  /** The start of the current 5-minute bucket (date_bin from 2000-01-01, a multiple of 5 minutes after 1970). */
+  const openBucket = () => Math.floor(Date.now() / 300_000) * 300_000;
+  const rollupOf = async (device: string) =>
+    (
+      await pg.query<{ bucket: Date; count: string; sum: number }>(
+        `SELECT bucket, count::text, sum FROM telemetry_5m WHERE device_id = $1 ORDER BY bucket, metric`,
+        [device],
+      )
+    ).map((r) => [r.bucket.getTime(), r.count, r.sum]);
 
   it('stores rows once, even when the same batch is written again, and keeps the rollup exact', async () => {
     const batch = [row('temperature', 20, now), row('temperature', 22, now + 1000), row('humidity', 50, now)];
@@ -44,6 +65,7 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
       { metric: 'temperature', value: 20 },
       { metric: 'temperature', value: 22 },
     ]);
+    await sut.refreshRollup();
     const rollup = await pg.query<{ count: string; sum: number }>(
       `SELECT sum(count)::text AS count, sum(sum) AS sum FROM telemetry_5m WHERE metric = 'temperature'`,
     );
@@ -67,6 +89,7 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
       `SELECT value FROM telemetry WHERE metric = 'co2' ORDER BY ts`,
     );
     expect(rows).toEqual([{ value: 400 }, { value: 410 }, { value: 420 }]);
+    await sut.refreshRollup();
     const [rollup] = await pg.query<{ count: string; sum: number }>(
       `SELECT sum(count)::text AS count, sum(sum) AS sum FROM telemetry_5m WHERE metric = 'co2'`,
     );
@@ -106,11 +129,11 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
     );
   });
 
-  it('updates the rollup in place: a second batch into the same buckets leaves their rows on their pages', async () => {
+  it('updates the rollup in place: a bucket computed again leaves its rows on their pages', async () => {
     // 300 series in one 5-minute bucket of their own fill several pages of telemetry_5m. With
     // room left on each page, updating them writes each new version beside the old (a HOT
     // update: no new index entry); on full pages every update moves the row elsewhere.
-    const ts = Date.UTC(2026, 10, 20, 12, 0, 0);
+    const ts = openBucket() - 3_600_000;
     const metrics = Array.from({ length: 300 }, (_, i) => `hot-${i}`);
     const batchAt = (t: number) => metrics.map((metric) => ({ ...row(metric, 1, t), device: 'demo-hot' }));
     const pages = async () =>
@@ -122,8 +145,11 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
         ).map((r) => [r.metric, r.page]),
       );
     await write(sut, batchAt(ts));
+    await sut.refreshRollup();
     const before = await pages();
+    // Late readings into the same bucket: it is computed again.
     await write(sut, batchAt(ts + 1000));
+    await sut.refreshRollup();
     const after = await pages();
     expect(after.size).toBe(metrics.length);
     const moved = metrics.filter((m) => before.get(m) !== after.get(m));
@@ -252,6 +278,7 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
     } finally {
       await fresh.close();
     }
+    await sut.refreshRollup();
     const differences = await pg.query(
       `WITH agg AS (
          SELECT tenant_id, device_id, metric, date_bin('5 minutes', ts, timestamptz '2000-01-01') AS bucket,
@@ -272,5 +299,88 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
       [edge - 300_000, '1'],
       [edge, '3'],
     ]);
+  });
+
+  it('materializes a bucket once it has closed, and the open one not yet', async () => {
+    const open = openBucket();
+    // Materialized up to half an hour ago: the buckets since then have not been computed.
+    await pg.query(`UPDATE telemetry_5m_state SET materialized_upto = to_timestamp($1 / 1000.0)`, [
+      open - 1_800_000,
+    ]);
+    try {
+      const closed = open - 900_000;
+      await write(sut, [
+        { ...row('closing', 1, closed + 10), device: 'demo-close' },
+        { ...row('closing', 2, closed + 20), device: 'demo-close' },
+        { ...row('closing', 5, open + 10), device: 'demo-close' },
+      ]);
+      // Neither bucket was materialized when written: nothing queued, nothing computed yet.
+      expect(await rollupOf('demo-close')).toEqual([]);
+      await sut.refreshRollup();
+      expect(await rollupOf('demo-close')).toEqual([[closed, '2', 3]]);
+      const [state] = await pg.query<{ upto: Date }>(
+        `SELECT materialized_upto AS upto FROM telemetry_5m_state`,
+      );
+      expect(state!.upto.getTime()).toBeGreaterThan(closed);
+      expect(state!.upto.getTime()).toBeLessThanOrEqual(open);
+      // A second refresh finds nothing new to do.
+      expect(await sut.refreshRollup()).toBe(0);
+    } finally {
+      await everyBucketMaterialized();
+    }
+  });
+
+  it('does not compute a bucket while a batch writing into it is open, and computes it after its commit', async () => {
+    const ts = openBucket() - 7_200_000;
+    const late = (value: number, at: number) => ({ ...row('open-batch', value, at), device: 'demo-open' });
+    await write(sut, [late(1, ts)]);
+    await sut.refreshRollup();
+    expect(await rollupOf('demo-open')).toEqual([[ts, '1', 1]]);
+    // A batch of the writer's own statement, held open: it has queued the bucket, locked.
+    const batch = new Client({ connectionString: pg.url });
+    await batch.connect();
+    try {
+      await batch.query('BEGIN');
+      await batch.query(
+        IDEMPOTENT_INSERT['postgres-partitions'],
+        TelemetryColumns.of([late(2, ts + 1)]).params(),
+      );
+      await sut.refreshRollup();
+      expect(await rollupOf('demo-open')).toEqual([[ts, '1', 1]]);
+      await batch.query('COMMIT');
+    } finally {
+      await batch.end();
+    }
+    await sut.refreshRollup();
+    expect(await rollupOf('demo-open')).toEqual([[ts, '2', 3]]);
+  });
+
+  it('waits for the batches that read where materializing stood before moving it on', async () => {
+    const open = openBucket();
+    const ts = open - 900_000;
+    await pg.query(`UPDATE telemetry_5m_state SET materialized_upto = to_timestamp($1 / 1000.0)`, [
+      open - 1_800_000,
+    ]);
+    const batch = new Client({ connectionString: pg.url });
+    await batch.connect();
+    try {
+      // Written while its bucket was not materialized, so not queued; still open.
+      await batch.query(`BEGIN;${ROLLUP_SHARED_LOCK}`);
+      await batch.query(
+        IDEMPOTENT_INSERT['postgres-partitions'],
+        TelemetryColumns.of([{ ...row('waiting', 7, ts), device: 'demo-wait' }]).params(),
+      );
+      let done = false;
+      const refreshed = sut.refreshRollup().then(() => (done = true));
+      await new Promise((r) => setTimeout(r, 300));
+      expect(done).toBe(false);
+      await batch.query('COMMIT');
+      await refreshed;
+    } finally {
+      await batch.end();
+      await everyBucketMaterialized();
+    }
+    // Had it not waited, the bucket would have been computed without the row, and not again.
+    expect(await rollupOf('demo-wait')).toEqual([[ts, '1', 7]]);
   });
 });

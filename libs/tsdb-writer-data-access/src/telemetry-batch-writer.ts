@@ -1,5 +1,5 @@
-import { DatabaseError, escapeLiteral, Pool, type Connection, type PoolClient, type Submittable } from 'pg';
-import type { NormalizedTelemetry } from '@iot/contracts';
+import { DatabaseError, Pool, type Connection, type PoolClient, type Submittable } from 'pg';
+import { ROLLUP_LOCK_KEY, type NormalizedTelemetry } from '@iot/contracts';
 
 export type StoreEngine = 'timescaledb' | 'postgres-partitions';
 
@@ -114,48 +114,24 @@ const COPY_ESCAPED_ALL = /[\\\t\n\r]/g;
 const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
 
 /**
- * The rollup cells of one device and 5-minute bucket in a write, one per metric, as columns
- * (a batch holds about one message per device and bucket, so most groups are made for one
- * message: no map or object per cell).
- */
-interface RollupGroup {
-  /** tenant, device and bucket as elements of the statement's array literals */
-  tenant: string;
-  device: string;
-  bucket: string;
-  metrics: string[];
-  count: number[];
-  sum: number[];
-  min: number[];
-  max: number[];
-}
-
-/** A text as a SQL string literal; pg's escapeLiteral, which reads it char by char, only when needed. */
-function literal(text: string): string {
-  return /['\\]/.test(text) ? escapeLiteral(text) : `'${text}'`;
-}
-
-/**
  * The rows of one write as the body of a `COPY ... FROM STDIN` in text format, the fastest way
  * into PostgreSQL (`./platform bench writes`), and on plain PostgreSQL the write's 5-minute
- * rollup summed up here: every row of a COPY that succeeds is new, so the rollup adds them
- * all. `of` returns undefined for a batch with a timestamp COPY text does not carry exactly
- * (before 1970 or from 2100); such a batch takes the INSERT.
+ * buckets, for `lateBucketsStatement`. `of` returns undefined for a batch with a timestamp
+ * COPY text does not carry exactly (before 1970 or from 2100); such a batch takes the INSERT.
  */
 export class TelemetryCopy {
   /** The COPY body: one line per point. */
   text = '';
   rows = 0;
-  private readonly groups: Map<string, RollupGroup> | undefined;
-  private lastBucketUs = NaN;
-  private lastBucket = '';
+  /** The write's buckets (microseconds since 2000), on plain PostgreSQL. */
+  private readonly buckets: Set<number> | undefined;
 
-  private constructor(withRollup: boolean) {
-    this.groups = withRollup ? new Map() : undefined;
+  private constructor(withBuckets: boolean) {
+    this.buckets = withBuckets ? new Set() : undefined;
   }
 
-  static of(messages: readonly NormalizedTelemetry[], withRollup: boolean): TelemetryCopy | undefined {
-    const c = new TelemetryCopy(withRollup);
+  static of(messages: readonly NormalizedTelemetry[], withBuckets: boolean): TelemetryCopy | undefined {
+    const c = new TelemetryCopy(withBuckets);
     for (const m of messages) if (!c.addMessage(m)) return undefined;
     return c;
   }
@@ -172,87 +148,47 @@ export class TelemetryCopy {
       text += `${head}${field(p.metric)}${times}${p.value}\t${field(p.unit)}\t${field(p.quality)}\t${receivedAt}\n`;
     this.text += text;
     this.rows += m.points.length;
-    if (this.groups) this.addToRollup(m, tsUs);
+    // date_bin('5 minutes', ts, '2000-01-01'): whole 5-minute steps from PostgreSQL's epoch.
+    this.buckets?.add(Math.floor(tsUs / FIVE_MINUTES_US) * FIVE_MINUTES_US);
     return true;
   }
 
-  private addToRollup(m: NormalizedTelemetry, tsUs: number): void {
-    // date_bin('5 minutes', ts, '2000-01-01'): whole 5-minute steps from PostgreSQL's epoch.
-    const bucketUs = Math.floor(tsUs / FIVE_MINUTES_US) * FIVE_MINUTES_US;
-    const key = `${m.tenant}\u0000${m.device}\u0000${bucketUs}`;
-    let g = this.groups!.get(key);
-    if (!g) {
-      if (bucketUs !== this.lastBucketUs) {
-        this.lastBucketUs = bucketUs;
-        this.lastBucket = isoFromPgMicros(bucketUs);
-      }
-      g = {
-        tenant: element(m.tenant),
-        device: element(m.device),
-        bucket: this.lastBucket,
-        metrics: [],
-        count: [],
-        sum: [],
-        min: [],
-        max: [],
-      };
-      this.groups!.set(key, g);
-    }
-    m.points.forEach((p, i) => {
-      // A device names its metrics in the same order each time: look there first.
-      const j = g.metrics[i] === p.metric ? i : g.metrics.indexOf(p.metric);
-      if (j < 0) {
-        g.metrics.push(p.metric);
-        g.count.push(1);
-        g.sum.push(p.value);
-        g.min.push(p.value);
-        g.max.push(p.value);
-      } else {
-        g.count[j]!++;
-        g.sum[j]! += p.value;
-        if (p.value < g.min[j]!) g.min[j] = p.value;
-        if (p.value > g.max[j]!) g.max[j] = p.value;
-      }
-    });
-  }
-
   /**
-   * The statement that adds the cells summed up here to the rollup, in one lock order (as
-   * withRollup does), with the cells written into its text as array literals: it follows the
-   * COPY in one simple query, which takes no parameters.
+   * The statement that queues this write's late buckets for the rollup (see
+   * `markLateBuckets`), with the buckets written into its text: it follows the COPY in one
+   * simple query, which takes no parameters. A batch's buckets are few (one or two at a
+   * steady rate), whatever its size.
    */
-  rollupStatement(): string {
-    let t = '',
-      d = '',
-      m = '',
-      b = '',
-      n = '',
-      sum = '',
-      min = '',
-      max = '';
-    for (const g of this.groups?.values() ?? [])
-      g.metrics.forEach((metric, j) => {
-        const sep = t === '' ? '' : ',';
-        t += sep + g.tenant;
-        d += sep + g.device;
-        m += sep + element(metric);
-        b += sep + g.bucket;
-        n += sep + g.count[j]!;
-        sum += sep + g.sum[j]!;
-        min += sep + g.min[j]!;
-        max += sep + g.max[j]!;
-      });
-    const a = (c: string) => literal(`{${c}}`);
-    return `
-  INSERT INTO telemetry_5m AS r (tenant_id, device_id, metric, bucket, count, sum, min, max)
-  SELECT * FROM unnest(${a(t)}::text[], ${a(d)}::text[], ${a(m)}::text[], ${a(b)}::timestamptz[], ${a(n)}::bigint[],
-                       ${a(sum)}::float8[], ${a(min)}::float8[], ${a(max)}::float8[])
-  ORDER BY 1, 2, 3, 4
-  ON CONFLICT (tenant_id, device_id, metric, bucket) DO UPDATE SET
-    count = r.count + EXCLUDED.count, sum = r.sum + EXCLUDED.sum,
-    min = LEAST(r.min, EXCLUDED.min), max = GREATEST(r.max, EXCLUDED.max)`;
+  lateBucketsStatement(): string {
+    const list = [...(this.buckets ?? [])]
+      .sort((a, b) => a - b)
+      .map(isoFromPgMicros)
+      .join(',');
+    return markLateBuckets(`SELECT unnest('{${list}}'::timestamptz[]) AS bucket`);
   }
 }
+
+/**
+ * On plain PostgreSQL a batch takes this lock first, before it reads where the rollup is
+ * materialized, and holds it until it commits: the materializer (`telemetry_5m_advance`)
+ * takes it exclusively, so it cannot move past a bucket while a batch that found the bucket
+ * not yet materialized is open (migration RollupRefresh1764900000000).
+ */
+export const ROLLUP_SHARED_LOCK = `SELECT pg_advisory_xact_lock_shared(${ROLLUP_LOCK_KEY})`;
+
+/**
+ * On plain PostgreSQL the rollup is materialized bucket by bucket once a bucket has closed
+ * (migration RollupRefresh1764900000000); a write only queues for it the buckets it wrote
+ * into that are materialized already (late readings), with a row lock, so the materializer
+ * does not compute such a bucket before the batch has committed. Buckets in one order in
+ * every transaction: no deadlock between batches. Runs after ROLLUP_SHARED_LOCK.
+ */
+const markLateBuckets = (buckets: string, before = '') => `
+  WITH ${before}s AS (SELECT materialized_upto FROM telemetry_5m_state), b AS (${buckets})
+  INSERT INTO telemetry_5m_dirty (bucket)
+  SELECT b.bucket FROM b, s WHERE b.bucket < s.materialized_upto
+  ORDER BY 1
+  ON CONFLICT (bucket) DO UPDATE SET bucket = EXCLUDED.bucket`;
 
 const COPY_ROWS = `COPY telemetry (tenant_id, device_id, metric, ts, value, unit, quality, received_at) FROM STDIN`;
 
@@ -313,12 +249,16 @@ class CopyInQuery implements Submittable {
 
 /**
  * Writes the rows by COPY, the writer's common case, in one round trip: on TimescaleDB the
- * COPY alone (the continuous aggregate follows), on plain PostgreSQL the COPY and the rollup
- * in one transaction. Fails whole with `unique_violation`, having written nothing, when a row
- * is already stored. Resolves with the rows written, once committed.
+ * COPY alone (the continuous aggregate follows), on plain PostgreSQL the COPY and the
+ * queueing of its late buckets in one transaction. Fails whole with `unique_violation`,
+ * having written nothing, when a row is already stored. Resolves with the rows written, once
+ * committed.
  */
 export function copyRows(client: PoolClient, copy: TelemetryCopy, engine: StoreEngine): Promise<number> {
-  const text = engine === 'timescaledb' ? COPY_ROWS : `${COPY_ROWS};${copy.rollupStatement()}`;
+  const text =
+    engine === 'timescaledb'
+      ? COPY_ROWS
+      : `${ROLLUP_SHARED_LOCK};${COPY_ROWS};${copy.lateBucketsStatement()}`;
   return new Promise((resolve, reject) => {
     client.query(new CopyInQuery(text, copy.text, (err, rows) => (err ? reject(err) : resolve(rows))));
   });
@@ -330,21 +270,13 @@ const INSERT_ROWS = `
   FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::float8[], $6::text[], $7::text[], $8::float8[])
        AS x(t, d, m, ts, v, u, q, r)`;
 
-// On plain PostgreSQL the rollup counts only rows this statement inserted (RETURNING), so a
-// redelivered batch, whose rows conflict, adds nothing to it: the rollup is exactly-once too.
-// Two batches with the same row in flight at once: the second waits on the first's key lock
-// and then inserts nothing (the row is there), so the rollup counts it once either way.
-const withRollup = (insertRows: string) => `
-  WITH ins AS (${insertRows} RETURNING tenant_id, device_id, metric, ts, value)
-  INSERT INTO telemetry_5m AS r (tenant_id, device_id, metric, bucket, count, sum, min, max)
-  SELECT tenant_id, device_id, metric, date_bin('5 minutes', ts, timestamptz '2000-01-01'),
-         count(*), sum(value), min(value), max(value)
-  FROM ins GROUP BY 1, 2, 3, 4
-  -- The same lock order in every transaction: batches written at once cannot deadlock here.
-  ORDER BY 1, 2, 3, 4
-  ON CONFLICT (tenant_id, device_id, metric, bucket) DO UPDATE SET
-    count = r.count + EXCLUDED.count, sum = r.sum + EXCLUDED.sum,
-    min = LEAST(r.min, EXCLUDED.min), max = GREATEST(r.max, EXCLUDED.max)`;
+// On plain PostgreSQL the late buckets of the rows this statement inserted are queued for
+// the rollup, as after a COPY.
+const withLateBuckets = (insertRows: string) =>
+  markLateBuckets(
+    `SELECT DISTINCT date_bin('5 minutes', ts, timestamptz '2000-01-01') AS bucket FROM ins`,
+    `ins AS (${insertRows} RETURNING ts), `,
+  );
 
 /**
  * The write that skips stored rows (ON CONFLICT DO NOTHING): for a batch whose COPY met a stored
@@ -353,8 +285,31 @@ const withRollup = (insertRows: string) => `
  */
 export const IDEMPOTENT_INSERT: Record<StoreEngine, string> = {
   timescaledb: `${INSERT_ROWS} ON CONFLICT DO NOTHING`,
-  'postgres-partitions': withRollup(`${INSERT_ROWS} ON CONFLICT DO NOTHING`),
+  'postgres-partitions': withLateBuckets(`${INSERT_ROWS} ON CONFLICT DO NOTHING`),
 };
+
+/**
+ * The write that skips stored rows, as the writer sends it: on plain PostgreSQL in one
+ * transaction with ROLLUP_SHARED_LOCK before it (two round trips more, on this path only).
+ * Resolves with the rows inserted, or -1 on plain PostgreSQL, where the statement returns the
+ * late buckets it queued.
+ */
+export async function insertSkippingStored(
+  client: PoolClient,
+  params: string[],
+  engine: StoreEngine,
+): Promise<number> {
+  if (engine === 'timescaledb') return (await client.query(IDEMPOTENT_INSERT[engine], params)).rowCount ?? 0;
+  await client.query(`BEGIN;${ROLLUP_SHARED_LOCK}`);
+  try {
+    await client.query(IDEMPOTENT_INSERT[engine], params);
+    await client.query('COMMIT');
+  } catch (e) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw e;
+  }
+  return -1;
+}
 
 /** After a batch met stored rows, the batches of the next 30 s are written the idempotent way. */
 const IDEMPOTENT_SPELL_MS = 30_000;
@@ -408,7 +363,7 @@ export class TelemetryBatchWriter {
   /**
    * Stores the points of the messages; returns how many rows were new (the rest were already
    * stored), or -1 where PostgreSQL does not say (the skipping INSERT on plain PostgreSQL,
-   * which returns the rollup's rows).
+   * which returns the queued buckets).
    */
   async write(messages: readonly NormalizedTelemetry[]): Promise<number> {
     const engine = this.engine ?? (await this.detectEngine());
@@ -434,8 +389,7 @@ export class TelemetryBatchWriter {
         }
       const columns = TelemetryColumns.of(messages);
       if (columns.rows === 0) return 0;
-      const res = await client.query(IDEMPOTENT_INSERT[engine], columns.params());
-      return engine === 'timescaledb' ? (res.rowCount ?? 0) : -1;
+      return await insertSkippingStored(client, columns.params(), engine);
     } catch (e) {
       // A connection that failed mid-COPY is not fit for the next batch: the pool drops it.
       if (!(e instanceof DatabaseError)) broken = e as Error;
@@ -476,6 +430,26 @@ export class TelemetryBatchWriter {
     if (engine !== 'postgres-partitions') return;
     await this.pool.query('SELECT telemetry_ensure_partitions(1, $1)', [daysAhead]);
     await this.pool.query('SELECT telemetry_apply_retention()');
+  }
+
+  /**
+   * Materializes the rollup of the buckets that closed, and computes again those late
+   * readings went into (plain PostgreSQL only; TimescaleDB's policy does it there). Any
+   * replica may call it at any time: replicas take different buckets. Resolves with the
+   * buckets computed.
+   */
+  async refreshRollup(bucketsPerStatement = 10): Promise<number> {
+    const engine = this.engine ?? (await this.detectEngine());
+    if (engine !== 'postgres-partitions') return 0;
+    await this.pool.query('SELECT telemetry_5m_advance()');
+    let total = 0;
+    for (;;) {
+      const { rows } = await this.pool.query<{ n: number }>('SELECT telemetry_5m_refresh($1) AS n', [
+        bucketsPerStatement,
+      ]);
+      total += rows[0]!.n;
+      if (rows[0]!.n < bucketsPerStatement) return total;
+    }
   }
 
   async ping(): Promise<boolean> {

@@ -179,7 +179,7 @@ async function writesScenario(): Promise<BenchReport> {
     report.processes = { pg_copy: processTable({ postgres: copyPg }, n) };
     const forms = await measureWriteForms(s, n);
     const describe = {
-      fresh: 'COPY (+ rollup on PostgreSQL): the common case',
+      fresh: 'COPY (+ computing its buckets of the rollup on PostgreSQL): the common case',
       idempotent: 'INSERT ON CONFLICT DO NOTHING on new rows: the form after a unique_violation',
       redelivered: 'INSERT ON CONFLICT DO NOTHING on rows all stored: a redelivery',
     };
