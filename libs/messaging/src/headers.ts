@@ -1,6 +1,5 @@
 import type { MsgHdrs } from '@nats-io/transport-node';
 
-const encoder = new TextEncoder();
 // RFC 7230 token characters: what nats.js accepts in a header name.
 const VALID_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const LINE_BREAK = /[\r\n]/;
@@ -50,7 +49,8 @@ export class OutgoingHeaders {
     if (!this.encoded) {
       let s = 'NATS/1.0';
       for (let i = 0; i < this.names.length; i++) s += `\r\n${this.names[i]}: ${this.values[i]}`;
-      this.encoded = encoder.encode(`${s}\r\n\r\n`);
+      // From Node's shared pool, not an ArrayBuffer of its own (see JetStreamPublisher.publish).
+      this.encoded = Buffer.from(`${s}\r\n\r\n`);
     }
     return this.encoded;
   }
