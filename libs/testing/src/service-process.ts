@@ -33,7 +33,11 @@ export function spawnService(o: {
   const process = spawnManaged({
     name: o.name,
     cmd: global.process.execPath,
-    args: [join(o.root, 'dist', 'apps', o.name, 'src', 'main.js')],
+    // IOT_SERVICE_NODE_FLAGS: flags Node refuses in NODE_OPTIONS (--trace-gc, --single-threaded-gc).
+    args: [
+      ...(global.process.env['IOT_SERVICE_NODE_FLAGS']?.split(/\s+/).filter(Boolean) ?? []),
+      join(o.root, 'dist', 'apps', o.name, 'src', 'main.js'),
+    ],
     logFile: o.logFile,
     // Options the caller sets (a profiler, other heap sizes) come last and win.
     env: {
