@@ -383,4 +383,24 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
     // Had it not waited, the bucket would have been computed without the row, and not again.
     expect(await rollupOf('demo-wait')).toEqual([[ts, '1', 7]]);
   });
+
+  it('computes a bucket while autovacuum holds its partition, without waiting for it', async () => {
+    const ts = openBucket() - 3_000_000;
+    await write(sut, [{ ...row('vacuumed', 4, ts), device: 'demo-vacuum' }]);
+    // Autovacuum's lock on the partition (the one BRIN summarizing takes too), held open.
+    const vacuum = new Client({ connectionString: pg.url });
+    await vacuum.connect();
+    try {
+      const [{ part }] = await pg.query<{ part: string }>(
+        `SELECT tableoid::regclass::text AS part FROM telemetry WHERE device_id = 'demo-vacuum'`,
+      );
+      await vacuum.query('BEGIN');
+      await vacuum.query(`LOCK TABLE ${part} IN SHARE UPDATE EXCLUSIVE MODE`);
+      await sut.refreshRollup();
+      expect(await rollupOf('demo-vacuum')).toEqual([[ts, '1', 4]]);
+    } finally {
+      await vacuum.query('ROLLBACK').catch(() => undefined);
+      await vacuum.end();
+    }
+  });
 });

@@ -79,7 +79,7 @@ export class RollupRefresh1764900000000 implements MigrationInterface {
       LANGUAGE plpgsql SECURITY DEFINER
       SET search_path = public SET enable_seqscan = off SET enable_sort = off
       SET max_parallel_workers_per_gather = 0 AS $$
-      DECLARE b timestamptz; done int := 0;
+      DECLARE b timestamptz; done int := 0; saved_lock_timeout text;
         raw_keep interval := (SELECT value::interval FROM telemetry_settings WHERE key = 'raw_retention');
       BEGIN
         -- Buckets a batch is writing into right now are skipped: they come next time.
@@ -91,8 +91,18 @@ export class RollupRefresh1764900000000 implements MigrationInterface {
           IF done = 0 THEN
             -- Pages written since the last summary get one, so that each bucket below reads
             -- only its own page ranges, not every page autovacuum has not summarized yet.
-            PERFORM brin_summarize_new_values(i.inhrelid)
-            FROM pg_inherits i WHERE i.inhparent = 'telemetry_ts_brin'::regclass;
+            -- Autovacuum takes the same lock on a partition (and summarizes it too): waiting
+            -- past deadlock_timeout would cancel it, every 30 s; after 100 ms this time goes
+            -- without, and reads the ranges left unsummarized.
+            BEGIN
+              saved_lock_timeout := current_setting('lock_timeout');
+              PERFORM set_config('lock_timeout', '100ms', true);
+              PERFORM brin_summarize_new_values(i.inhrelid)
+              FROM pg_inherits i WHERE i.inhparent = 'telemetry_ts_brin'::regclass;
+              PERFORM set_config('lock_timeout', saved_lock_timeout, true);
+            EXCEPTION WHEN lock_not_available THEN
+              NULL;
+            END;
           END IF;
           done := done + 1;
           -- Past the raw window retention may have deleted some of a bucket's rows: its
