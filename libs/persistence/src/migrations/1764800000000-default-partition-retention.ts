@@ -1,4 +1,5 @@
 import type { MigrationInterface, QueryRunner } from 'typeorm';
+import { isPartitionedStore } from './plain-postgres';
 import { APPLY_RETENTION_V1 } from './1763900000000-telemetry-store';
 
 /**
@@ -19,17 +20,12 @@ const APPLY_RETENTION_V2 = APPLY_RETENTION_V1.replace(
 export class DefaultPartitionRetention1764800000000 implements MigrationInterface {
   name = 'DefaultPartitionRetention1764800000000';
 
-  private async partitioned(q: QueryRunner): Promise<boolean> {
-    const [{ found }] = await q.query(`SELECT to_regclass('telemetry_default') IS NOT NULL AS found`);
-    return found;
-  }
-
   async up(q: QueryRunner): Promise<void> {
-    if (!(await this.partitioned(q))) return;
+    if (!(await isPartitionedStore(q))) return;
     await q.query(APPLY_RETENTION_V2);
   }
 
   async down(q: QueryRunner): Promise<void> {
-    if (await this.partitioned(q)) await q.query(APPLY_RETENTION_V1);
+    if (await isPartitionedStore(q)) await q.query(APPLY_RETENTION_V1);
   }
 }

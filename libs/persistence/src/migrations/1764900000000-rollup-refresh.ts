@@ -1,12 +1,13 @@
 import type { MigrationInterface, QueryRunner } from 'typeorm';
+import { isPartitionedStore } from './plain-postgres';
 import { ROLLUP_LOCK_KEY } from '@iot/contracts';
 
 /**
  * On plain PostgreSQL the 5-minute rollup is materialized as TimescaleDB's continuous
  * aggregate is: each bucket once it has closed, from its rows, instead of by the writer in
  * every batch. A batch of a few hundred messages from as many devices updated about one
- * rollup row per point, which cost PostgreSQL as much as the rows themselves (68-78 against
- * 39-45 µs per message; docs/performance.md).
+ * rollup row per point, which cost PostgreSQL as much as the rows themselves (67-94 against
+ * 31-56 µs per message; docs/performance.md).
  *
  * - `telemetry_5m_state.materialized_upto`: buckets before it are materialized (or queued);
  *   `telemetry_5m_advance()` moves it to the last bucket that closed a minute ago and queues
@@ -14,7 +15,9 @@ import { ROLLUP_LOCK_KEY } from '@iot/contracts';
  * - `telemetry_5m_dirty`: buckets to compute again. A writer that stores a row in a bucket
  *   before `materialized_upto` (a late reading) queues its bucket in the same transaction.
  * - `telemetry_5m_refresh(n)` computes up to `n` queued buckets from their rows and returns
- *   how many it did.
+ *   how many it took. A bucket past the raw window (7 days), whose rows retention may have
+ *   deleted in part, is not computed again: a reading that late leaves the rollup as it was,
+ *   as TimescaleDB's policy (start offset 1 day) does.
  *
  * Why no row is missed: a batch holds the advisory lock ROLLUP_LOCK_KEY shared from before
  * it reads `materialized_upto` until it commits, and `advance` takes it exclusively: it waits
@@ -33,13 +36,8 @@ import { ROLLUP_LOCK_KEY } from '@iot/contracts';
 export class RollupRefresh1764900000000 implements MigrationInterface {
   name = 'RollupRefresh1764900000000';
 
-  private async partitioned(q: QueryRunner): Promise<boolean> {
-    const [{ found }] = await q.query(`SELECT to_regclass('telemetry_default') IS NOT NULL AS found`);
-    return found;
-  }
-
   async up(q: QueryRunner): Promise<void> {
-    if (!(await this.partitioned(q))) return;
+    if (!(await isPartitionedStore(q))) return;
     await q.query(`CREATE INDEX telemetry_ts_brin ON telemetry USING brin (ts) WITH (autosummarize = on)`);
     await q.query(`
       CREATE TABLE telemetry_5m_state (
@@ -120,7 +118,7 @@ export class RollupRefresh1764900000000 implements MigrationInterface {
   }
 
   async down(q: QueryRunner): Promise<void> {
-    if (!(await this.partitioned(q))) return;
+    if (!(await isPartitionedStore(q))) return;
     await q.query(`DROP FUNCTION IF EXISTS telemetry_5m_refresh(int)`);
     await q.query(`DROP FUNCTION IF EXISTS telemetry_5m_advance()`);
     await q.query(`DROP TABLE IF EXISTS telemetry_5m_dirty`);
