@@ -5,6 +5,9 @@ import { NO_CONTROL_CHARACTERS } from './validation';
 const Finite = (opts: { description?: string } = {}) =>
   Type.Number({ minimum: -1e300, maximum: 1e300, ...opts });
 const Id = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' });
+/** A metric's name, as readings, profiles and the table carry it. */
+export const METRIC_NAME_PATTERN = '^[A-Za-z0-9_.-]{1,64}$';
+const MetricName = Type.String({ pattern: METRIC_NAME_PATTERN });
 /** Free text a device sends (units, message ids, names): any characters but control ones. */
 const Text = (opts: { minLength?: number; maxLength: number }) =>
   Type.String({ ...opts, pattern: NO_CONTROL_CHARACTERS });
@@ -47,7 +50,7 @@ export const CanonicalTelemetrySchema = Type.Object(
   {
     message_id: Type.Optional(Text({ minLength: 1, maxLength: 128 })),
     ts: Type.Union([Type.String({ format: 'date-time' }), Type.Integer({ minimum: 0, maximum: 1e14 })]),
-    readings: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }), Reading, { minProperties: 1 }),
+    readings: Type.Record(MetricName, Reading, { minProperties: 1 }),
   },
   { additionalProperties: true },
 );
@@ -60,7 +63,7 @@ export const GatewayBatchSchema = Type.Array(
       device_id: Id,
       message_id: Type.Optional(Text({ minLength: 1, maxLength: 128 })),
       ts: Type.Union([Type.String({ format: 'date-time' }), Type.Integer({ minimum: 0, maximum: 1e14 })]),
-      readings: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }), Reading, {
+      readings: Type.Record(MetricName, Reading, {
         minProperties: 1,
       }),
     },
@@ -205,7 +208,7 @@ export const MetricSpecSchema = Type.Object(
     /** Values at most this far outside the range are clamped to it; further out they are kept and flagged. */
     clampMargin: Type.Optional(Type.Number({ minimum: 0 })),
     /** Store under this name. */
-    rename: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' })),
+    rename: Type.Optional(MetricName),
     /** Deadband: a value within this distance of the last stored one is not stored again. */
     deadband: Type.Optional(Type.Number({ minimum: 0 })),
     /** With a deadband, still store at least this often (ms); default 15 minutes. */
@@ -222,7 +225,7 @@ export type MetricSpec = Static<typeof MetricSpecSchema>;
 export const ModelProfileSchema = Type.Object(
   {
     model: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' }),
-    metrics: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }), MetricSpecSchema),
+    metrics: Type.Record(MetricName, MetricSpecSchema),
   },
   { additionalProperties: false },
 );

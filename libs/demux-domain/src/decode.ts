@@ -1,4 +1,5 @@
 import {
+  METRIC_NAME_PATTERN,
   PayloadValidationError,
   Validators,
   type DecodedReading,
@@ -206,7 +207,7 @@ function decodeZenthos(bytes: Uint8Array, env: RawEnvelope): Group {
 }
 
 const SENML_DEVICE_NAME = /^urn:dev:([A-Za-z0-9_-]{1,64}):(.*)$/;
-const METRIC = /^[A-Za-z0-9_.-]{1,64}$/;
+const METRIC = new RegExp(METRIC_NAME_PATTERN);
 // RFC 8428 4.5.3: times below 2**28 are relative to now.
 const SENML_RELATIVE_LIMIT = 2 ** 28;
 
