@@ -7,6 +7,15 @@ import { decodeRaw, detectFormat, type DeviceDirectory, type RawEnvelope } from 
 const fixture = (name: string) => readFileSync(join(__dirname, 'fixtures', name));
 const enc = (v: unknown) => new TextEncoder().encode(typeof v === 'string' ? v : JSON.stringify(v));
 const opts = { maxFutureSkewMs: 5 * 60_000, defaultModel: 'generic' };
+/** What `f` throws, or undefined if it returns. */
+const thrownBy = (f: () => unknown): unknown => {
+  try {
+    f();
+  } catch (e) {
+    return e;
+  }
+  return undefined;
+};
 const now = Date.UTC(2026, 10, 23, 9, 0, 0);
 const registry: Record<string, { tenant: string; model: string; state: string }> = {
   'demo-0002': { tenant: 'demo', model: 'generic', state: 'active' },
@@ -79,12 +88,7 @@ describe('decodeRaw: Zenthos', () => {
     ];
     expect(lines).toHaveLength(expected.length);
     lines.forEach((line, i) => {
-      let err: unknown;
-      try {
-        sutFor(zenthosEnv)(enc(line));
-      } catch (e) {
-        err = e;
-      }
+      const err = thrownBy(() => sutFor(zenthosEnv)(enc(line)));
       expect(err).toBeInstanceOf(PayloadValidationError);
       const [field, rule] = expected[i]!;
       expect({
@@ -141,12 +145,7 @@ describe('decodeRaw: canonical', () => {
       '/readings/t/unit',
     ],
   ])('refuses %s, naming the field', (_, payload, field) => {
-    let err: unknown;
-    try {
-      sutFor(env)(enc(payload));
-    } catch (e) {
-      err = e;
-    }
+    const err = thrownBy(() => sutFor(env)(enc(payload)));
     expect(err).toBeInstanceOf(PayloadValidationError);
     expect((err as PayloadValidationError).field).toBe(field);
     expect((err as Error).message).toMatch(/control character .*send printable text/);

@@ -40,8 +40,12 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
     points: [{ metric, value, unit: 'Cel', quality: 'good' }],
   });
   const write = (writer: TelemetryBatchWriter, messages: NormalizedTelemetry[]) => writer.write(messages);
-  const everyBucketMaterialized = () =>
-    pg.query(`UPDATE telemetry_5m_state SET materialized_upto = 'infinity'`);
+  /** Where the rollup counts as materialized: epoch ms, or 'infinity' (every bucket). */
+  const materializedUpto = (at: number | 'infinity') =>
+    pg.query(`UPDATE telemetry_5m_state SET materialized_upto = $1::timestamptz`, [
+      at === 'infinity' ? at : new Date(at).toISOString(),
+    ]);
+  const everyBucketMaterialized = () => materializedUpto('infinity');
   /** The start of the current 5-minute bucket (date_bin from 2000-01-01, a multiple of 5 minutes after 1970). */
   const openBucket = () => Math.floor(Date.now() / 300_000) * 300_000;
   const rollupOf = async (device: string) =>
@@ -304,9 +308,7 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
   it('materializes a bucket once it has closed, and the open one not yet', async () => {
     const open = openBucket();
     // Materialized up to half an hour ago: the buckets since then have not been computed.
-    await pg.query(`UPDATE telemetry_5m_state SET materialized_upto = to_timestamp($1 / 1000.0)`, [
-      open - 1_800_000,
-    ]);
+    await materializedUpto(open - 1_800_000);
     try {
       const closed = open - 900_000;
       await write(sut, [
@@ -358,9 +360,7 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
   it('waits for the batches that read where materializing stood before moving it on', async () => {
     const open = openBucket();
     const ts = open - 900_000;
-    await pg.query(`UPDATE telemetry_5m_state SET materialized_upto = to_timestamp($1 / 1000.0)`, [
-      open - 1_800_000,
-    ]);
+    await materializedUpto(open - 1_800_000);
     const batch = new Client({ connectionString: pg.url });
     await batch.connect();
     try {
