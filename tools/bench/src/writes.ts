@@ -1,4 +1,4 @@
-import { Pool } from 'pg';
+import { Pool, type PoolClient } from 'pg';
 import type { NormalizedTelemetry } from '@iot/contracts';
 import {
   copyRows,
@@ -91,27 +91,23 @@ export async function measureWriteForms(
     );
     const idempotent = batchesFrom(base - 3_600_000, messages).map((b) => TelemetryColumns.of(b).params());
     const rows = messages * METRICS_PER_MESSAGE;
-    const copy = async () => {
-      await windowed(fresh.length, CONCURRENCY, async (i) => {
+    /** `n` writes, CONCURRENCY at once, each on a client of its own as the writer's are. */
+    const writeAll = (n: number, send: (client: PoolClient, i: number) => Promise<unknown>) =>
+      windowed(n, CONCURRENCY, async (i) => {
         const client = await pool.connect();
         try {
-          await copyRows(client, fresh[i]!, engine);
+          await send(client, i);
         } finally {
           client.release();
         }
       });
+    const copy = async () => {
+      await writeAll(fresh.length, (client, i) => copyRows(client, fresh[i]!, engine));
       // The rollup of those buckets, which the writer computes every 30 s: its cost is theirs.
       await writer.refreshRollup();
     };
     const insert = () =>
-      windowed(idempotent.length, CONCURRENCY, async (i) => {
-        const client = await pool.connect();
-        try {
-          await insertSkippingStored(client, idempotent[i]!, engine);
-        } finally {
-          client.release();
-        }
-      });
+      writeAll(idempotent.length, (client, i) => insertSkippingStored(client, idempotent[i]!, engine));
     return {
       fresh: await timed(s, rows, copy),
       idempotent: await timed(s, rows, insert),
