@@ -26,6 +26,8 @@ export interface JetStreamServerOptions {
   publisher: JetStreamPublisher;
   logger: Logger;
   metrics: IotMetrics;
+  /** Overrides every pattern's `lingerMs` (an operator's setting, BATCH_LINGER_MS). */
+  lingerMs?: number;
 }
 
 /**
@@ -63,7 +65,7 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
           contract: extras.consumer,
           decoder: extras.decoder,
           batchSize: extras.batchSize,
-          lingerMs: extras.lingerMs,
+          lingerMs: this.options.lingerMs ?? extras.lingerMs,
           concurrency: extras.concurrency,
           handler: extras.batch
             ? {

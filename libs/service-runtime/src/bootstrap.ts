@@ -34,6 +34,10 @@ const runtimeEnv = {
   }),
   AUTH_ISSUER: str({ default: DEFAULT_TOKEN_ISSUER, desc: 'The iss every access token must carry' }),
   AUTH_AUDIENCE: str({ default: DEFAULT_TOKEN_AUDIENCE, desc: 'The aud every access token must carry' }),
+  BATCH_LINGER_MS: num({
+    default: undefined,
+    desc: "How long a partial batch waits for more messages (ms), for every consumer of the service; unset: each consumer's own setting (demux 2, tsdb-writer 5). Higher: fewer, larger batches and less CPU at moderate rates, for more latency",
+  }),
   NATS_STREAM_REPLICAS: num({
     default: 1,
     choices: [1, 3, 5],
@@ -153,7 +157,7 @@ export async function startService<S extends EnvSpec>(
 
   let transport: JetStreamServer | undefined;
   if (def.consumes) {
-    transport = new JetStreamServer({ nc, js, publisher, logger, metrics });
+    transport = new JetStreamServer({ nc, js, publisher, logger, metrics, lingerMs: env.BATCH_LINGER_MS });
     app.connectMicroservice({ strategy: transport }, { inheritAppConfig: true });
     readiness.add('consumers', () => transport!.attached);
   }
