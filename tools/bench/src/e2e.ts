@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { DeviceRecord } from '@iot/contracts';
 import { removeDir, spawnManaged, startPipeline, tempDir, type Pipeline } from '@iot/testing';
 import { countDelivery, rawMessages, waitDrained } from './delivery';
-import { diffBuckets, parseHistogram, quantile } from './histogram';
+import { diffBuckets, parseHistogram, quantile, type Buckets } from './histogram';
 import { BENCH_TENANT } from './load';
 import { ProcessMeter, type ProcessUsage } from './proc';
 
@@ -24,6 +24,13 @@ export interface E2eRun {
   p50Ms?: number;
   p95Ms?: number;
   p99Ms?: number;
+  /**
+   * The p99 of each 5-second window from the first send to the drain (ms; undefined for a
+   * window without commits): says whether a tail is spread out or one stall.
+   */
+  p99ByWindowMs: Array<number | undefined>;
+  /** Messages per batch, on average, at the consumers that batch (demux, tsdb-writer). */
+  batchSizes: Record<string, number | undefined>;
   sustained: boolean;
   processes: Record<string, ProcessUsage>;
 }
@@ -53,14 +60,64 @@ export async function startE2ePipeline(root: string, normalizeInDemux = false): 
     serviceEnv: {
       LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn',
       NORMALIZE_IN_DEMUX: String(normalizeInDemux),
+      // BENCH_LINGER_MS: every consumer's linger, to measure latency against CPU.
+      ...(process.env.BENCH_LINGER_MS ? { BATCH_LINGER_MS: process.env.BENCH_LINGER_MS } : {}),
     },
     keepLogs: !!process.env.BENCH_KEEP_LOGS,
   });
 }
 
+/** The consumers whose batches are counted: their size is what the linger trades for latency. */
+const BATCHING = ['demux', 'tsdb-writer'];
+
+/** Batches processed and messages taken by a service's consumer, from its /metrics. */
+async function batchCounts(p: Pipeline, service: string): Promise<{ batches: number; messages: number }> {
+  const text = await (await fetch(`${p.service(service).url}/metrics`)).text();
+  const sum = (re: RegExp) => [...text.matchAll(re)].reduce((t, m) => t + Number(m[1]), 0);
+  return {
+    batches: sum(/^iot_processing_duration_seconds_count\{[^}]*\}\s+(\S+)/gm),
+    messages: sum(/^iot_messages_received_total\{[^}]*\}\s+(\S+)/gm),
+  };
+}
+
+async function allBatchCounts(p: Pipeline) {
+  return Promise.all(BATCHING.map((s) => batchCounts(p, s)));
+}
+
 async function writerLatency(p: Pipeline) {
   const text = await (await fetch(`${p.service('tsdb-writer').url}/metrics`)).text();
   return parseHistogram(text, 'iot_event_to_commit_seconds');
+}
+
+const WINDOW_MS = 5_000;
+
+/** Scrapes the writer's latency histogram every 5 s and keeps each window's p99. */
+class LatencyWindows {
+  private readonly p99s: Array<number | undefined> = [];
+  private readonly timer: NodeJS.Timeout;
+  private scraping: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly scrape: () => Promise<Buckets>,
+    private last: Buckets,
+  ) {
+    this.timer = setInterval(() => (this.scraping = this.take()), WINDOW_MS);
+  }
+
+  private async take(): Promise<void> {
+    const now = await this.scrape().catch(() => undefined);
+    if (!now) return void this.p99s.push(undefined);
+    const p99 = quantile(diffBuckets(now, this.last), 0.99);
+    this.p99s.push(p99 === undefined ? undefined : Math.round(p99 * 1000));
+    this.last = now;
+  }
+
+  async end(): Promise<Array<number | undefined>> {
+    clearInterval(this.timer);
+    await this.scraping;
+    await this.take();
+    return this.p99s;
+  }
 }
 
 /**
@@ -74,6 +131,7 @@ export async function runE2e(root: string, p: Pipeline, rate: number, durationS:
     const record = join(dir, 'sent.csv');
     const before = await writerLatency(p);
     const rawBefore = await rawMessages(p);
+    const batchesBefore = await allBatchCounts(p);
     const svc = (name: string) => ({ pid: p.service(name).process.pid });
     const sim = spawnManaged({
       name: 'simulator',
@@ -97,6 +155,7 @@ export async function runE2e(root: string, p: Pipeline, rate: number, durationS:
       mosquitto: { pid: p.mqtt.process.pid },
       simulator: { pid: sim.pid },
     }).begin();
+    const windows = new LatencyWindows(() => writerLatency(p), before);
     await sim.exited();
     const log = readFileSync(join(dir, 'simulator.log'), 'utf8');
     const final = /final sent=(\d+) acked=(\d+) failed=\d+ sending_ms=(\d+)/.exec(log);
@@ -108,7 +167,16 @@ export async function runE2e(root: string, p: Pipeline, rate: number, durationS:
     // the raw stream, and no consumer has anything pending.
     const { drainedAt, complete } = await waitDrained(p, rawBefore, acked);
     const processes = meter.end();
+    const p99ByWindowMs = await windows.end();
     const latency = diffBuckets(await writerLatency(p), before);
+    const batchesAfter = await allBatchCounts(p);
+    const batchSizes = Object.fromEntries(
+      BATCHING.map((service, i) => {
+        const [b, a] = [batchesBefore[i]!, batchesAfter[i]!];
+        const batches = a.batches - b.batches;
+        return [service, batches > 0 ? Math.round((a.messages - b.messages) / batches) : undefined];
+      }),
+    );
 
     const count = await countDelivery(p, record, BENCH_TENANT);
     const { lostPoints, duplicatedPoints, storedMessages } = count;
@@ -132,6 +200,8 @@ export async function runE2e(root: string, p: Pipeline, rate: number, durationS:
       p50Ms: q(0.5),
       p95Ms: q(0.95),
       p99Ms: q(0.99),
+      p99ByWindowMs,
+      batchSizes,
       // It kept up: the devices sent at the rate, nothing was lost, and the backlog at the end
       // was gone within 5 seconds.
       sustained: sentPerS >= 0.95 * rate && lostPoints === 0 && drainMs <= 5_000 && complete,

@@ -9,6 +9,10 @@ export interface ResultEntry {
   p50_ms?: number;
   p95_ms?: number;
   p99_ms?: number;
+  /** e2e: the p99 of each 5-second window of the run (ms), so one stall shows as one window. */
+  p99_by_5s_ms?: Array<number | undefined>;
+  /** e2e: messages per batch, on average, at each consumer that batches. */
+  batch_sizes?: Record<string, number | undefined>;
   lost?: number;
   duplicated?: number;
   cpu_us_per_msg?: number;
