@@ -36,11 +36,12 @@ const extras: JetStreamPatternExtras<Uint8Array> = {
   // them survive each scavenge. ./platform bench stages, interleaved: CPU per message 5-10%
   // less, RSS 24 MiB less, the same throughput.
   batchSize: 250,
-  // A partial batch waits only 2 ms, for the rest of what the server sent in the same burst:
-  // while batches are in flight, what arrives waits for a free slot anyway and batches grow
-  // with the rate. 20 ms (until 2026-12-03) bought no CPU that the e2e bench could see at
-  // 5,000 msg/s and added up to 20 ms to every reading's latency (BATCH_LINGER_MS overrides).
-  lingerMs: 2,
+  // Each batch costs a write of its publishes and one of its acks, whatever its size: below a
+  // full batch, wait 20 ms for more (at 2,000 msg/s, ~40 messages a batch instead of ~10).
+  // 2 ms was measured on 2026-12-03: 30 ms less p50 at 5,000 msg/s, but 8-10% more CPU per
+  // message end to end with the writer at 5 ms, and 8,000 msg/s no longer sustained
+  // (docs/performance.md). BATCH_LINGER_MS sets it for a deployment that wants the latency.
+  lingerMs: 20,
   // The next batch starts while the last one waits for its publish acks; messages are
   // independent, and each batch's handlers run in order up to their first await.
   concurrency: 2,

@@ -55,11 +55,11 @@ export class TelemetryWriterController implements OnModuleInit, OnApplicationShu
     decoder: Validators.normalizedTelemetry,
     batch: true,
     batchSize: 1000,
-    // A commit costs a round trip and a WAL flush whatever its size, but while three are in
-    // flight what arrives waits for a free connection anyway, so batches grow with the rate
-    // (group commit). A partial batch waits 5 ms: 50 ms (until 2026-12-03) bought no CPU the
-    // e2e bench could see at 5,000 msg/s and added up to 50 ms to every reading's latency.
-    lingerMs: 5,
+    // A commit costs a round trip and a WAL flush whatever its size: below a full batch, wait
+    // 50 ms for more (at 2,000 msg/s, batches of ~100 messages instead of ~10). 5 ms made
+    // batches of 37-48 messages at 5,000 msg/s and cost PostgreSQL 13-20 µs more per message
+    // (docs/performance.md, 2026-12-03); BATCH_LINGER_MS sets it per deployment.
+    lingerMs: 50,
     // Three transactions in flight (the pool has four connections): while one waits for its
     // commit to reach the disk, the next batch is already being sent.
     concurrency: 3,

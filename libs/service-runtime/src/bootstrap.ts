@@ -36,7 +36,7 @@ const runtimeEnv = {
   AUTH_AUDIENCE: str({ default: DEFAULT_TOKEN_AUDIENCE, desc: 'The aud every access token must carry' }),
   BATCH_LINGER_MS: num({
     default: undefined,
-    desc: "How long a partial batch waits for more messages (ms), for every consumer of the service; unset: each consumer's own setting (demux 2, tsdb-writer 5). Higher: fewer, larger batches and less CPU at moderate rates, for more latency",
+    desc: "How long a partial batch waits for more messages (ms), for every consumer of the service; unset: each consumer's own setting (demux and normalizer 20, tsdb-writer 50). Lower: less latency for more, smaller batches and more CPU at moderate rates",
   }),
   NATS_STREAM_REPLICAS: num({
     default: 1,
