@@ -11,7 +11,14 @@ import { createWriteStream, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import { canonicalPayload, deviceIds, dueMessages, SimulatedSensors, zenthosPayload } from './readings';
+import {
+  canonicalPayload,
+  deviceIds,
+  dueAtMs,
+  dueMessages,
+  SimulatedSensors,
+  zenthosPayload,
+} from './readings';
 
 const { values } = parseArgs({
   options: {
@@ -92,11 +99,12 @@ let next = 0;
 let startedAt = 0;
 let ticker: NodeJS.Timeout | undefined;
 
-function publishOne(now: number): void {
+/** Sends the next message, stamped with the time it was due (`dueAtMs`), not when it leaves. */
+function publishOne(dueAt: number): void {
   const index = next++ % devices.length;
   const d = devices[index]!;
   // Zenthos time is in seconds: such a device sends at most once a second to be stored apart.
-  const ts = (d.lastTs = Math.max(now, d.lastTs + (format === 'zenthos' ? 1000 : 1)));
+  const ts = (d.lastTs = Math.max(dueAt, d.lastTs + (format === 'zenthos' ? 1000 : 1)));
   const n = sent++;
   // --poison-every N: every Nth message breaks the schema (a reading that is not a number).
   const poison = poisonEvery > 0 && n % poisonEvery === poisonEvery - 1;
@@ -123,7 +131,7 @@ function publishOne(now: number): void {
 function tick(): void {
   const now = Date.now();
   const due = dueMessages(rate, now - startedAt, sent, maxMessages);
-  for (let i = 0; i < due; i++) publishOne(now);
+  for (let i = 0; i < due; i++) publishOne(startedAt + dueAtMs(rate, sent));
   if (sent >= maxMessages || (durationS > 0 && now - startedAt >= durationS * 1000)) void stop();
 }
 

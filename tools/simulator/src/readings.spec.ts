@@ -1,5 +1,12 @@
 import { Validators } from '@iot/contracts';
-import { canonicalPayload, deviceIds, dueMessages, SimulatedSensors, zenthosPayload } from './readings';
+import {
+  canonicalPayload,
+  deviceIds,
+  dueAtMs,
+  dueMessages,
+  SimulatedSensors,
+  zenthosPayload,
+} from './readings';
 
 describe('simulated devices', () => {
   it('name devices like the seeded registry', () => {
@@ -30,5 +37,15 @@ describe('canonical payloads and pacing', () => {
     expect(dueMessages(10_000, 100, 50)).toBe(950);
     expect(dueMessages(10_000, 100, 1000)).toBe(0);
     expect(dueMessages(10_000, 1_000, 0, 300)).toBe(300);
+  });
+
+  it('stamps each message with the time it was due, not the time a late tick sent it', () => {
+    // 5,000 msg/s: one message every 0.2 ms; a tick 100 ms late sends 500 due over that time.
+    expect(dueAtMs(5_000, 0)).toBe(0);
+    expect(dueAtMs(5_000, 4)).toBe(1);
+    expect(dueAtMs(5_000, 499)).toBe(100);
+    // Every message due by a tick is stamped no later than the tick.
+    for (const elapsed of [5, 17, 1_000])
+      expect(dueAtMs(5_000, dueMessages(5_000, elapsed, 0) - 1)).toBeLessThanOrEqual(elapsed);
   });
 });

@@ -64,6 +64,15 @@ export function canonicalPayload(sensors: SimulatedSensors, nowMs = Date.now()) 
  * How many messages are due by `elapsedMs` at `ratePerS`, less those sent: the generator
  * catches up after a slow tick instead of drifting below the rate.
  */
+/**
+ * When message `n` (from 0) was due, in ms after the start: the time it carries. A message
+ * sent late (a slow tick, a busy machine) keeps the time it was due, so a benchmark counts
+ * the generator's own delay as latency instead of leaving it out (coordinated omission).
+ */
+export function dueAtMs(ratePerS: number, n: number): number {
+  return Math.floor(((n + 1) * 1000) / ratePerS);
+}
+
 export function dueMessages(ratePerS: number, elapsedMs: number, sent: number, limit = Infinity): number {
   return Math.max(0, Math.min(limit, Math.floor((ratePerS * elapsedMs) / 1000)) - sent);
 }
