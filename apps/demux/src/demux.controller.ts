@@ -36,11 +36,13 @@ const extras: JetStreamPatternExtras<Uint8Array> = {
   // them survive each scavenge. ./platform bench stages, interleaved: CPU per message 5-10%
   // less, RSS 24 MiB less, the same throughput.
   batchSize: 250,
-  // Each batch costs a write of its publishes and one of its acks, whatever its size: below a
-  // full batch, wait 20 ms for more (at 2,000 msg/s, ~40 messages a batch instead of ~10).
-  // 2 ms was measured on 2026-12-03: 30 ms less p50 at 5,000 msg/s, but 8-10% more CPU per
-  // message end to end with the writer at 5 ms, and 8,000 msg/s no longer sustained
-  // (docs/performance.md). BATCH_LINGER_MS sets it for a deployment that wants the latency.
+  // Each batch costs a write of its publishes and one of its acks, whatever its size: a batch
+  // of 50 starts when a slot is free, a smaller one waits until its oldest message has waited
+  // 20 ms (at 2,000 msg/s, ~40 messages a batch instead of ~10; at 5,000, 10 ms of wait).
+  // 2 ms with no minimum was measured on 2026-12-03: 30 ms less p50 at 5,000 msg/s, but
+  // 8-10% more CPU per message end to end with the writer at 5 ms (docs/performance.md).
+  // BATCH_LINGER_MS sets the linger for a deployment.
+  minBatch: 50,
   lingerMs: 20,
   // The next batch starts while the last one waits for its publish acks; messages are
   // independent, and each batch's handlers run in order up to their first await.

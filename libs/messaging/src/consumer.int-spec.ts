@@ -204,6 +204,62 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
     expect(new Set(done).size).toBe(done.length);
   });
 
+  it('starts a batch once minBatch messages are in, and holds a smaller one for its linger (stop settles it)', async () => {
+    const contract: ConsumerContract = {
+      ...Consumers.demux,
+      durable: 'test-minbatch',
+      stage: 'demux',
+      filterSubjects: ['iot.raw.v1.minbatch.>'],
+      ackWaitMs: 30_000,
+    };
+    const batches: string[][] = [];
+    const sut = new ConsumerRunner<Uint8Array>({
+      nc,
+      js,
+      contract,
+      decoder: 'bytes',
+      handler: {
+        kind: 'batch',
+        fn: async (batch) => void batches.push(batch.map((d) => new TextDecoder().decode(d.payload))),
+      },
+      publisher,
+      logger,
+      metrics: new IotMetrics('test'),
+      batchSize: 16,
+      minBatch: 4,
+      // Longer than the test: only minBatch or stop() can start a batch.
+      lingerMs: 600_000,
+    });
+    await sut.start();
+    for (let i = 0; i < 4; i++)
+      await publisher.publish('iot.raw.v1.minbatch.d1', `m${i}`, { msgId: `minbatch-${i}` });
+    await waitFor('the batch of four', () => batches.length === 1, 10_000);
+    expect(batches).toEqual([['m0', 'm1', 'm2', 'm3']]);
+    for (let i = 4; i < 6; i++)
+      await publisher.publish('iot.raw.v1.minbatch.d1', `m${i}`, { msgId: `minbatch-${i}` });
+    const jsm = await jetstreamManager(nc);
+    // Both delivered to the runner (pending an ack there), and not handed to the handler.
+    await waitFor(
+      'the two to be delivered',
+      async () => (await jsm.consumers.info('TELEMETRY_RAW_V1', 'test-minbatch')).num_ack_pending === 2,
+      10_000,
+    );
+    expect(batches).toHaveLength(1);
+    await sut.stop();
+    expect(batches).toEqual([
+      ['m0', 'm1', 'm2', 'm3'],
+      ['m4', 'm5'],
+    ]);
+    // Acked: the server applies acks apart from API requests, so it may take a moment to say so
+    // (well within the 30 s ack wait, after which unacked messages would come back).
+    await waitFor(
+      'the last two acks',
+      async () => (await jsm.consumers.info('TELEMETRY_RAW_V1', 'test-minbatch')).num_ack_pending === 0,
+      5_000,
+    );
+    expect((await jsm.consumers.info('TELEMETRY_RAW_V1', 'test-minbatch')).num_pending).toBe(0);
+  });
+
   it('tells the server it is still working on a batch slower than the ack wait, so it is not redelivered', async () => {
     const deliveries: number[] = [];
     // The test contract's ack wait is 5 s; this handler takes 7.

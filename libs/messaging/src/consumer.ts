@@ -85,6 +85,13 @@ export interface ConsumerRunnerOptions<T> {
   /** How long a partial batch waits for more messages before it is processed (ms). */
   lingerMs?: number;
   /**
+   * A batch of at least this many messages starts as soon as a slot is free, without its
+   * linger; a smaller one waits until its oldest message has waited `lingerMs` (default: the
+   * batch size). Below a batch's fixed cost (a commit, a write of publishes and acks), a
+   * batch is not worth starting early.
+   */
+  minBatch?: number;
+  /**
    * Batches processed at once. Above 1, the next batch starts while the last one waits for
    * its commit or its publish acks, so a stage is not idle for a round trip per batch; only
    * for handlers whose effects do not depend on the order of batches.
@@ -113,14 +120,18 @@ export class ConsumerRunner<T> {
   private readonly batchSize: number;
   private readonly lingerMs: number;
   private readonly concurrency: number;
+  private readonly minBatch: number;
   private buffer: JsMsg[] = [];
-  private flushTimer: NodeJS.Timeout | undefined;
-  private draining: Promise<void> | undefined;
+  /** When the oldest buffered message arrived (performance.now()). */
+  private oldestAt = 0;
+  private pumpQueued = false;
+  private lingerTimer: NodeJS.Timeout | undefined;
   private readonly inFlight = new Set<Promise<void>>();
 
   constructor(private readonly o: ConsumerRunnerOptions<T>) {
     this.batchSize = o.batchSize ?? 256;
     this.lingerMs = o.lingerMs ?? 5;
+    this.minBatch = Math.min(o.minBatch ?? this.batchSize, this.batchSize);
     this.concurrency = o.concurrency ?? 1;
     // One batch more than are processed at once is pulled, so the next one fills meanwhile.
     if (this.pullSize > o.contract.maxAckPending)
@@ -157,8 +168,7 @@ export class ConsumerRunner<T> {
     clearInterval(this.lagTimer);
     await this.messages?.close().catch(() => undefined);
     await this.loop;
-    this.flush();
-    await this.draining;
+    await this.settleAll();
   }
 
   private async run(): Promise<void> {
@@ -168,7 +178,8 @@ export class ConsumerRunner<T> {
       try {
         const consumer = await this.o.js.consumers.get(contract.stream, contract.durable);
         // Messages arrive as the server has them (no waiting for a full batch); they are
-        // gathered for `lingerMs` or until a batch is full, then processed together.
+        // gathered until there are `minBatch` of them or the oldest has waited `lingerMs`,
+        // then processed together (`pump`).
         const messages = await consumer.consume({
           max_messages: this.pullSize,
           callback: (m) => this.enqueue(m),
@@ -219,44 +230,66 @@ export class ConsumerRunner<T> {
   }
 
   private enqueue(m: JsMsg): void {
+    if (this.buffer.length === 0) this.oldestAt = performance.now();
     this.buffer.push(m);
-    if (this.buffer.length >= this.batchSize) this.flush();
-    else this.flushTimer ??= setTimeout(() => this.flush(), this.lingerMs);
-  }
-
-  private flush(): void {
-    clearTimeout(this.flushTimer);
-    this.flushTimer = undefined;
-    if (this.draining || this.buffer.length === 0) return;
-    this.draining = this.drain();
+    // After the rest of this read: nats.js hands over what one socket read holds in one
+    // synchronous loop, and those messages should go in one batch.
+    if (!this.pumpQueued) {
+      this.pumpQueued = true;
+      queueMicrotask(() => {
+        this.pumpQueued = false;
+        this.pump();
+      });
+    }
   }
 
   /**
-   * One drain loop at a time; batches start in order of arrival, at most `concurrency` at
-   * once, and the loop ends when every batch it started is settled.
+   * Starts batches in order of arrival while fewer than `concurrency` are in flight and the
+   * buffer holds one worth starting: `minBatch` messages, or any number once the oldest has
+   * waited `lingerMs` (or the runner is stopping). Otherwise waits, at most until the oldest
+   * message's linger is over. Called on arrival, when a batch settles and when a linger ends.
    */
-  private async drain(): Promise<void> {
-    // Yield first, so `draining` is assigned before the `finally` below can clear it.
-    await Promise.resolve();
-    try {
-      while (this.buffer.length > 0 || this.inFlight.size > 0) {
-        while (this.buffer.length > 0 && this.inFlight.size < this.concurrency) {
-          const batch = this.buffer.splice(0, this.batchSize);
-          const done: Promise<void> = this.process(batch)
-            .catch((e) => {
-              // Unsettled messages come back after the ack wait; the loop must go on.
-              this.o.logger.error(
-                { err: String(e), consumer: this.o.contract.durable, messages: batch.length },
-                'batch failed to settle',
-              );
-            })
-            .finally(() => this.inFlight.delete(done));
-          this.inFlight.add(done);
-        }
-        if (this.inFlight.size > 0) await Promise.race(this.inFlight);
+  private pump(): void {
+    while (this.buffer.length > 0 && this.inFlight.size < this.concurrency) {
+      const waited = performance.now() - this.oldestAt;
+      if (this.running && this.buffer.length < this.minBatch && waited < this.lingerMs) {
+        this.lingerTimer ??= setTimeout(() => {
+          this.lingerTimer = undefined;
+          this.pump();
+        }, this.lingerMs - waited);
+        return;
       }
-    } finally {
-      this.draining = undefined;
+      // What stays behind arrived after this batch's first message: its wait so far is
+      // counted from then, which only makes it start sooner.
+      const batch = this.buffer.splice(0, this.batchSize);
+      const done: Promise<void> = this.process(batch)
+        .catch((e) => {
+          // Unsettled messages come back after the ack wait; the loop must go on.
+          this.o.logger.error(
+            { err: String(e), consumer: this.o.contract.durable, messages: batch.length },
+            'batch failed to settle',
+          );
+        })
+        .finally(() => {
+          this.inFlight.delete(done);
+          this.pump();
+        });
+      this.inFlight.add(done);
+    }
+    if (this.buffer.length === 0) {
+      clearTimeout(this.lingerTimer);
+      this.lingerTimer = undefined;
+    }
+  }
+
+  /** Starts what is buffered, whatever its size, and resolves when no batch is in flight. */
+  private async settleAll(): Promise<void> {
+    clearTimeout(this.lingerTimer);
+    this.lingerTimer = undefined;
+    for (;;) {
+      this.pump();
+      if (this.inFlight.size === 0) return;
+      await Promise.race(this.inFlight);
     }
   }
 

@@ -16,6 +16,8 @@ export interface JetStreamPatternExtras<T = unknown> {
   batchSize?: number;
   /** How long a partial batch waits for more messages (ConsumerRunnerOptions.lingerMs). */
   lingerMs?: number;
+  /** A batch this large starts without its linger (ConsumerRunnerOptions.minBatch). */
+  minBatch?: number;
   /** Batches processed at once (ConsumerRunnerOptions.concurrency). */
   concurrency?: number;
 }
@@ -66,6 +68,7 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
           decoder: extras.decoder,
           batchSize: extras.batchSize,
           lingerMs: this.options.lingerMs ?? extras.lingerMs,
+          minBatch: extras.minBatch,
           concurrency: extras.concurrency,
           handler: extras.batch
             ? {
