@@ -309,11 +309,19 @@ export async function pgCopyBaseline(s: BenchServers, messages: number): Promise
   }
 }
 
-export async function measureBaselines(s: BenchServers, n: number): Promise<Baselines> {
+export type JsBaselines = Pick<Baselines, 'js_publish' | 'js_consume_ack' | 'js_relay'>;
+
+/** The three JetStream baselines (publish fills the stream the other two read). */
+export async function measureJsBaselines(s: BenchServers, n: number): Promise<JsBaselines> {
   const js_publish = await jsPublishBaseline(s, n);
   const js_relay = await jsRelayBaseline(s, n);
   const js_consume_ack = await jsConsumeBaseline(s, n); // last on the baseline stream: deletes it
+  return { js_publish, js_consume_ack, js_relay };
+}
+
+export async function measureBaselines(s: BenchServers, n: number): Promise<Baselines> {
+  const js = await measureJsBaselines(s, n);
   const mqtt_qos1 = await mqttBaseline(s, n);
   const pg_copy_rows = await pgCopyBaseline(s, n);
-  return { js_publish, js_consume_ack, js_relay, mqtt_qos1, pg_copy_rows };
+  return { ...js, mqtt_qos1, pg_copy_rows };
 }

@@ -6,7 +6,13 @@
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { measureBaselines, pgCopyBaseline, type Baselines } from './baselines';
+import {
+  measureBaselines,
+  measureJsBaselines,
+  pgCopyBaseline,
+  type Baselines,
+  type JsBaselines,
+} from './baselines';
 import { runE2e, startE2ePipeline, type E2eRun } from './e2e';
 import { benchDevices, METRICS_PER_MESSAGE } from './load';
 import { runQueries } from './query';
@@ -91,23 +97,32 @@ async function stagesScenario(): Promise<BenchReport> {
     say(`raw baselines with ${n} messages`);
     const b = await measureBaselines(s, n);
     addBaselines(report, b);
+    // Each stage is read against its baselines measured on the same servers just before and
+    // just after it (their mean): the machine's speed drifts by up to 2x within minutes here,
+    // and the baselines of the run's start misread a stage that ran in another spell.
+    const mean = (around: [number, number]) => (around[0] + around[1]) / 2;
     const entry = (
       r: StageResult,
       messages: number,
       baseline: keyof Baselines,
+      around: [number, number],
       factor: number,
       perRow = 1,
-    ) => {
-      const ratio = (r.msgsPerS * perRow) / b[baseline];
+    ): ResultEntry => {
+      const ratio = (r.msgsPerS * perRow) / mean(around);
       return {
         msgs_per_s: round(r.msgsPerS, 0),
         cpu_us_per_msg: round(r.cpuUsPerMsg, 1),
         rss_mib: r.rssMiB,
         ratio: round(ratio, 2),
         baseline,
+        baseline_around: [round(around[0], 0)!, round(around[1], 0)!],
         target: `>= ${factor} x ${baseline}`,
         met: ratio >= factor,
-        note: `${messages} messages${r.memory ? `; after the run: ${r.memory}` : ''}`,
+        note:
+          `${messages} messages; ${baseline} ${round(around[0], 0)} just before and ${round(around[1], 0)} just after, ` +
+          `the ratio is to their mean (${round((r.msgsPerS * perRow) / b[baseline], 2)} to the run's first)` +
+          `${r.memory ? `; after the run: ${r.memory}` : ''}`,
       };
     };
     // A second ratio, to a baseline that bounds the stage as well as the one its target names.
@@ -115,49 +130,63 @@ async function stagesScenario(): Promise<BenchReport> {
       e: ResultEntry,
       r: StageResult,
       key: 'ratio_to_relay' | 'ratio_to_mqtt',
-      name: 'js_relay' | 'mqtt_qos1',
+      name: string,
+      of: number,
       what: string,
     ): ResultEntry => {
-      const ratio = round(r.msgsPerS / b[name], 2);
+      const ratio = round(r.msgsPerS / of, 2);
       return { ...e, [key]: ratio, note: `${e.note}; ${ratio} x ${name} (${what})` };
     };
+    const jsAgain = async (after: string) => {
+      say(`JetStream baselines again, after ${after}`);
+      return measureJsBaselines(s, n);
+    };
     // demux and the normalizer consume, republish and ack: against the servers doing just that.
-    const relayed = (r: StageResult, messages: number) =>
+    const relayed = (r: StageResult & { messages: number }, before: JsBaselines, after: JsBaselines) =>
       alsoTo(
-        entry(r, messages, 'js_consume_ack', 0.5),
+        entry(r, r.messages, 'js_consume_ack', [before.js_consume_ack, after.js_consume_ack], 0.5),
         r,
         'ratio_to_relay',
         'js_relay',
-        'consume, republish, ack with no work between',
+        mean([before.js_relay, after.js_relay]),
+        'consume, republish, ack with no work between; the mean of just before and after',
       );
     report.processes = {};
     say(`mqtt-bridge alone: ${n} messages from 50 devices at QoS 1`);
     const bridge = await bridgeStage(ctx, n);
+    const js1 = await jsAgain('the bridge');
     // The bridge takes what the broker delivers: mosquitto alone bounds it too.
     report.results['mqtt-bridge'] = alsoTo(
-      entry(bridge, n, 'js_publish', 0.5),
+      entry(bridge, n, 'js_publish', [b.js_publish, js1.js_publish], 0.5),
       bridge,
       'ratio_to_mqtt',
       'mqtt_qos1',
-      'mosquitto alone delivering to one subscriber',
+      b.mqtt_qos1,
+      "mosquitto alone delivering to one subscriber, the run's first",
     );
     report.processes['mqtt-bridge'] = processTable(bridge.processes, n);
     say('demux alone on the raw stream the bridge filled');
     const demux = await workerStage(ctx, 'demux', 'TELEMETRY_RAW_V1');
-    report.results.demux = relayed(demux, demux.messages);
+    const js2 = await jsAgain('demux');
+    report.results.demux = relayed(demux, js1, js2);
     report.processes.demux = processTable(demux.processes, demux.messages);
     say('normalizer alone on what demux decoded');
     const norm = await workerStage(ctx, 'normalizer', 'TELEMETRY_DECODED_V1');
-    report.results.normalizer = relayed(norm, norm.messages);
+    const js3 = await jsAgain('the normalizer');
+    report.results.normalizer = relayed(norm, js2, js3);
     report.processes.normalizer = processTable(norm.processes, norm.messages);
-    say('tsdb-writer alone on what the normalizer published');
+    say('psql \\copy again, then tsdb-writer alone on what the normalizer published');
+    const copyBefore = await pgCopyBaseline(s, n);
     const writer = await workerStage(ctx, 'tsdb-writer', 'TELEMETRY_NORMALIZED_V1', {
       DATABASE_URL: s.pg.url,
     });
+    say('psql \\copy again, after the writer');
+    const copyAfter = await pgCopyBaseline(s, n);
+    const w = entry(writer, writer.messages, 'pg_copy_rows', [copyBefore, copyAfter], 0.8, 5);
     report.results['tsdb-writer'] = {
-      ...entry(writer, writer.messages, 'pg_copy_rows', 0.8, 5),
+      ...w,
       points_per_s: round(writer.msgsPerS * 5, 0),
-      note: `${writer.messages} messages; ratio of rows/s to psql \\copy rows/s; after the run: ${writer.memory}`,
+      note: `rows/s over psql \\copy rows/s; ${w.note}`,
     };
     report.processes['tsdb-writer'] = processTable(writer.processes, writer.messages);
   } finally {

@@ -27,6 +27,12 @@ export interface ResultEntry {
   /** The same figure over a second baseline that bounds it (demux and the normalizer: js_relay; the bridge: mqtt_qos1). */
   ratio_to_relay?: number;
   ratio_to_mqtt?: number;
+  /**
+   * stages: the baseline `ratio` is to, measured on the same servers just before and just
+   * after this stage; the ratio is to their mean. The machine's speed drifts by up to 2x
+   * within minutes here, so a baseline from the start of the run misreads later stages.
+   */
+  baseline_around?: [number, number];
 }
 
 export interface BenchReport {
