@@ -16,7 +16,7 @@ import {
 } from '@iot/contracts';
 import { withExtractedContext, type HeaderCarrier, type IotMetrics, type Logger } from '@iot/observability';
 import { ensureConsumer, whenJetStreamAnswers } from './provisioning';
-import { PermanentError, settle, type Settlement } from './errors';
+import { ACK, PermanentError, settle, type Settlement } from './errors';
 import { JetStreamPublisher } from './publisher';
 import { receivedHeaders } from './headers';
 
@@ -349,7 +349,10 @@ export class ConsumerRunner<T> {
         for (const i of good) outcomes[i] = e ?? new Error('handler threw undefined');
       }
     }
-    const settlements = msgs.map((m, i) => settle(outcomes[i], m.info.deliveryCount, contract.maxDeliver));
+    // The delivery count (parsed from the reply subject) only matters to a failed message.
+    const settlements = msgs.map((m, i) =>
+      outcomes[i] === undefined ? ACK : settle(outcomes[i], m.info.deliveryCount, contract.maxDeliver),
+    );
     // A batch that failed as a whole (its database or next stream is down) is one event: log
     // it once, not once per message.
     const wholeBatchRetry = msgs.length > 1 && settlements.every((s) => s.kind === 'nak');

@@ -27,6 +27,9 @@ export type Settlement =
   | { kind: 'nak'; delayMs: number; error: unknown }
   | { kind: 'dlq'; reason: DlqReason; detail: string };
 
+/** The settlement of a message handled without error: one object for all of them. */
+export const ACK: Settlement = Object.freeze({ kind: 'ack' });
+
 export interface BackoffPolicy {
   initialMs: number;
   maxMs: number;
@@ -51,7 +54,7 @@ export function settle(
   maxDeliver: number,
   policy: BackoffPolicy = DEFAULT_BACKOFF,
 ): Settlement {
-  if (error === undefined) return { kind: 'ack' };
+  if (error === undefined) return ACK;
   if (error instanceof PermanentError) return { kind: 'dlq', reason: error.reason, detail: error.message };
   if (error instanceof PayloadValidationError)
     return { kind: 'dlq', reason: DlqReasons.invalidPayload, detail: error.message };

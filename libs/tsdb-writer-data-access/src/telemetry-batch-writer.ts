@@ -92,11 +92,38 @@ function pgMicros(ms: number): number | undefined {
   return rint((ms / 1000 - PG_EPOCH_S) * 1e6);
 }
 
-/** Microseconds since 2000 as timestamptz text (ISO 8601, UTC), to the microsecond. */
-function isoFromPgMicros(us: number): string {
-  const frac = ((us % 1000) + 1000) % 1000;
-  const iso = new Date((us - frac) / 1000 + PG_EPOCH_S * 1000).toISOString();
-  return frac === 0 ? iso : `${iso.slice(0, -1)}${String(frac).padStart(3, '0')}Z`;
+/**
+ * The text of whole seconds since 2000 as ISO 8601 (`2026-11-23T10:00:00`), the last one
+ * kept: a batch's timestamps share their seconds, and a Date and its text per timestamp were
+ * the writer's largest cost after decoding (2026-12-03 profile).
+ */
+class SecondsText {
+  private seconds = Number.NaN;
+  private text = '';
+
+  of(seconds: number): string {
+    if (seconds !== this.seconds) {
+      this.seconds = seconds;
+      this.text = new Date((seconds + PG_EPOCH_S) * 1000).toISOString().slice(0, 19);
+    }
+    return this.text;
+  }
+}
+const TS_SECONDS = new SecondsText();
+const RECEIVED_SECONDS = new SecondsText();
+
+/**
+ * Microseconds since 2000 as timestamptz text (ISO 8601, UTC), to the microsecond:
+ * milliseconds written with three digits, other fractions with six.
+ */
+function isoFromPgMicros(us: number, seconds = TS_SECONDS): string {
+  const whole = Math.floor(us / 1e6);
+  const frac = us - whole * 1e6;
+  const head = seconds.of(whole);
+  if (frac === 0) return `${head}.000Z`;
+  return frac % 1000 === 0
+    ? `${head}.${String(frac / 1000).padStart(3, '0')}Z`
+    : `${head}.${String(frac).padStart(6, '0')}Z`;
 }
 
 /** The timestamptz text of epoch ms that the insert's `to_timestamp(ms / 1000.0)` would store. */
@@ -142,7 +169,7 @@ export class TelemetryCopy {
     if (tsUs === undefined || receivedUs === undefined) return false;
     const head = `${field(m.tenant)}\t${field(m.device)}\t`;
     const times = `\t${isoFromPgMicros(tsUs)}\t`;
-    const receivedAt = isoFromPgMicros(receivedUs);
+    const receivedAt = isoFromPgMicros(receivedUs, RECEIVED_SECONDS);
     let text = '';
     for (const p of m.points)
       text += `${head}${field(p.metric)}${times}${p.value}\t${field(p.unit)}\t${field(p.quality)}\t${receivedAt}\n`;
@@ -162,7 +189,7 @@ export class TelemetryCopy {
   lateBucketsStatement(): string {
     const list = [...(this.buckets ?? [])]
       .sort((a, b) => a - b)
-      .map(isoFromPgMicros)
+      .map((bucket) => isoFromPgMicros(bucket))
       .join(',');
     return markLateBuckets(`SELECT unnest('{${list}}'::timestamptz[]) AS bucket`);
   }
