@@ -6,7 +6,7 @@ import { removeDir, spawnManaged, startPipeline, tempDir, type Pipeline } from '
 import { countDelivery, rawMessages, waitDrained } from './delivery';
 import { diffBuckets, parseHistogram, quantile, type Buckets } from './histogram';
 import { BENCH_TENANT } from './load';
-import { ProcessMeter, type ProcessUsage } from './proc';
+import { MachineMeter, ProcessMeter, type MachineShare, type ProcessUsage } from './proc';
 
 export interface E2eRun {
   targetRate: number;
@@ -30,6 +30,10 @@ export interface E2eRun {
    * window without commits): says whether a tail is spread out or one stall.
    */
   p99ByWindowMs: Array<number | undefined>;
+  /** The machine's CPU time in each of those windows: busy, waiting on the disk, stolen (%). */
+  machineByWindow: Array<MachineShare | undefined>;
+  /** The same over the whole run. */
+  machine?: MachineShare;
   /** Messages per batch, on average, at the consumers that batch (demux, tsdb-writer). */
   batchSizes: Record<string, number | undefined>;
   sustained: boolean;
@@ -98,6 +102,11 @@ const WINDOW_MS = 5_000;
 /** Scrapes the writer's latency histogram every 5 s and keeps each window's p99. */
 class LatencyWindows {
   private readonly p99s: Array<number | undefined> = [];
+  /** Where the machine's CPU time went in each window: a stall shows as its cause. */
+  readonly machine: Array<MachineShare | undefined> = [];
+  private readonly machineMeter = new MachineMeter();
+  /** The whole run's share, from the first window's start. */
+  private readonly runMeter = new MachineMeter();
   private readonly timer: NodeJS.Timeout;
   private scraping: Promise<void> = Promise.resolve();
 
@@ -109,6 +118,7 @@ class LatencyWindows {
   }
 
   private async take(): Promise<void> {
+    this.machine.push(this.machineMeter.take());
     const now = await this.scrape().catch(() => undefined);
     if (!now) return void this.p99s.push(undefined);
     const p99 = quantile(diffBuckets(now, this.last), 0.99);
@@ -116,11 +126,15 @@ class LatencyWindows {
     this.last = now;
   }
 
-  async end(): Promise<Array<number | undefined>> {
+  async end(): Promise<{
+    p99s: Array<number | undefined>;
+    machine: Array<MachineShare | undefined>;
+    run?: MachineShare;
+  }> {
     clearInterval(this.timer);
     await this.scraping;
     await this.take();
-    return this.p99s;
+    return { p99s: this.p99s, machine: this.machine, run: this.runMeter.take() };
   }
 }
 
@@ -175,7 +189,7 @@ export async function runE2e(root: string, p: Pipeline, rate: number, durationS:
     // the raw stream, and no consumer has anything pending.
     const { drainedAt, complete } = await waitDrained(p, rawBefore, acked);
     const processes = meter.end();
-    const p99ByWindowMs = await windows.end();
+    const { p99s: p99ByWindowMs, machine: machineByWindow, run: machine } = await windows.end();
     const latency = diffBuckets(await writerLatency(p), before);
     const batchesAfter = await allBatchCounts(p);
     const batchSizes = Object.fromEntries(
@@ -209,6 +223,8 @@ export async function runE2e(root: string, p: Pipeline, rate: number, durationS:
       p95Ms: q(0.95),
       p99Ms: q(0.99),
       p99ByWindowMs,
+      machineByWindow,
+      machine,
       batchSizes,
       // It kept up: the devices sent at the rate, nothing was lost, and the backlog at the end
       // was gone within 5 seconds.

@@ -235,6 +235,15 @@ async function writesScenario(): Promise<BenchReport> {
   return report;
 }
 
+/** The p99 of each 5 s window of a run, and where the machine's time went in it. */
+function sayWindows(what: string, r: E2eRun): void {
+  const row = (values: Array<number | undefined>) => values.map((v) => v ?? '-').join(' ');
+  say(`p99 of each 5 s window${what ? ` ${what}` : ''} (ms): ${row(r.p99ByWindowMs)}`);
+  say(
+    `  machine busy / disk wait / stolen (%): ${r.machineByWindow.map((m) => (m ? `${Math.round(m.busy)}/${Math.round(m.iowait)}/${Math.round(m.steal)}` : '-')).join(' ')}`,
+  );
+}
+
 function e2eEntry(r: E2eRun, target: string, met: boolean) {
   const services = ['mqtt-bridge', 'demux', 'normalizer', 'tsdb-writer'];
   const cpuMs = Object.entries(r.processes).reduce((t, [, u]) => t + u.cpuMs, 0);
@@ -245,6 +254,11 @@ function e2eEntry(r: E2eRun, target: string, met: boolean) {
     p95_ms: round(r.p95Ms, 0),
     p99_ms: round(r.p99Ms, 0),
     p99_by_5s_ms: r.p99ByWindowMs,
+    machine_by_5s_pct: {
+      busy: r.machineByWindow.map((m) => m?.busy),
+      iowait: r.machineByWindow.map((m) => m?.iowait),
+      steal: r.machineByWindow.map((m) => m?.steal),
+    },
     batch_sizes: r.batchSizes,
     lost: r.lostPoints,
     duplicated: r.duplicatedPoints,
@@ -255,7 +269,10 @@ function e2eEntry(r: E2eRun, target: string, met: boolean) {
     note:
       `target ${r.targetRate} msg/s, sent ${round(r.sentPerS, 0)} msg/s (${r.sent} sent, ${r.acked} acked, ` +
       `${r.storedMessages} stored), drained ${(r.drainMs / 1000).toFixed(1)} s after the last send; ` +
-      `cpu µs/msg is all processes together; RSS is the largest service`,
+      `cpu µs/msg is all processes together; RSS is the largest service` +
+      (r.machine
+        ? `; the machine ${r.machine.busy}% busy, ${r.machine.iowait}% waiting on the disk, ${r.machine.steal}% stolen`
+        : ''),
   };
 }
 
@@ -286,12 +303,12 @@ async function e2eScenario(): Promise<BenchReport> {
       ...warmEntry,
       note: `the first ${WARMUP_S} s after the services started, not a target; ${warmEntry.note}`,
     };
-    say(`p99 of each 5 s window of the warm-up (ms): ${warm.p99ByWindowMs.map((v) => v ?? '-').join(' ')}`);
+    sayWindows('of the warm-up', warm);
     say(
       `end to end at ${settings.rate} msg/s for ${settings.durationS} s (200 devices, canonical, 5 sensors)`,
     );
     const fixed = await runE2e(ROOT, p, settings.rate, settings.durationS);
-    say(`p99 of each 5 s window (ms): ${fixed.p99ByWindowMs.map((v) => v ?? '-').join(' ')}`);
+    sayWindows('', fixed);
     say(`messages per batch: ${JSON.stringify(fixed.batchSizes)}`);
     const p99ok = fixed.p99Ms !== undefined && fixed.p99Ms <= 250;
     report.results[`e2e @${settings.rate}/s`] = e2eEntry(
@@ -305,6 +322,7 @@ async function e2eScenario(): Promise<BenchReport> {
     const step = async (rate: number): Promise<E2eRun> => {
       say(`searching the highest sustained rate: ${rate} msg/s for ${stepS} s`);
       const r = await runE2e(ROOT, p, rate, stepS);
+      sayWindows('', r);
       report.results[`e2e step ${rate}/s`] = {
         ...e2eEntry(r, 'sustained: sent at rate, drained within 5 s, 0 lost', r.sustained),
       };

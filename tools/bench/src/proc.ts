@@ -119,3 +119,54 @@ export class ProcessMeter {
     return out;
   }
 }
+
+/** The machine's CPU time so far, all cores together, in clock ticks (/proc/stat's `cpu` line). */
+export interface MachineTicks {
+  total: number;
+  idle: number;
+  iowait: number;
+  steal: number;
+}
+
+/** The first line of /proc/stat as ticks: user nice system idle iowait irq softirq steal ... */
+export function parseMachineTicks(stat: string | undefined): MachineTicks | undefined {
+  const line = stat?.split('\n', 1)[0];
+  if (!line?.startsWith('cpu ')) return undefined;
+  // Guest time is inside user already: the first eight fields are the whole.
+  const f = line.trim().split(/\s+/).slice(1, 9).map(Number);
+  if (f.length < 8 || f.some((x) => !Number.isFinite(x))) return undefined;
+  return { total: f.reduce((a, b) => a + b, 0), idle: f[3]!, iowait: f[4]!, steal: f[7]! };
+}
+
+/** Where the machine's CPU time went over a window, in percent of all its cores' time. */
+export interface MachineShare {
+  /** Running anything (user, system, interrupts). */
+  busy: number;
+  /** Idle with a disk write or read outstanding: the disk, not the CPU, held something up. */
+  iowait: number;
+  /** Taken by the hypervisor for other guests: this machine was not given its cores. */
+  steal: number;
+}
+
+/** Where the time between two readings went, to a tenth of a percent. */
+export function machineShare(before: MachineTicks, now: MachineTicks): MachineShare | undefined {
+  const d = now.total - before.total;
+  if (!(d > 0)) return undefined;
+  const pct = (x: number) => Math.round((x * 1000) / d) / 10;
+  const idle = now.idle - before.idle;
+  const iowait = now.iowait - before.iowait;
+  const steal = now.steal - before.steal;
+  return { busy: pct(d - idle - iowait - steal), iowait: pct(iowait), steal: pct(steal) };
+}
+
+/** Reads /proc/stat at each `take()` and says where the time since the last one went. */
+export class MachineMeter {
+  private last = parseMachineTicks(read('/proc/stat'));
+
+  take(): MachineShare | undefined {
+    const now = parseMachineTicks(read('/proc/stat'));
+    const before = this.last;
+    this.last = now;
+    return now && before ? machineShare(before, now) : undefined;
+  }
+}

@@ -11,6 +11,16 @@ export interface ResultEntry {
   p99_ms?: number;
   /** e2e: the p99 of each 5-second window of the run (ms), so one stall shows as one window. */
   p99_by_5s_ms?: Array<number | undefined>;
+  /**
+   * e2e: where the machine's CPU time went in each of those windows, in percent of all its
+   * cores: running anything, idle waiting on the disk, stolen by the hypervisor. A window
+   * with a high p99 and iowait or steal was held up by the machine, not by the pipeline.
+   */
+  machine_by_5s_pct?: {
+    busy: Array<number | undefined>;
+    iowait: Array<number | undefined>;
+    steal: Array<number | undefined>;
+  };
   /** e2e: messages per batch, on average, at each consumer that batches. */
   batch_sizes?: Record<string, number | undefined>;
   lost?: number;
