@@ -1,9 +1,10 @@
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEVICE_REGISTRY_BUCKET, type DeviceRecord } from '@iot/contracts';
 import { Kvm } from '@nats-io/kv';
 import { connect } from '@nats-io/transport-node';
 import { runMigrations } from '@iot/persistence';
-import { removeDir, tempDir, freePort } from './process';
+import { removeDir, tempDir, freePort, waitFor } from './process';
 import { spawnService, waitReady, type ServiceProcess } from './service-process';
 import { TestTokenIssuer } from './tokens';
 import { startMosquitto, startNats, startPostgres, startTogether } from './servers';
@@ -26,6 +27,12 @@ export interface Pipeline {
   replicasOf(name: string): PipelineService[];
   /** Signs access tokens that every service of the pipeline accepts. */
   tokens: TestTokenIssuer;
+  /**
+   * Waits until `check` holds. On timeout the error says where the messages are (streams,
+   * consumers, dead letters) and ends with the tail of every service's log, so that a test
+   * that waited in vain shows which hop held its messages, even after the logs are removed.
+   */
+  waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -133,6 +140,19 @@ export async function startPipeline(devices: DeviceRecord[], opts: PipelineOptio
     service: (name) => services.find((s) => s.name === name)!,
     replicasOf: (name) => services.filter((s) => s.name === name),
     tokens,
+    waitFor: async (what, check, timeoutMs = 30_000) => {
+      try {
+        await waitFor(what, check, timeoutMs);
+      } catch (e) {
+        const where = await pipelineReport({ nats }).catch((r) => `no stream report: ${String(r)}`);
+        const tails = services.map((s) => {
+          const file = s.process.logFile;
+          const log = existsSync(file) ? readFileSync(file, 'utf8').slice(-1500) : '(no log)';
+          return `--- ${s.name}${s.process.running() ? '' : ' (exited)'} ---\n${log}`;
+        });
+        throw new Error([(e as Error).message, where, ...tails].join('\n'));
+      }
+    },
     stop,
   };
 }

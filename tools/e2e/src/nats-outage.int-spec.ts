@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { sleep, waitFor } from '@iot/testing';
-import { mosquittoPub, pipelineReport, startPipeline, type Pipeline } from './pipeline';
+import { mosquittoPub, startPipeline, type Pipeline } from './pipeline';
 
 /** Ten readings of a device, each its own message, published at QoS 1 with mosquitto_pub. */
 function publishReadings(p: Pipeline, device: string, count: number, from: number) {
@@ -32,7 +32,7 @@ describe('NATS down for 10 seconds while the pipeline runs', () => {
   it('crashes no service, and stores the messages sent during the gap once it is back', async () => {
     const start = Math.floor(Date.now() / 1000) - 100;
     publishReadings(p, 'dev-1', 10, start);
-    await waitFor('the first ten readings', async () => (await count())[0]!.n === '10', 20_000);
+    await p.waitFor('the first ten readings', async () => (await count())[0]!.n === '10', 20_000);
 
     const nats = p.nats.nodes[0]!.process;
     await nats.stop();
@@ -41,13 +41,11 @@ describe('NATS down for 10 seconds while the pipeline runs', () => {
     await nats.restart();
     await p.nats.waitHealthy();
 
-    await waitFor(
+    await p.waitFor(
       'all twenty readings after the outage',
       async () => (await count())[0]!.n === '20',
       60_000,
-    ).catch(async (e) => {
-      throw new Error(`${(e as Error).message}\n${await pipelineReport(p)}`);
-    });
+    );
     await sleep(1_000);
     expect(await count()).toEqual([{ n: '20', distinct_ts: '20' }]);
     for (const s of p.services) {

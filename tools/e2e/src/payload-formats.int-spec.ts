@@ -2,7 +2,6 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { waitFor } from '@iot/testing';
 import { mosquittoPub, startPipeline, type Pipeline } from './pipeline';
 
 const fixtures = join(__dirname, '..', '..', '..', 'libs', 'demux-domain', 'src', 'fixtures');
@@ -43,7 +42,7 @@ describe.each([
       [device],
     );
   const stored = async (device: string, n: number) =>
-    waitFor(`${n} rows of ${device}`, async () => (await rows(device)).length >= n, 20_000);
+    p.waitFor(`${n} rows of ${device}`, async () => (await rows(device)).length >= n, 20_000);
   const nowS = Math.floor(Date.now() / 1000);
 
   it('Zenthos: each sensor in its unit; a reading far out of range is kept and flagged, one just out is clamped', async () => {
@@ -120,7 +119,7 @@ describe.each([
     try {
       const jsm = await jetstreamManager(nc);
       const dlq = () => jsm.direct.getMessage('DLQ_V1', { last_by_subj: 'iot.dlq.v1.normalizer.farm' });
-      await waitFor('the rejected reading in the DLQ', async () => !!(await dlq()), 20_000);
+      await p.waitFor('the rejected reading in the DLQ', async () => !!(await dlq()), 20_000);
       const m = (await dlq())!;
       expect(m.header.get('iot-dlq-reason')).toBe('invalid-payload');
       expect(m.header.get('iot-dlq-detail')).toMatch(/furlong/);
@@ -157,7 +156,7 @@ describe.each([
     try {
       const jsm = await jetstreamManager(nc);
       const dlq = () => jsm.direct.getMessage('DLQ_V1', { last_by_subj: 'iot.dlq.v1.demux.farm' });
-      await waitFor('the refused message in the DLQ', async () => !!(await dlq()), 20_000);
+      await p.waitFor('the refused message in the DLQ', async () => !!(await dlq()), 20_000);
       const m = (await dlq())!;
       expect(m.header.get('iot-dlq-reason')).toBe('invalid-payload');
       expect(m.header.get('iot-dlq-detail')).toMatch(
