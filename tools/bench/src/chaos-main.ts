@@ -47,7 +47,7 @@ async function main(): Promise<number> {
       duplicated: r.duplicatedPoints,
       met: r.passed,
       target: '0 lost, 0 duplicated, recovered without a human',
-      note: `${r.sent} sent (${r.acked} acked, ${r.poison} poison), ${r.storedMessages} stored, ${r.dlq} in the DLQ, recovered in ${r.recoverS} s; run ${Math.round((Date.now() - t0) / 1000)} s${r.failure ? `; ${r.failure}` : ''}`,
+      note: `${r.sent} sent (${r.acked} acked, ${r.poison} poison), ${r.storedMessages} stored, ${r.dlq} in the DLQ, recovered in ${r.recoverS} s${r.deviceSide ? `; devices waited for a PUBACK p99 ${r.deviceSide.pubackMs.p99} ms, at most ${r.deviceSide.pubackMs.max} ms` : ''}; run ${Math.round((Date.now() - t0) / 1000)} s${r.failure ? `; ${r.failure}` : ''}`,
     };
     process.stderr.write(`    ${r.passed ? 'passed' : 'FAILED'}: ${report.results[s.name]!.note}\n`);
   }

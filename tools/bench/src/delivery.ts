@@ -16,24 +16,88 @@ export interface DeliveryCount {
   duplicatedPoints: number;
   /** Points stored of poison messages (should be none). */
   poisonStored: number;
+  /** The devices' side of the run, from the record (ms); undefined without send times. */
+  deviceSide?: DeviceSide;
+}
+
+/** Percentiles of a time in ms. */
+export interface Spread {
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+/** What the devices saw, apart from the pipeline's device-to-commit latency. */
+export interface DeviceSide {
+  /**
+   * From the time a message carries (when it was due) to when the simulator sent it: the
+   * simulator's own lag on a busy machine. It counts in the device-to-commit latency; devices
+   * on other machines would not add it.
+   */
+  sendLagMs: Spread;
+  /** From sending to the PUBACK, which the bridge gives once JetStream holds the message. */
+  pubackMs: Spread;
 }
 
 interface Recorded {
   device: string;
   ts: string;
-  acked: boolean;
+  /** When it left (ms), NaN in a record without the column. */
+  sentAt: number;
+  /** When its PUBACK came (ms), 0 if none came. */
+  ackedAt: number;
   poison: boolean;
 }
 
-function readRecord(file: string): Recorded[] {
-  return readFileSync(file, 'utf8')
-    .trim()
-    .split('\n')
-    .slice(1)
-    .map((line) => {
-      const [device, messageId, ts, ackedAt] = line.split(',');
-      return { device: device!, ts: ts!, acked: ackedAt !== '0', poison: messageId!.startsWith('poison-') };
-    });
+/** The simulator's `--record` CSV, by its header's column names. */
+export function parseRecord(text: string): Recorded[] {
+  const [header, ...lines] = text.trim().split('\n');
+  const names = (header ?? '').split(',');
+  const col = (name: string) => {
+    const i = names.indexOf(name);
+    if (i < 0 && name !== 'sent_at_ms') throw new Error(`the simulator's record has no column ${name}`);
+    return i;
+  };
+  const [device, messageId, ts, sentAt, ackedAt] = [
+    col('device'),
+    col('message_id'),
+    col('ts_ms'),
+    col('sent_at_ms'),
+    col('acked_at_ms'),
+  ];
+  return lines.map((line) => {
+    const f = line.split(',');
+    return {
+      device: f[device]!,
+      ts: f[ts]!,
+      sentAt: sentAt < 0 ? NaN : Number(f[sentAt]),
+      ackedAt: Number(f[ackedAt]),
+      poison: f[messageId]!.startsWith('poison-'),
+    };
+  });
+}
+
+/** The median, the 99th percentile (nearest rank) and the largest of `values`. */
+export function spread(values: Float64Array): Spread | undefined {
+  if (values.length === 0) return undefined;
+  const sorted = values.slice().sort();
+  const rank = (q: number) => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
+  return { p50: rank(0.5), p99: rank(0.99), max: sorted[sorted.length - 1]! };
+}
+
+/** How late the simulator sent and how long PUBACKs took, over the recorded messages. */
+export function deviceSide(sent: readonly Recorded[]): DeviceSide | undefined {
+  const lag = new Float64Array(sent.length);
+  const puback = new Float64Array(sent.length);
+  let [nLag, nPuback] = [0, 0];
+  for (const m of sent) {
+    if (Number.isNaN(m.sentAt)) continue;
+    lag[nLag++] = m.sentAt - Number(m.ts);
+    if (m.ackedAt > 0) puback[nPuback++] = m.ackedAt - m.sentAt;
+  }
+  const sendLagMs = spread(lag.subarray(0, nLag));
+  const pubackMs = spread(puback.subarray(0, nPuback));
+  return sendLagMs && pubackMs ? { sendLagMs, pubackMs } : undefined;
 }
 
 /**
@@ -42,7 +106,7 @@ function readRecord(file: string): Recorded[] {
  * or rows of this tenant's devices that no message explains, are duplicated.
  */
 export async function countDelivery(p: Pipeline, recordFile: string, tenant: string): Promise<DeliveryCount> {
-  const sent = readRecord(recordFile);
+  const sent = parseRecord(readFileSync(recordFile, 'utf8'));
   // A loop, not Math.min(...): a 60 s run records 300,000 messages, past the spread's stack limit.
   const firstTs = sent.reduce((min, r) => Math.min(min, Number(r.ts)), Infinity);
   const devices = [...new Set(sent.map((r) => r.device))];
@@ -61,12 +125,14 @@ export async function countDelivery(p: Pipeline, recordFile: string, tenant: str
     lostPoints: 0,
     duplicatedPoints: 0,
     poisonStored: 0,
+    deviceSide: deviceSide(sent),
   };
   for (const m of sent) {
     const key = `${m.device}|${m.ts}`;
     const n = found.get(key) ?? 0;
     found.delete(key);
-    if (m.acked) c.acked++;
+    const acked = m.ackedAt > 0;
+    if (acked) c.acked++;
     if (m.poison) {
       c.poison++;
       c.poisonStored += n;
@@ -75,7 +141,7 @@ export async function countDelivery(p: Pipeline, recordFile: string, tenant: str
     if (n >= METRICS_PER_MESSAGE) c.storedMessages++;
     c.duplicatedPoints += Math.max(0, n - METRICS_PER_MESSAGE);
     // A message the broker never acknowledged may be missing: its device would send it again.
-    if (m.acked) c.lostPoints += Math.max(0, METRICS_PER_MESSAGE - n);
+    if (acked) c.lostPoints += Math.max(0, METRICS_PER_MESSAGE - n);
   }
   for (const n of found.values()) c.duplicatedPoints += n;
   return c;

@@ -1,9 +1,17 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { join } from 'node:path';
 import type { DeviceRecord } from '@iot/contracts';
-import { removeDir, spawnManaged, startPipeline, tempDir, type Pipeline } from '@iot/testing';
-import { countDelivery, rawMessages, waitDrained } from './delivery';
+import {
+  removeDir,
+  sleep,
+  spawnManaged,
+  startPipeline,
+  tempDir,
+  type ManagedProcess,
+  type Pipeline,
+} from '@iot/testing';
+import { countDelivery, rawMessages, waitDrained, type DeviceSide } from './delivery';
 import { diffBuckets, parseHistogram, quantile, type Buckets } from './histogram';
 import { BENCH_TENANT } from './load';
 import { MachineMeter, ProcessMeter, type MachineShare, type ProcessUsage } from './proc';
@@ -26,6 +34,12 @@ export interface E2eRun {
   p95Ms?: number;
   p99Ms?: number;
   /**
+   * From the bridge receiving a message to the commit (ms): the pipeline's own part of the
+   * latency, without the device's side (on this machine the simulator's queueing and mosquitto).
+   */
+  ingestP50Ms?: number;
+  ingestP99Ms?: number;
+  /**
    * The p99 of each 5-second window from the first send to the drain (ms; undefined for a
    * window without commits): says whether a tail is spread out or one stall.
    */
@@ -36,6 +50,8 @@ export interface E2eRun {
   machine?: MachineShare;
   /** Messages per batch, on average, at the consumers that batch (demux, tsdb-writer). */
   batchSizes: Record<string, number | undefined>;
+  /** How late the simulator sent and how long PUBACKs took (from its record). */
+  deviceSide?: DeviceSide;
   sustained: boolean;
   processes: Record<string, ProcessUsage>;
 }
@@ -92,10 +108,15 @@ async function allBatchCounts(p: Pipeline) {
   return Promise.all(BATCHING.map((s) => batchCounts(p, s)));
 }
 
-async function writerLatency(p: Pipeline) {
+/**
+ * One of the writer's latency histograms: from the device's timestamp to the commit (the
+ * default), or from the bridge receiving the message (`iot_ingest_to_commit_seconds`).
+ */
+async function writerLatency(p: Pipeline, metric = 'iot_event_to_commit_seconds') {
   const text = await (await fetch(`${p.service('tsdb-writer').url}/metrics`)).text();
-  return parseHistogram(text, 'iot_event_to_commit_seconds');
+  return parseHistogram(text, metric);
 }
+const INGEST_TO_COMMIT = 'iot_ingest_to_commit_seconds';
 
 const WINDOW_MS = 5_000;
 
@@ -138,6 +159,33 @@ class LatencyWindows {
   }
 }
 
+/** What the simulator says once its PUBACKs are in (its `final` line). */
+interface SimulatorFinal {
+  sent: number;
+  acked: number;
+  sendingMs: number;
+  /** Epoch ms when its sending began. */
+  startedAt: number;
+}
+
+/**
+ * Waits for the simulator's `final` line, which it prints once its PUBACKs are in and before
+ * it writes its record, so that the drain is timed from the end of the sending and not from
+ * the simulator's exit (writing 300,000 lines and closing 200 clients take seconds).
+ */
+async function simulatorFinal(sim: ManagedProcess, logFile: string): Promise<SimulatorFinal> {
+  const line = /final sent=(\d+) acked=(\d+) failed=\d+ sending_ms=(\d+) started_at_ms=(\d+)/;
+  for (;;) {
+    const exited = !sim.running();
+    const log = existsSync(logFile) ? readFileSync(logFile, 'utf8') : '';
+    const m = line.exec(log);
+    if (m)
+      return { sent: Number(m[1]), acked: Number(m[2]), sendingMs: Number(m[3]), startedAt: Number(m[4]) };
+    if (exited) throw new Error(`the simulator did not finish; its log:\n${log.slice(-2000)}`);
+    await sleep(50);
+  }
+}
+
 /**
  * Simulated devices → MQTT QoS 1 → bridge → demux → normalizer → writer → rows, at a fixed
  * rate for `durationS`; then every sent message is looked up in the table by its device and
@@ -148,6 +196,7 @@ export async function runE2e(root: string, p: Pipeline, rate: number, durationS:
   try {
     const record = join(dir, 'sent.csv');
     const before = await writerLatency(p);
+    const ingestBefore = await writerLatency(p, INGEST_TO_COMMIT);
     const rawBefore = await rawMessages(p);
     const batchesBefore = await allBatchCounts(p);
     const svc = (name: string) => ({ pid: p.service(name).process.pid });
@@ -178,19 +227,16 @@ export async function runE2e(root: string, p: Pipeline, rate: number, durationS:
       simulator: { pid: sim.pid },
     }).begin();
     const windows = new LatencyWindows(() => writerLatency(p), before);
-    await sim.exited();
-    const log = readFileSync(join(dir, 'simulator.log'), 'utf8');
-    const final = /final sent=(\d+) acked=(\d+) failed=\d+ sending_ms=(\d+)/.exec(log);
-    if (!final) throw new Error(`the simulator did not finish; its log:\n${log.slice(-2000)}`);
-    const [sent, acked, sendingMs] = [Number(final[1]), Number(final[2]), Number(final[3])];
-    // The simulator's own exit waited for PUBACKs; from here on, only the pipeline's backlog.
-    const sendEnd = Date.now();
+    const { sent, acked, sendingMs, startedAt } = await simulatorFinal(sim, join(dir, 'simulator.log'));
     // Drained: the bridge has taken every acknowledged message from the broker's queue into
-    // the raw stream, and no consumer has anything pending.
+    // the raw stream, and no consumer has anything pending. Timed from the last send: what
+    // waited in the simulator's socket, the broker or the bridge counts as backlog too.
     const { drainedAt, complete } = await waitDrained(p, rawBefore, acked);
+    await sim.exited(); // its record is written
     const processes = meter.end();
     const { p99s: p99ByWindowMs, machine: machineByWindow, run: machine } = await windows.end();
     const latency = diffBuckets(await writerLatency(p), before);
+    const ingestLatency = diffBuckets(await writerLatency(p, INGEST_TO_COMMIT), ingestBefore);
     const batchesAfter = await allBatchCounts(p);
     const batchSizes = Object.fromEntries(
       BATCHING.map((service, i) => {
@@ -202,10 +248,9 @@ export async function runE2e(root: string, p: Pipeline, rate: number, durationS:
 
     const count = await countDelivery(p, record, BENCH_TENANT);
     const { lostPoints, duplicatedPoints, storedMessages } = count;
-    const startedAt = sendEnd - sendingMs;
-    const drainMs = drainedAt - sendEnd;
-    const q = (x: number) => {
-      const v = quantile(latency, x);
+    const drainMs = Math.max(0, drainedAt - (startedAt + sendingMs));
+    const q = (x: number, of = latency) => {
+      const v = quantile(of, x);
       return v === undefined ? undefined : v * 1000;
     };
     const sentPerS = (sent * 1000) / sendingMs;
@@ -222,10 +267,13 @@ export async function runE2e(root: string, p: Pipeline, rate: number, durationS:
       p50Ms: q(0.5),
       p95Ms: q(0.95),
       p99Ms: q(0.99),
+      ingestP50Ms: q(0.5, ingestLatency),
+      ingestP99Ms: q(0.99, ingestLatency),
       p99ByWindowMs,
       machineByWindow,
       machine,
       batchSizes,
+      deviceSide: count.deviceSide,
       // It kept up: the devices sent at the rate, nothing was lost, and the backlog at the end
       // was gone within 5 seconds.
       sustained: sentPerS >= 0.95 * rate && lostPoints === 0 && drainMs <= 5_000 && complete,

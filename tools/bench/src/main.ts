@@ -242,10 +242,18 @@ function sayWindows(what: string, r: E2eRun): void {
   say(
     `  machine busy / disk wait / stolen (%): ${r.machineByWindow.map((m) => (m ? `${Math.round(m.busy)}/${Math.round(m.iowait)}/${Math.round(m.steal)}` : '-')).join(' ')}`,
   );
+  const d = r.deviceSide;
+  say(
+    `  bridge to commit p50 ${round(r.ingestP50Ms, 0)} / p99 ${round(r.ingestP99Ms, 0)} ms` +
+      (d
+        ? `; simulator's publish calls late by p50 ${d.sendLagMs.p50} / p99 ${d.sendLagMs.p99} ms; PUBACK after p50 ${d.pubackMs.p50} / p99 ${d.pubackMs.p99} ms`
+        : ''),
+  );
 }
 
+const SERVICES = ['mqtt-bridge', 'demux', 'normalizer', 'tsdb-writer'];
+
 function e2eEntry(r: E2eRun, target: string, met: boolean) {
-  const services = ['mqtt-bridge', 'demux', 'normalizer', 'tsdb-writer'];
   const cpuMs = Object.entries(r.processes).reduce((t, [, u]) => t + u.cpuMs, 0);
   return {
     msgs_per_s: round(r.msgsPerS, 0),
@@ -260,10 +268,17 @@ function e2eEntry(r: E2eRun, target: string, met: boolean) {
       steal: r.machineByWindow.map((m) => m?.steal),
     },
     batch_sizes: r.batchSizes,
+    // From the bridge's receipt to the commit: the pipeline's part of the latency above; how
+    // late the co-located simulator called publish (counted in the latency above) and how long
+    // a device waited for its PUBACK (until JetStream held the message; on this machine it
+    // includes the simulator's own queueing).
+    ingest_to_commit_ms: { p50: round(r.ingestP50Ms, 0), p99: round(r.ingestP99Ms, 0) },
+    send_lag_ms: r.deviceSide?.sendLagMs,
+    puback_ms: r.deviceSide?.pubackMs,
     lost: r.lostPoints,
     duplicated: r.duplicatedPoints,
     cpu_us_per_msg: round((cpuMs * 1000) / Math.max(1, r.storedMessages), 0),
-    rss_mib: Math.max(...services.map((s) => r.processes[s]?.maxRssMiB ?? 0)),
+    rss_mib: Math.max(...SERVICES.map((s) => r.processes[s]?.maxRssMiB ?? 0)),
     target,
     met,
     note:
@@ -272,6 +287,10 @@ function e2eEntry(r: E2eRun, target: string, met: boolean) {
       `cpu µs/msg is all processes together; RSS is the largest service` +
       (r.machine
         ? `; the machine ${r.machine.busy}% busy, ${r.machine.iowait}% waiting on the disk, ${r.machine.steal}% stolen`
+        : '') +
+      `; from the bridge's receipt to the commit p50 ${round(r.ingestP50Ms, 0)} / p99 ${round(r.ingestP99Ms, 0)} ms` +
+      (r.deviceSide
+        ? `; the simulator called publish p50 ${r.deviceSide.sendLagMs.p50} / p99 ${r.deviceSide.sendLagMs.p99} ms after the time a message carries (its own lag, in the latency), PUBACK p50 ${r.deviceSide.pubackMs.p50} / p99 ${r.deviceSide.pubackMs.p99} ms`
         : ''),
   };
 }
@@ -318,10 +337,12 @@ async function e2eScenario(): Promise<BenchReport> {
     );
     report.processes[`e2e @${settings.rate}/s`] = processTable(fixed.processes, fixed.storedMessages);
     let best: E2eRun | undefined;
+    const runs: E2eRun[] = [];
     const stepS = Math.max(10, Math.round(settings.durationS / 3));
     const step = async (rate: number): Promise<E2eRun> => {
       say(`searching the highest sustained rate: ${rate} msg/s for ${stepS} s`);
       const r = await runE2e(ROOT, p, rate, stepS);
+      runs.push(r);
       sayWindows('', r);
       report.results[`e2e step ${rate}/s`] = {
         ...e2eEntry(r, 'sustained: sent at rate, drained within 5 s, 0 lost', r.sustained),
@@ -343,25 +364,29 @@ async function e2eScenario(): Promise<BenchReport> {
       best = r;
     }
     if (best) {
-      // Sustained at 10,000 offered or more: the step held (sent at the rate, backlog gone
-      // within 5 s) and stored at least 99% of 10,000 a second over the time from the first
-      // send to the last commit, which counts the drain, so that it reads 9,994 when 10,000
-      // a second were sent and all stored 0.1 s after the last send.
-      const ok =
-        best.targetRate >= 10_000 &&
-        best.msgsPerS >= 0.99 * 10_000 &&
-        best.lostPoints === 0 &&
-        best.duplicatedPoints === 0;
-      report.results['e2e max sustained'] = e2eEntry(
-        best,
-        '>= 10,000 msg/s (50,000 points/s) offered and held, stored >= 9,900/s, 0 lost, 0 dup; services < 256 MiB',
-        ok &&
-          Math.max(
-            ...['mqtt-bridge', 'demux', 'normalizer', 'tsdb-writer'].map(
-              (s) => best!.processes[s]?.maxRssMiB ?? 0,
-            ),
-          ) < 256,
+      // The issue's 10,000 a second is met by a step of 10,000 or more that kept up: the
+      // devices offered it (99% sent), every reading stored once, and the backlog gone within
+      // 1 s of the last send, i.e. the pipeline fell behind by less than 5% of the offered
+      // rate over the 20 s step (the search's 5 s rule lets a step hold with a backlog that
+      // would keep growing). The entry shows the highest step held; the note says which kept up.
+      const keptUp = runs.filter(
+        (r) =>
+          r.targetRate >= 10_000 &&
+          r.sustained &&
+          r.sentPerS >= 0.99 * r.targetRate &&
+          r.duplicatedPoints === 0 &&
+          r.drainMs <= 1_000 &&
+          Math.max(...SERVICES.map((s) => r.processes[s]?.maxRssMiB ?? 0)) < 256,
       );
+      const entry = e2eEntry(
+        best,
+        '>= 10,000 msg/s (50,000 points/s) offered and kept up (backlog gone within 1 s), 0 lost, 0 dup; services < 256 MiB',
+        keptUp.length > 0,
+      );
+      entry.note += keptUp.length
+        ? `; kept up at ${keptUp.map((r) => r.targetRate).join(', ')} msg/s`
+        : '; no step of 10,000 msg/s or more kept up';
+      report.results['e2e max sustained'] = entry;
       report.processes['e2e max sustained'] = processTable(best.processes, best.storedMessages);
     }
   } finally {

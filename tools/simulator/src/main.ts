@@ -4,8 +4,8 @@
  * Each device is its own MQTT client (client id = device id; with --cert-dir, its own
  * certificate) and publishes telemetry with five sensors and a unique message_id at QoS 1;
  * the total rate is spread round-robin over the devices. With --record, every message's
- * device, message id, device timestamp and whether its PUBACK came are written as CSV at the
- * end, so a benchmark can count exactly what was lost or duplicated.
+ * device, message id, device timestamp, when it left and when its PUBACK came are written as
+ * CSV at the end, so a benchmark can count exactly what was lost or duplicated.
  */
 import { createWriteStream, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -91,6 +91,7 @@ const devices: Device[] = ids.map((id) => {
 const sentDevice: number[] = [];
 const sentId: string[] = [];
 const sentTs: number[] = [];
+const sentAt: number[] = [];
 const ackedAt: number[] = [];
 let sent = 0;
 let acked = 0;
@@ -99,8 +100,11 @@ let next = 0;
 let startedAt = 0;
 let ticker: NodeJS.Timeout | undefined;
 
-/** Sends the next message, stamped with the time it was due (`dueAtMs`), not when it leaves. */
-function publishOne(dueAt: number): void {
+/**
+ * Sends the next message, stamped with the time it was due (`dueAtMs`), not when it leaves
+ * (`now`, the tick's time, recorded apart: the difference is the simulator's own lag).
+ */
+function publishOne(dueAt: number, now: number): void {
   const index = next++ % devices.length;
   const d = devices[index]!;
   // Zenthos time is in seconds: such a device sends at most once a second to be stored apart.
@@ -117,6 +121,7 @@ function publishOne(dueAt: number): void {
     sentDevice.push(index);
     sentId.push(body.message_id);
     sentTs.push(format === 'zenthos' ? Math.floor(ts / 1000) * 1000 : ts);
+    sentAt.push(now);
     ackedAt.push(0);
   }
   d.client.publish(d.topic, JSON.stringify(body), { qos: 1 }, (err) => {
@@ -131,7 +136,7 @@ function publishOne(dueAt: number): void {
 function tick(): void {
   const now = Date.now();
   const due = dueMessages(rate, now - startedAt, sent, maxMessages);
-  for (let i = 0; i < due; i++) publishOne(startedAt + dueAtMs(rate, sent));
+  for (let i = 0; i < due; i++) publishOne(startedAt + dueAtMs(rate, sent), now);
   if (sent >= maxMessages || (durationS > 0 && now - startedAt >= durationS * 1000)) void stop();
 }
 
@@ -158,16 +163,19 @@ function stop(): Promise<void> {
     const deadline = Date.now() + 30_000;
     while (acked + failed < sent && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     clearInterval(report);
+    // Printed as soon as the PUBACKs are in, before the record is written: a benchmark times
+    // the pipeline's drain from here, not from the simulator's exit.
+    process.stdout.write(
+      `${new Date().toISOString()} final sent=${sent} acked=${acked} failed=${failed} sending_ms=${sendingMs} started_at_ms=${startedAt}\n`,
+    );
     if (values.record) {
       const out = createWriteStream(values.record);
-      out.write('device,message_id,ts_ms,acked_at_ms\n');
+      out.write('device,message_id,ts_ms,sent_at_ms,acked_at_ms\n');
       for (let i = 0; i < sentId.length; i++)
-        out.write(`${devices[sentDevice[i]!]!.id},${sentId[i]},${sentTs[i]},${ackedAt[i]}\n`);
+        out.write(`${devices[sentDevice[i]!]!.id},${sentId[i]},${sentTs[i]},${sentAt[i]},${ackedAt[i]}\n`);
       await new Promise<void>((r) => out.end(() => r()));
+      process.stdout.write(`${new Date().toISOString()} record written to ${values.record}\n`);
     }
-    process.stdout.write(
-      `${new Date().toISOString()} final sent=${sent} acked=${acked} failed=${failed} sending_ms=${sendingMs}\n`,
-    );
     // A client still reconnecting may never finish ending: do not wait for it for long.
     await Promise.race([
       Promise.all(devices.map((d) => d.client.endAsync())),
