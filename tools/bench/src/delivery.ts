@@ -35,7 +35,10 @@ export interface DeviceSide {
    * on other machines would not add it.
    */
   sendLagMs: Spread;
-  /** From sending to the PUBACK, which the bridge gives once JetStream holds the message. */
+  /**
+   * From sending to the broker's PUBACK, as a device sees it: the broker holds the message
+   * (the bridge takes it into JetStream after, and acks the broker then).
+   */
   pubackMs: Spread;
 }
 

@@ -270,8 +270,8 @@ function e2eEntry(r: E2eRun, target: string, met: boolean) {
     batch_sizes: r.batchSizes,
     // From the bridge's receipt to the commit: the pipeline's part of the latency above; how
     // late the co-located simulator called publish (counted in the latency above) and how long
-    // a device waited for its PUBACK (until JetStream held the message; on this machine it
-    // includes the simulator's own queueing).
+    // a device waited for the broker's PUBACK (on this machine it includes the simulator's
+    // own queueing).
     ingest_to_commit_ms: { p50: round(r.ingestP50Ms, 0), p99: round(r.ingestP99Ms, 0) },
     send_lag_ms: r.deviceSide?.sendLagMs,
     puback_ms: r.deviceSide?.pubackMs,
