@@ -29,8 +29,13 @@ export async function portOr(preferred: number | undefined): Promise<number> {
   return free ? preferred : freePort();
 }
 
+/** Temporary directories made here and not yet removed (see `stopEverythingOnSignals`). */
+const temps = new Set<string>();
+
 export function tempDir(prefix: string): string {
-  return mkdtempSync(join(process.env.IOT_TEST_TMP ?? tmpdir(), `iot-${prefix}-`));
+  const dir = mkdtempSync(join(process.env.IOT_TEST_TMP ?? tmpdir(), `iot-${prefix}-`));
+  temps.add(dir);
+  return dir;
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -152,6 +157,36 @@ export function spawnManaged(o: SpawnOptions): ManagedProcess {
 
 export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
+  temps.delete(dir);
+}
+
+/**
+ * For a command-line tool that starts servers (`./platform bench`, `./platform chaos`): on
+ * SIGINT or SIGTERM, kills every process started here, removes the temporary directories not
+ * yet removed and exits with 130 or 143. Node's default exits at once and would leave
+ * nats-server, PostgreSQL, mosquitto and the services running, with their data in /tmp
+ * (a bench stopped by `kill` or a CI timeout, which signal the tool alone).
+ */
+export function stopEverythingOnSignals(
+  say = (line: string) => void process.stderr.write(`${line}\n`),
+): void {
+  const onSignal = (sig: NodeJS.Signals, code: number) => {
+    const children = [...live];
+    say(
+      `${sig}: stopping the ${children.length} processes this run started and removing its temporary directories`,
+    );
+    const gone = children.map((c) =>
+      c.exitCode !== null || c.signalCode !== null ? undefined : new Promise((r) => c.once('exit', r)),
+    );
+    for (const c of children) c.kill('SIGKILL');
+    // Their directories go once they are gone (at most 5 s).
+    void Promise.race([Promise.all(gone), sleep(5_000)]).then(() => {
+      for (const dir of temps) rmSync(dir, { recursive: true, force: true });
+      process.exit(code);
+    });
+  };
+  process.once('SIGINT', () => onSignal('SIGINT', 130));
+  process.once('SIGTERM', () => onSignal('SIGTERM', 143));
 }
 
 /** The numeric user and group ids of a system user. */

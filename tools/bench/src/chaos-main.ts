@@ -8,6 +8,7 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { FAST, FULL, runScenario, SCENARIOS, type ChaosResult } from './chaos';
+import { stopEverythingOnSignals } from '@iot/testing';
 import { newReport, writeReport } from './report';
 
 const ROOT = resolve(__dirname, '..', '..', '..', '..');
@@ -95,6 +96,8 @@ function failedToStart(scenario: string): ChaosResult {
   };
 }
 
+// Stopped by a signal (Ctrl-C, kill, a CI timeout): no server of this run is left behind.
+stopEverythingOnSignals();
 main().then(
   (code) => process.exit(code),
   (e) => {

@@ -21,34 +21,66 @@ import { startServers } from './servers';
 import { bridgeStage, stageContext, workerStage, type StageResult } from './stages';
 import { measureWriteForms } from './writes';
 import { ProcessMeter, type ProcessUsage } from './proc';
-import { removeDir } from '@iot/testing';
+import { removeDir, stopEverythingOnSignals } from '@iot/testing';
 
 const ROOT = resolve(__dirname, '..', '..', '..', '..');
 const SCENARIOS = ['baselines', 'stages', 'writes', 'e2e', 'query'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
-const { values, positionals } = parseArgs({
-  allowPositionals: true,
-  options: {
-    quick: { type: 'boolean', default: false },
-    messages: { type: 'string' },
-    rate: { type: 'string' },
-    duration: { type: 'string' },
-    rows: { type: 'string' },
-    steps: { type: 'string' },
-    'normalize-in-demux': { type: 'boolean', default: false },
-  },
-});
+const USAGE =
+  'usage: ./platform bench [baselines|stages|writes|e2e|query|all] [--quick] [--messages N] [--rate R]\n' +
+  '       [--duration S] [--rows N] [--steps R,R,...] [--normalize-in-demux]\n';
+
+/** Stops before any server starts: what was wrong with the command line, and the usage. */
+function refuse(problem: string): never {
+  process.stderr.write(`bench: ${problem}\n${USAGE}`);
+  process.exit(2);
+}
+
+function options() {
+  try {
+    return parseArgs({
+      allowPositionals: true,
+      options: {
+        quick: { type: 'boolean', default: false },
+        messages: { type: 'string' },
+        rate: { type: 'string' },
+        duration: { type: 'string' },
+        rows: { type: 'string' },
+        steps: { type: 'string' },
+        'normalize-in-demux': { type: 'boolean', default: false },
+      },
+    });
+  } catch (e) {
+    return refuse((e as Error).message);
+  }
+}
+const { values, positionals } = options();
+
+/** A whole number above 0 given as `--name`, or the default. */
+function wholeNumber(name: string, text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  return Number.isInteger(n) && n > 0 ? n : refuse(`--${name} takes a whole number above 0, not '${text}'`);
+}
+
+function rates(text: string): number[] {
+  const list = text.split(',').map((r) => Number(r.trim()));
+  return list.every((n) => Number.isInteger(n) && n > 0)
+    ? list
+    : refuse(
+        `--steps takes rates in messages per second separated by commas (8000,9000,10000), not '${text}'`,
+      );
+}
+
 const quick = values.quick!;
 const settings = {
-  messages: Number(values.messages ?? (quick ? 20_000 : 100_000)),
-  rate: Number(values.rate ?? 5_000),
-  durationS: Number(values.duration ?? (quick ? 15 : 60)),
-  rows: Number(values.rows ?? (quick ? 1_000_000 : 10_000_000)),
+  messages: wholeNumber('messages', values.messages, quick ? 20_000 : 100_000),
+  rate: wholeNumber('rate', values.rate, 5_000),
+  durationS: wholeNumber('duration', values.duration, quick ? 15 : 60),
+  rows: wholeNumber('rows', values.rows, quick ? 1_000_000 : 10_000_000),
   /** Rates of the search for the highest sustained rate, each run for a third of the duration. */
-  steps: (values.steps ?? (quick ? '2000,4000' : '2000,4000,6000,8000,10000,12000,15000'))
-    .split(',')
-    .map(Number),
+  steps: rates(values.steps ?? (quick ? '2000,4000' : '2000,4000,6000,8000,10000,12000,15000')),
   /** e2e: demux normalizes, one JetStream hop less (docs/adr/0006). */
   normalizeInDemux: values['normalize-in-demux']!,
 };
@@ -432,8 +464,7 @@ async function main(): Promise<number> {
   const scenarios: readonly Scenario[] =
     wanted === 'all' ? SCENARIOS : SCENARIOS.includes(wanted as Scenario) ? [wanted as Scenario] : [];
   if (scenarios.length === 0) {
-    process.stderr.write(`unknown scenario '${wanted}': use one of ${SCENARIOS.join(', ')} or all\n`);
-    return 2;
+    refuse(`unknown scenario '${wanted}': use one of ${SCENARIOS.join(', ')} or all`);
   }
   for (const scenario of scenarios) {
     const report = await RUN[scenario]();
@@ -443,6 +474,8 @@ async function main(): Promise<number> {
   return 0;
 }
 
+// Stopped by a signal (Ctrl-C, kill, a CI timeout): no server of this run is left behind.
+stopEverythingOnSignals();
 main().then(
   (code) => process.exit(code),
   (e) => {
