@@ -285,6 +285,22 @@ function sayWindows(what: string, r: E2eRun): void {
 
 const SERVICES = ['mqtt-bridge', 'demux', 'normalizer', 'tsdb-writer'];
 
+/**
+ * A run kept up when the devices offered its rate (99% sent), every reading was stored once,
+ * the services stayed under 256 MiB and the backlog was gone within 1 s of the last send: the
+ * pipeline fell behind by less than a second's worth over the run. The steps' 5 s rule finds
+ * the edge; it lets a 20 s step hold with a backlog that would keep growing.
+ */
+function keptUp(r: E2eRun): boolean {
+  return (
+    r.sustained &&
+    r.sentPerS >= 0.99 * r.targetRate &&
+    r.duplicatedPoints === 0 &&
+    r.drainMs <= 1_000 &&
+    Math.max(...SERVICES.map((s) => r.processes[s]?.maxRssMiB ?? 0)) < 256
+  );
+}
+
 function e2eEntry(r: E2eRun, target: string, met: boolean) {
   const cpuMs = Object.entries(r.processes).reduce((t, [, u]) => t + u.cpuMs, 0);
   return {
@@ -395,31 +411,49 @@ async function e2eScenario(): Promise<BenchReport> {
       }
       best = r;
     }
-    if (best) {
-      // The issue's 10,000 a second is met by a step of 10,000 or more that kept up: the
-      // devices offered it (99% sent), every reading stored once, and the backlog gone within
-      // 1 s of the last send, i.e. the pipeline fell behind by less than 5% of the offered
-      // rate over the 20 s step (the search's 5 s rule lets a step hold with a backlog that
-      // would keep growing). The entry shows the highest step held; the note says which kept up.
-      const keptUp = runs.filter(
-        (r) =>
-          r.targetRate >= 10_000 &&
-          r.sustained &&
-          r.sentPerS >= 0.99 * r.targetRate &&
-          r.duplicatedPoints === 0 &&
-          r.drainMs <= 1_000 &&
-          Math.max(...SERVICES.map((s) => r.processes[s]?.maxRssMiB ?? 0)) < 256,
+    // The steps find the edge in a third of the duration each; the issue asks for the highest
+    // rate sustained for the whole duration. So the highest step held runs again for the full
+    // --duration and must keep up (`keptUp`); if it does not, the next lower step held gets one
+    // more try. "e2e max sustained" is the run that kept up, or the last that did not.
+    const held = runs.filter((r) => r.sustained).sort((a, b) => b.targetRate - a.targetRate);
+    let confirmed: E2eRun | undefined;
+    let last: E2eRun | undefined;
+    for (const candidate of held.slice(0, 2)) {
+      const rate = candidate.targetRate;
+      say(`the highest rate held for ${stepS} s, ${rate} msg/s, again for ${settings.durationS} s`);
+      const r = await runE2e(ROOT, p, rate, settings.durationS);
+      sayWindows('', r);
+      const ok = keptUp(r);
+      report.results[`e2e ${settings.durationS} s at ${rate}/s`] = e2eEntry(
+        r,
+        `kept up for ${settings.durationS} s: sent at rate, 0 lost, 0 dup, backlog gone within 1 s`,
+        ok,
       );
+      report.processes[`e2e ${settings.durationS} s at ${rate}/s`] = processTable(
+        r.processes,
+        r.storedMessages,
+      );
+      last = r;
+      if (ok) {
+        confirmed = r;
+        break;
+      }
+    }
+    const shown = confirmed ?? last;
+    if (shown) {
       const entry = e2eEntry(
-        best,
-        '>= 10,000 msg/s (50,000 points/s) offered and kept up (backlog gone within 1 s), 0 lost, 0 dup; services < 256 MiB',
-        keptUp.length > 0,
+        shown,
+        `>= 10,000 msg/s (50,000 points/s) for ${settings.durationS} s, kept up (backlog gone within 1 s), 0 lost, 0 dup; services < 256 MiB`,
+        confirmed !== undefined && confirmed.targetRate >= 10_000,
       );
-      entry.note += keptUp.length
-        ? `; kept up at ${keptUp.map((r) => r.targetRate).join(', ')} msg/s`
-        : '; no step of 10,000 msg/s or more kept up';
+      entry.note += confirmed
+        ? `; kept up for ${settings.durationS} s at ${confirmed.targetRate} msg/s`
+        : `; held for ${stepS} s but did not keep up for ${settings.durationS} s at ${held
+            .slice(0, 2)
+            .map((r) => r.targetRate)
+            .join(' or ')} msg/s`;
       report.results['e2e max sustained'] = entry;
-      report.processes['e2e max sustained'] = processTable(best.processes, best.storedMessages);
+      report.processes['e2e max sustained'] = processTable(shown.processes, shown.storedMessages);
     }
   } finally {
     await p.stop();
