@@ -299,6 +299,8 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
       traceparent,
     ]);
     expect(metas[0]!.header(Headers.sourceTopic)).toBe('devices/d1/telemetry');
+    // Read from the reply subject on demand, after the message was settled.
+    expect([metas[0]!.deliveryCount, metas[0]!.streamSequence > 0]).toEqual([1, true]);
 
     // The same message through nats.js's own header decoding gives the same record, and the
     // wire bytes receivedHeaders reads are where it expects them (else it falls back, slower).
