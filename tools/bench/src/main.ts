@@ -384,7 +384,7 @@ async function e2eScenario(): Promise<BenchReport> {
       p99ok && fixed.lostPoints === 0 && fixed.duplicatedPoints === 0,
     );
     report.processes[`e2e @${settings.rate}/s`] = processTable(fixed.processes, fixed.storedMessages);
-    let best: E2eRun | undefined;
+    let lastHeld: number | undefined;
     const runs: E2eRun[] = [];
     const stepS = Math.max(10, Math.round(settings.durationS / 3));
     const step = async (rate: number): Promise<E2eRun> => {
@@ -402,37 +402,35 @@ async function e2eScenario(): Promise<BenchReport> {
       if (!r.sustained) {
         // Once between the last rate held and the first missed, so that the figure is not
         // only as fine as the steps (2,000 apart by default).
-        const mid = best ? Math.round((best.targetRate + rate) / 2 / 500) * 500 : 0;
-        if (best && mid > best.targetRate && mid < rate) {
-          const m = await step(mid);
-          if (m.sustained) best = m;
-        }
+        const mid = lastHeld ? Math.round((lastHeld + rate) / 2 / 500) * 500 : 0;
+        if (lastHeld && mid > lastHeld && mid < rate) await step(mid);
         break;
       }
-      best = r;
+      lastHeld = rate;
     }
     // The steps find the edge in a third of the duration each; the issue asks for the highest
     // rate sustained for the whole duration. So the highest step held runs again for the full
     // --duration and must keep up (`keptUp`); if it does not, the next lower step held gets one
     // more try. "e2e max sustained" is the run that kept up, or the last that did not.
-    const held = runs.filter((r) => r.sustained).sort((a, b) => b.targetRate - a.targetRate);
+    const candidates = runs
+      .filter((r) => r.sustained)
+      .map((r) => r.targetRate)
+      .sort((a, b) => b - a)
+      .slice(0, 2);
     let confirmed: E2eRun | undefined;
     let last: E2eRun | undefined;
-    for (const candidate of held.slice(0, 2)) {
-      const rate = candidate.targetRate;
+    for (const rate of candidates) {
       say(`the highest rate held for ${stepS} s, ${rate} msg/s, again for ${settings.durationS} s`);
       const r = await runE2e(ROOT, p, rate, settings.durationS);
       sayWindows('', r);
       const ok = keptUp(r);
-      report.results[`e2e ${settings.durationS} s at ${rate}/s`] = e2eEntry(
+      const name = `e2e ${settings.durationS} s at ${rate}/s`;
+      report.results[name] = e2eEntry(
         r,
         `kept up for ${settings.durationS} s: sent at rate, 0 lost, 0 dup, backlog gone within 1 s`,
         ok,
       );
-      report.processes[`e2e ${settings.durationS} s at ${rate}/s`] = processTable(
-        r.processes,
-        r.storedMessages,
-      );
+      report.processes[name] = processTable(r.processes, r.storedMessages);
       last = r;
       if (ok) {
         confirmed = r;
@@ -448,10 +446,7 @@ async function e2eScenario(): Promise<BenchReport> {
       );
       entry.note += confirmed
         ? `; kept up for ${settings.durationS} s at ${confirmed.targetRate} msg/s`
-        : `; held for ${stepS} s but did not keep up for ${settings.durationS} s at ${held
-            .slice(0, 2)
-            .map((r) => r.targetRate)
-            .join(' or ')} msg/s`;
+        : `; held for ${stepS} s but did not keep up for ${settings.durationS} s at ${candidates.join(' or ')} msg/s`;
       report.results['e2e max sustained'] = entry;
       report.processes['e2e max sustained'] = processTable(shown.processes, shown.storedMessages);
     }

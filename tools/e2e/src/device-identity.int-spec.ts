@@ -614,17 +614,19 @@ describe('device identity: registry, enrolment, mTLS, topic ACL and revocation',
     );
     // The CRL is rewritten after the revocation commits, apart from the registry's outbox: either
     // may land first, so wait for the CRL itself (a CI run read it between the two).
-    const revokedSerials = () =>
-      execFileSync('openssl', ['crl', '-in', mqtt.pki!.crlFile, '-noout', '-text'])
-        .toString()
-        .toLowerCase()
-        .replace(/:/g, '');
+    let serials = '';
     await waitFor(
       'dev-b’s certificate in the CRL file mosquitto reads',
-      async () => revokedSerials().includes(certs['dev-b']!.serial),
+      async () => {
+        serials = execFileSync('openssl', ['crl', '-in', mqtt.pki!.crlFile, '-noout', '-text'])
+          .toString()
+          .toLowerCase()
+          .replace(/:/g, '');
+        return serials.includes(certs['dev-b']!.serial);
+      },
       10_000,
     );
-    expect(revokedSerials()).toContain(certs['dev-b']!.serial);
+    expect(serials).toContain(certs['dev-b']!.serial);
     expect((await api('GET', '/v1/tenants/acme/devices/dev-b')).status).toBe(404);
   });
 });
