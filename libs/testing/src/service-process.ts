@@ -22,6 +22,15 @@ export interface ServiceProcess {
  */
 export const SERVICE_NODE_OPTIONS = '--max-old-space-size=128 --max-semi-space-size=16';
 
+/**
+ * IOT_SERVICE_NODE_FLAGS: flags for the Node of each service (and of the benchmark's load
+ * generator) that Node refuses in NODE_OPTIONS (`--cpu-prof`, `--trace-gc`,
+ * `--single-threaded-gc`).
+ */
+export function serviceNodeFlags(): string[] {
+  return global.process.env['IOT_SERVICE_NODE_FLAGS']?.split(/\s+/).filter(Boolean) ?? [];
+}
+
 /** Starts `dist/apps/<name>/src/main.js` with the given environment on `port` (HTTP_PORT). */
 export function spawnService(o: {
   root: string;
@@ -33,11 +42,7 @@ export function spawnService(o: {
   const process = spawnManaged({
     name: o.name,
     cmd: global.process.execPath,
-    // IOT_SERVICE_NODE_FLAGS: flags Node refuses in NODE_OPTIONS (--trace-gc, --single-threaded-gc).
-    args: [
-      ...(global.process.env['IOT_SERVICE_NODE_FLAGS']?.split(/\s+/).filter(Boolean) ?? []),
-      join(o.root, 'dist', 'apps', o.name, 'src', 'main.js'),
-    ],
+    args: [...serviceNodeFlags(), join(o.root, 'dist', 'apps', o.name, 'src', 'main.js')],
     logFile: o.logFile,
     // Options the caller sets (a profiler, other heap sizes) come last and win.
     env: {

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { DeviceRecord } from '@iot/contracts';
 import {
   removeDir,
+  serviceNodeFlags,
   sleep,
   spawnManaged,
   startPipeline,
@@ -204,6 +205,8 @@ export async function runE2e(root: string, p: Pipeline, rate: number, durationS:
       name: 'simulator',
       cmd: process.execPath,
       args: [
+        // The load generator is profiled with the services (IOT_SERVICE_NODE_FLAGS).
+        ...serviceNodeFlags(),
         join(root, 'dist', 'tools', 'simulator', 'src', 'main.js'),
         ...['--url', p.mqtt.url, '--devices', String(E2E_DEVICES), '--prefix', 'bench-'],
         ...['--format', 'canonical', '--rate', String(rate), '--duration', String(durationS)],
