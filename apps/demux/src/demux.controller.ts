@@ -102,9 +102,13 @@ export class DemuxController implements OnModuleInit, OnModuleDestroy {
       { maxFutureSkewMs: this.env.MAX_FUTURE_SKEW_MS, defaultModel: meta.header(Headers.model) ?? 'generic' },
       this.devices,
     );
-    await Promise.all(
-      outputs.map(({ msgId, telemetry }) => this.forward(telemetry, msgId, meta.traceparent)),
-    );
+    // One output (a device's own message) is the common case: no array of promises for it.
+    if (outputs.length === 1) await this.forward(outputs[0]!.telemetry, outputs[0]!.msgId, meta.traceparent);
+    else
+      await Promise.all(
+        outputs.map(({ msgId, telemetry }) => this.forward(telemetry, msgId, meta.traceparent)),
+      );
+    if (rejected.length === 0) return;
     // The accepted part went on; each refused child is kept, with why, for a replay once registered.
     await Promise.all(
       rejected.map((r) =>

@@ -37,6 +37,14 @@ describe('detectFormat', () => {
     expect(detectFormat('devices/d/telemetry')).toEqual({ format: 'canonical' });
     expect(detectFormat('elsewhere/d')).toBeUndefined();
   });
+
+  it('refuses a known prefix with the wrong number of levels', () => {
+    expect(detectFormat('devices/d/telemetry/extra')).toBeUndefined();
+    expect(detectFormat('devices/')).toBeUndefined();
+    expect(detectFormat('zenthos/m1/d')).toBeUndefined();
+    expect(detectFormat('zenthos/m1/d/telemetry/extra')).toBeUndefined();
+    expect(detectFormat('zenthosx/m1/d/telemetry')).toBeUndefined();
+  });
 });
 
 describe('decodeRaw: Zenthos', () => {

@@ -29,10 +29,20 @@ const decoder = new TextDecoder('utf-8', { fatal: true });
 
 /** Which decoder a topic calls for; the topic, not the payload, decides it. */
 export function detectFormat(sourceTopic: string): { format: PayloadFormat; model?: string } | undefined {
-  const parts = sourceTopic.split('/');
-  if (parts[0] === 'zenthos' && parts.length === 4) return { format: 'zenthos', model: parts[1] };
-  if (parts[0] === 'devices' && parts.length === 3) return { format: 'canonical' };
+  // Read by position, not split: this runs for every message.
+  if (sourceTopic.startsWith('devices/')) return levels(sourceTopic) === 3 ? CANONICAL : undefined;
+  if (sourceTopic.startsWith('zenthos/') && levels(sourceTopic) === 4)
+    return { format: 'zenthos', model: sourceTopic.slice(8, sourceTopic.indexOf('/', 8)) };
   return undefined;
+}
+
+const CANONICAL = Object.freeze({ format: 'canonical' as const });
+
+/** The number of levels of an MQTT topic (`a/b/c` has 3). */
+function levels(topic: string): number {
+  let n = 1;
+  for (let at = topic.indexOf('/'); at >= 0; at = topic.indexOf('/', at + 1)) n++;
+  return n;
 }
 
 function parseJson(schema: string, bytes: Uint8Array): unknown {
@@ -85,10 +95,14 @@ interface Group {
 }
 
 const toMs = (ts: string | number) => (typeof ts === 'number' ? ts : Date.parse(ts));
-const readingsOf = (r: Record<string, number | { value: number; unit: string }>): DecodedReading[] =>
-  Object.entries(r).map(([metric, v]) =>
-    typeof v === 'number' ? { metric, value: v } : { metric, value: v.value, unit: v.unit },
-  );
+function readingsOf(r: Record<string, number | { value: number; unit: string }>): DecodedReading[] {
+  const out: DecodedReading[] = [];
+  for (const metric in r) {
+    const v = r[metric]!;
+    out.push(typeof v === 'number' ? { metric, value: v } : { metric, value: v.value, unit: v.unit });
+  }
+  return out;
+}
 
 /**
  * Decodes one raw device message into the readings of each device and time it carries.

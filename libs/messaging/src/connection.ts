@@ -1,5 +1,6 @@
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '@iot/observability';
+import { encodeProtocolInPool } from './protocol-encoding';
 
 export type { NatsConnection };
 
@@ -14,6 +15,7 @@ export interface NatsConnectOptions {
  * Connects with the settings the client gets wrong for a long-running service by default.
  */
 export async function connectNats({ servers, name, logger }: NatsConnectOptions): Promise<NatsConnection> {
+  encodeProtocolInPool();
   const nc = await connect({
     servers,
     name,

@@ -1,5 +1,6 @@
 export * from './errors';
 export * from './connection';
+export * from './protocol-encoding';
 export * from './provisioning';
 export * from './publisher';
 export * from './normalized';

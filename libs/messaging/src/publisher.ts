@@ -197,13 +197,17 @@ export class JetStreamPublisher {
     return this.inFlightCount;
   }
 
-  private async acquire(): Promise<void> {
+  /**
+   * A slot in the window: undefined when one was free (taken at once, without a promise and a
+   * microtask per publish), else a promise that release() resolves when it hands one over,
+   * so the count never exceeds the window.
+   */
+  private acquire(): Promise<void> | undefined {
     if (this.inFlightCount < this.maxInFlight) {
       this.inFlightCount++;
-      return;
+      return undefined;
     }
-    // The slot is handed over by release(), so the count never exceeds the window.
-    await new Promise<void>((resolve) => this.waiting.push(resolve));
+    return new Promise<void>((resolve) => this.waiting.push(resolve));
   }
 
   private release(): void {
@@ -221,7 +225,8 @@ export class JetStreamPublisher {
     // show in `bench stages` (two interleaved pairs, 2026-12-03).
     const payload = typeof data === 'string' ? Buffer.from(data) : data;
     const deadline = Date.now() + this.retryForMs;
-    await this.acquire();
+    const waitForSlot = this.acquire();
+    if (waitForSlot) await waitForSlot;
     try {
       for (let attempt = 1; ; attempt++) {
         try {

@@ -44,12 +44,13 @@ export class Normalizer {
   ) {}
 
   /** The tenant's spec for the model's metric, else the built-in model's, else the generic one. */
-  private specFor(tenant: string, model: string, metric: string): MetricSpec | undefined {
-    return (
-      this.tenantProfiles(tenant, model)?.metrics[metric] ??
-      this.profiles[model]?.metrics[metric] ??
-      this.profiles.generic?.metrics[metric]
-    );
+  private static specIn(
+    metric: string,
+    tenant: ModelProfile | undefined,
+    builtin: ModelProfile | undefined,
+    generic: ModelProfile | undefined,
+  ): MetricSpec | undefined {
+    return tenant?.metrics[metric] ?? builtin?.metrics[metric] ?? generic?.metrics[metric];
   }
 
   /**
@@ -60,8 +61,12 @@ export class Normalizer {
     const points: NormalizedPoint[] = [];
     const rejected: NormalizeResult['rejected'] = [];
     let suppressed = 0;
+    // The profiles are looked up once a message, not once a reading.
+    const tenantProfile = this.tenantProfiles(d.tenant, d.model);
+    const builtin = this.profiles[d.model];
+    const generic = this.profiles.generic;
     for (const r of d.readings) {
-      const spec = this.specFor(d.tenant, d.model, r.metric);
+      const spec = Normalizer.specIn(r.metric, tenantProfile, builtin, generic);
       if (!spec) {
         points.push({
           metric: r.metric,
