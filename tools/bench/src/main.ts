@@ -20,7 +20,7 @@ import { formatReport, newReport, round, writeReport, type BenchReport, type Res
 import { startServers } from './servers';
 import { bridgeStage, stageContext, workerStage, type StageResult } from './stages';
 import { measureWriteForms } from './writes';
-import { ProcessMeter, type ProcessUsage } from './proc';
+import { ProcessMeter, servicesOverServers, type ProcessUsage } from './proc';
 import { removeDir, stopEverythingOnSignals } from '@iot/testing';
 
 const ROOT = resolve(__dirname, '..', '..', '..', '..');
@@ -326,6 +326,7 @@ function e2eEntry(r: E2eRun, target: string, met: boolean) {
     lost: r.lostPoints,
     duplicated: r.duplicatedPoints,
     cpu_us_per_msg: round((cpuMs * 1000) / Math.max(1, r.storedMessages), 0),
+    services_over_servers: round(servicesOverServers(r.processes, SERVICES), 3),
     rss_mib: Math.max(...SERVICES.map((s) => r.processes[s]?.maxRssMiB ?? 0)),
     target,
     met,

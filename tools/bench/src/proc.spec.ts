@@ -1,4 +1,4 @@
-import { machineShare, parseMachineTicks } from './proc';
+import { machineShare, parseMachineTicks, servicesOverServers } from './proc';
 
 describe('machine share', () => {
   it('says how much of the machine was busy, waiting on the disk and stolen between two readings', () => {
@@ -16,5 +16,32 @@ describe('machine share', () => {
     expect(parseMachineTicks('cpu  1 2 x')).toBeUndefined();
     const t = parseMachineTicks('cpu  1 2 3 4 5 6 7 8 0 0')!;
     expect(machineShare(t, t)).toBeUndefined();
+  });
+});
+
+describe('services over servers', () => {
+  const u = (cpuMs: number) => ({ cpuMs, maxRssMiB: 100 });
+  const services = ['mqtt-bridge', 'demux', 'tsdb-writer'];
+
+  it("divides our services' CPU by the servers' and leaves the load generator out", () => {
+    const usage = {
+      'mqtt-bridge': u(450),
+      demux: u(370),
+      'tsdb-writer': u(210),
+      'nats-server': u(900),
+      postgres: u(550),
+      mosquitto: u(440),
+      simulator: u(510),
+    };
+    expect(servicesOverServers(usage, services)).toBeCloseTo(1030 / 1890, 6);
+  });
+
+  it('gives no share when a server is missing or took no CPU', () => {
+    expect(
+      servicesOverServers({ demux: u(10), 'nats-server': u(5), postgres: u(5) }, services),
+    ).toBeUndefined();
+    expect(
+      servicesOverServers({ demux: u(10), 'nats-server': u(0), postgres: u(0), mosquitto: u(0) }, services),
+    ).toBeUndefined();
   });
 });

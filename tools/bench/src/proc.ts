@@ -170,3 +170,22 @@ export class MachineMeter {
     return now && before ? machineShare(before, now) : undefined;
   }
 }
+
+/**
+ * Our services' CPU over the servers' (nats-server, PostgreSQL, mosquitto) in the same
+ * window. The host's speed moves every absolute figure here by tens of percent within the
+ * hour, and the servers' cost with it; this share moves with what our services do per
+ * message, so two runs of different code compare on it (docs/performance-history.md,
+ * 2026-12-04 forenoon). Undefined when the servers took no CPU or one is missing.
+ */
+export function servicesOverServers(
+  usage: Record<string, ProcessUsage | undefined>,
+  services: readonly string[],
+): number | undefined {
+  const servers = ['nats-server', 'postgres', 'mosquitto'].map((n) => usage[n]?.cpuMs);
+  if (servers.some((ms) => ms === undefined)) return undefined;
+  const serversMs = servers.reduce((t: number, ms) => t + ms!, 0);
+  if (!(serversMs > 0)) return undefined;
+  const ours = services.reduce((t, n) => t + (usage[n]?.cpuMs ?? 0), 0);
+  return ours / serversMs;
+}

@@ -26,6 +26,12 @@ export interface ResultEntry {
   lost?: number;
   duplicated?: number;
   cpu_us_per_msg?: number;
+  /**
+   * e2e: our services' CPU over the servers' (nats-server, PostgreSQL, mosquitto) in the same
+   * phase; steadier than any absolute figure when the host's speed drifts, so runs of two
+   * versions of the code compare on it.
+   */
+  services_over_servers?: number;
   rss_mib?: number;
   /** This figure over the baseline it is compared with, and which one. */
   ratio?: number;
