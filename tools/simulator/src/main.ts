@@ -10,7 +10,7 @@
 import { createWriteStream, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { DeviceClient } from './device-client';
 import {
   canonicalPayload,
   deviceIds,
@@ -49,6 +49,10 @@ if (!(count > 0) || !(rate > 0)) {
   process.stderr.write('--devices and --rate must be positive numbers, e.g. --devices 100 --rate 10\n');
   process.exit(2);
 }
+if (!/^mqtts?:\/\/[^/]+/.test(values.url!)) {
+  process.stderr.write(`--url ${values.url}: use mqtt://host:port, or mqtts://host:port with --cert-dir\n`);
+  process.exit(2);
+}
 if (format !== 'zenthos' && format !== 'canonical') {
   process.stderr.write(`--format ${format}: use zenthos (epoch-second time) or canonical (ms time)\n`);
   process.exit(2);
@@ -56,7 +60,7 @@ if (format !== 'zenthos' && format !== 'canonical') {
 
 interface Device {
   id: string;
-  client: MqttClient;
+  client: DeviceClient;
   topic: string;
   sensors: SimulatedSensors;
   /** The last device timestamp used: a device never sends two readings of the same time. */
@@ -65,24 +69,21 @@ interface Device {
 
 const ids = deviceIds(values.prefix!, count, Number(values.first));
 const devices: Device[] = ids.map((id) => {
-  // --persistent: a session that outlives a broker restart; unacknowledged QoS 1 messages
-  // are sent again on reconnect, as a real device does.
-  const opts: IClientOptions = {
+  const client = new DeviceClient({
+    url: values.url!,
     clientId: id,
+    // --persistent: a session that outlives a broker restart; unacknowledged QoS 1 messages
+    // are sent again on reconnect, as a real device does.
     clean: !values.persistent,
-    reconnectPeriod: 1_000,
-    protocolVersion: 4,
-    // MQTT.js logs each packet several times through `debug`, which costs even when it
-    // prints nothing (6-9% of the simulator's CPU in a profile). DEBUG=mqttjs* brings it back.
-    log: process.env.DEBUG?.includes('mqttjs') ? undefined : () => undefined,
-  };
-  if (values['cert-dir']) {
-    opts.ca = values.ca ? readFileSync(values.ca) : undefined;
-    opts.cert = readFileSync(join(values['cert-dir'], `${id}.crt`));
-    opts.key = readFileSync(join(values['cert-dir'], `${id}.key`));
-  }
-  const client = mqtt.connect(values.url!, opts);
-  client.on('error', (e) => process.stderr.write(`${id}: ${e.message}\n`));
+    tls: values['cert-dir']
+      ? {
+          ca: values.ca ? readFileSync(values.ca) : undefined,
+          cert: readFileSync(join(values['cert-dir'], `${id}.crt`)),
+          key: readFileSync(join(values['cert-dir'], `${id}.key`)),
+        }
+      : undefined,
+    onError: (message) => process.stderr.write(`${id}: ${message}\n`),
+  });
   const topic = format === 'zenthos' ? `zenthos/${values.model}/${id}/telemetry` : `devices/${id}/telemetry`;
   return { id, client, topic, sensors: new SimulatedSensors(), lastTs: 0 };
 });
@@ -124,7 +125,7 @@ function publishOne(dueAt: number, now: number): void {
     sentAt.push(now);
     ackedAt.push(0);
   }
-  d.client.publish(d.topic, JSON.stringify(body), { qos: 1 }, (err) => {
+  d.client.publish(d.topic, JSON.stringify(body), (err) => {
     if (err) failed++;
     else {
       acked++;
@@ -141,7 +142,7 @@ function tick(): void {
 }
 
 async function start(): Promise<void> {
-  await Promise.all(devices.map((d) => new Promise((r) => d.client.once('connect', r))));
+  await Promise.all(devices.map((d) => d.client.ready()));
   process.stdout.write(
     `${new Date().toISOString()} connected ${devices.length} devices; sending ${rate} msg/s\n`,
   );
@@ -176,11 +177,8 @@ function stop(): Promise<void> {
       await new Promise<void>((r) => out.end(() => r()));
       process.stdout.write(`${new Date().toISOString()} record written to ${values.record}\n`);
     }
-    // A client still reconnecting may never finish ending: do not wait for it for long.
-    await Promise.race([
-      Promise.all(devices.map((d) => d.client.endAsync())),
-      new Promise((r) => setTimeout(r, 5_000)),
-    ]);
+    for (const d of devices) d.client.end();
+    await new Promise((r) => setTimeout(r, 100)); // the DISCONNECTs' turn to leave
     process.exit(0);
   })());
 }
