@@ -188,6 +188,11 @@ export class ConsumerRunner<T> {
           abort_on_missing_resource: true,
         });
         this.messages = messages;
+        // stop() may have come while the consume was being opened: it found nothing to close.
+        if (!this.running) {
+          await messages.close().catch(() => undefined);
+          break;
+        }
         this.attached = true;
         failures = 0;
         void this.watch(messages);
