@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import mqtt, { type MqttClient } from 'mqtt';
-import { startMosquitto, type MosquittoHandle } from '@iot/testing';
+import { startMosquitto, waitFor, type MosquittoHandle } from '@iot/testing';
 import { DeviceClient } from './device-client';
 
 /** A subscriber with a persistent session that collects the payloads of `devices/+/telemetry`. */
@@ -11,11 +11,6 @@ async function collector(url: string): Promise<{ client: MqttClient; payloads: s
   await new Promise((r) => client.once('connect', r));
   await client.subscribeAsync('devices/+/telemetry', { qos: 1 });
   return { client, payloads };
-}
-
-async function until(what: string, ok: () => boolean, ms = 20_000): Promise<void> {
-  for (const end = Date.now() + ms; !ok(); await new Promise((r) => setTimeout(r, 50)))
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
 }
 
 /** Publishes n messages `<prefix>-<i>`; resolves with what settled them (undefined: a PUBACK). */
@@ -60,7 +55,7 @@ describe('the simulator’s device client against mosquitto', () => {
       await device.ready();
       const settled = await publishAll(device, 'devices/sim-0001/telemetry', 'm', 300);
       expect(settled.filter((e) => e !== undefined)).toEqual([]);
-      await until('300 messages at the subscriber', () => sub.payloads.length >= 300);
+      await waitFor('300 messages at the subscriber', () => sub.payloads.length >= 300, 20_000);
       expect(new Set(sub.payloads).size).toBe(300);
       expect(errors).toEqual([]);
     } finally {
@@ -91,7 +86,11 @@ describe('the simulator’s device client against mosquitto', () => {
         ...Array.from({ length: 500 }, (_, i) => `before-${i}`),
         ...Array.from({ length: 100 }, (_, i) => `during-${i}`),
       ];
-      await until('600 distinct messages at the subscriber', () => new Set(sub.payloads).size >= 600);
+      await waitFor(
+        '600 distinct messages at the subscriber',
+        () => new Set(sub.payloads).size >= 600,
+        20_000,
+      );
       expect([...new Set(sub.payloads)].sort()).toEqual(expected.sort());
     } finally {
       await sub.client.endAsync();
@@ -111,7 +110,7 @@ describe('the simulator’s device client against mosquitto', () => {
     });
     clients.push(device);
     const settled = publishAll(device, 'devices/sim-0003/telemetry', 'never', 3);
-    await until('two failed attempts to be reported', () => errors.length >= 2);
+    await waitFor('two failed attempts to be reported', () => errors.length >= 2, 20_000);
     expect(errors[0]).toMatch(/ECONNREFUSED/);
     device.end();
     const results = await settled;
@@ -127,7 +126,7 @@ describe('the simulator’s device client against mosquitto', () => {
       onError: (m) => errors.push(m),
     });
     clients.push(device);
-    await until('the error to be reported', () => errors.length > 0);
+    await waitFor('the error to be reported', () => errors.length > 0, 20_000);
     expect(errors[0]).toBe('cannot send connect: clientId must be given if cleanSession set to 0');
   });
 });

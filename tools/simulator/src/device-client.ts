@@ -45,11 +45,13 @@ export class DeviceClient {
   private onFirstConnect: (() => void) | undefined;
   private readonly pinger: NodeJS.Timeout;
   private reconnectTimer: NodeJS.Timeout | undefined;
+  private readonly keepaliveS: number;
 
   constructor(private readonly o: DeviceClientOptions) {
     const url = new URL(o.url);
     this.firstConnect = new Promise((resolve) => (this.onFirstConnect = resolve));
-    const keepaliveMs = (o.keepaliveS ?? 60) * 1000;
+    this.keepaliveS = o.keepaliveS ?? 60;
+    const keepaliveMs = this.keepaliveS * 1000;
     this.pinger = setInterval(() => {
       if (this.connected && Date.now() - this.lastWriteAt >= keepaliveMs / 2) this.write({ cmd: 'pingreq' });
     }, keepaliveMs / 2);
@@ -82,18 +84,18 @@ export class DeviceClient {
 
   /** The next packet identifier (1-65535) not held by an unacknowledged message. */
   private takeId(): number {
-    while (this.inflight.has(this.nextId)) this.nextId = this.nextId === 65_535 ? 1 : this.nextId + 1;
+    while (this.inflight.has(this.nextId)) this.nextId = followingId(this.nextId);
     const id = this.nextId;
-    this.nextId = id === 65_535 ? 1 : id + 1;
+    this.nextId = followingId(id);
     return id;
   }
 
   private open(url: URL): void {
-    const port = Number(url.port) || (url.protocol === 'mqtts:' ? 8883 : 1883);
-    const socket =
-      url.protocol === 'mqtts:'
-        ? connectTls({ host: url.hostname, port, ...this.o.tls })
-        : connectTcp({ host: url.hostname, port });
+    const tls = url.protocol === 'mqtts:';
+    const port = Number(url.port) || (tls ? 8883 : 1883);
+    const socket = tls
+      ? connectTls({ host: url.hostname, port, ...this.o.tls })
+      : connectTcp({ host: url.hostname, port });
     this.socket = socket;
     socket.setNoDelay(true);
     const parser = packetParser({ protocolVersion: 4 });
@@ -102,14 +104,14 @@ export class DeviceClient {
       this.o.onError(`bad packet from the broker: ${e.message}`);
       socket.destroy();
     });
-    socket.on(url.protocol === 'mqtts:' ? 'secureConnect' : 'connect', () =>
+    socket.on(tls ? 'secureConnect' : 'connect', () =>
       this.write({
         cmd: 'connect',
         protocolId: 'MQTT',
         protocolVersion: 4,
         clientId: this.o.clientId,
         clean: this.o.clean,
-        keepalive: this.o.keepaliveS ?? 60,
+        keepalive: this.keepaliveS,
       }),
     );
     socket.on('data', (chunk: Buffer) => parser.parse(chunk));
@@ -168,6 +170,11 @@ export class DeviceClient {
     socket.write(bytes);
     process.nextTick(uncork, socket);
   }
+}
+
+/** Packet identifiers run 1-65535, then from 1 again. */
+function followingId(id: number): number {
+  return id === 65_535 ? 1 : id + 1;
 }
 
 function uncork(socket: Socket): void {
