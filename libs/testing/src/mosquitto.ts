@@ -46,6 +46,11 @@ export interface MosquittoOptions {
    * and the bridge signs in with a service account (returned as `bridgeAccount`).
    */
   acl?: boolean;
+  /**
+   * false: the plain listener refuses a CONNECT without a known username and password
+   * (CONNACK return code 5), as a production broker does. Default true.
+   */
+  allowAnonymous?: boolean;
   /** A lasting directory (for `./platform up`): kept on stop; its CA is reused. */
   dir?: string;
   /** Preferred ports; free ones are taken when these are busy. */
@@ -85,7 +90,7 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
     'log_type warning',
     'log_type notice',
     `listener ${port} 127.0.0.1`,
-    'allow_anonymous true',
+    `allow_anonymous ${opts.allowAnonymous ?? true}`,
   ];
   let bridgeAccount: MosquittoHandle['bridgeAccount'];
   if (opts.acl) {

@@ -117,6 +117,26 @@ describe('the simulator’s device client against mosquitto', () => {
     expect(results.map((e) => e?.message)).toEqual(Array(3).fill('not acknowledged before the end'));
   });
 
+  it('says when the broker refuses the CONNECT, tries again, and settles what it held with an error when it ends', async () => {
+    mq = await startMosquitto({ allowAnonymous: false });
+    const device = new DeviceClient({
+      url: mq.url,
+      clientId: 'sim-0004',
+      clean: true,
+      reconnectMs: 100,
+      onError: (m) => errors.push(m),
+    });
+    clients.push(device);
+    const settled = publishAll(device, 'devices/sim-0004/telemetry', 'refused', 2);
+    await waitFor('two refusals to be reported', () => errors.length >= 2, 20_000);
+    expect(errors.slice(0, 2)).toEqual(
+      Array(2).fill('the broker refused the connection (CONNACK return code 5)'),
+    );
+    device.end();
+    const results = await settled;
+    expect(results.map((e) => e?.message)).toEqual(Array(2).fill('not acknowledged before the end'));
+  });
+
   it('reports a CONNECT it cannot encode (a persistent session without a client id) instead of crashing', async () => {
     mq = await startMosquitto();
     const device = new DeviceClient({
