@@ -3,7 +3,7 @@ import { startPostgres, type PostgresHandle } from '@iot/testing';
 import type { NormalizedTelemetry } from '@iot/contracts';
 import { Client } from 'pg';
 import {
-  copyTimestamp,
+  copyMicros,
   IDEMPOTENT_INSERT,
   ROLLUP_SHARED_LOCK,
   TelemetryBatchWriter,
@@ -40,6 +40,18 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
     points: [{ metric, value, unit: 'Cel', quality: 'good' }],
   });
   const write = (writer: TelemetryBatchWriter, messages: NormalizedTelemetry[]) => writer.write(messages);
+  /**
+   * Writes with a writer that has met no stored row, so it takes COPY (`sut` takes the INSERT
+   * for 30 s after the first spec's repeated batch); resolves with the rows COPY wrote.
+   */
+  const writeByCopy = async (messages: NormalizedTelemetry[]) => {
+    const fresh = TelemetryBatchWriter.connect(pg.url);
+    try {
+      return await fresh.write(messages);
+    } finally {
+      await fresh.close();
+    }
+  };
   /** Where the rollup counts as materialized: epoch ms, or 'infinity' (every bucket). */
   const materializedUpto = (at: number | 'infinity') =>
     pg.query(`UPDATE telemetry_5m_state SET materialized_upto = $1::timestamptz`, [
@@ -111,9 +123,10 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
       'µS/cm²',
       'tab\there',
       'two\nlines\r',
+      'ü€'.repeat(150), // 750 bytes twice in a row: more than the body's first allocation
     ];
     const ts = now + 120_000;
-    await write(sut, [
+    const written = await writeByCopy([
       {
         ...row('x', 0, ts),
         device: 'demo-odd',
@@ -125,6 +138,7 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
         })),
       },
     ]);
+    expect(written).toBe(odd.length);
     const rows = await pg.query<{ metric: string; unit: string; value: number; quality: string }>(
       `SELECT metric, unit, value, quality FROM telemetry WHERE device_id = 'demo-odd' ORDER BY value`,
     );
@@ -162,6 +176,32 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
       `SELECT sum(count)::text AS count FROM telemetry_5m WHERE device_id = 'demo-hot'`,
     );
     expect(sum!.count).toBe(String(2 * metrics.length));
+  });
+
+  it('stores by COPY the times of 1970 to 2099 to the millisecond, before 2000 too', async () => {
+    // Before 2000 the microseconds from PostgreSQL's epoch are negative: COPY's eight bytes
+    // must carry them as such.
+    const times = [
+      '1970-01-01T00:00:00.000Z',
+      '1975-06-01T12:34:56.789Z',
+      '1999-12-31T23:59:59.999Z',
+      '2000-01-01T00:00:00.000Z',
+      '2026-11-23T09:00:00.001Z',
+      '2099-12-31T23:59:59.998Z', // received 1 ms later: the last millisecond COPY takes
+    ];
+    const messages = times.map((iso, i) => ({
+      ...row('epoch', i, Date.parse(iso)),
+      device: 'demo-epoch',
+      receivedAt: Date.parse(iso) + 1,
+    }));
+    expect(await writeByCopy(messages)).toBe(times.length);
+    const rows = await pg.query<{ ts: Date; received_at: Date }>(
+      `SELECT ts, received_at FROM telemetry WHERE device_id = 'demo-epoch' ORDER BY ts`,
+    );
+    expect(rows.map((r) => r.ts.toISOString())).toEqual(times);
+    expect(rows.map((r) => r.received_at.getTime() - r.ts.getTime())).toEqual(times.map(() => 1));
+    // Out of the default partition, which a later spec counts.
+    await pg.query(`DELETE FROM telemetry WHERE device_id = 'demo-epoch'`);
   });
 
   it('keeps event time and ingest time apart, with millisecond precision', async () => {
@@ -208,13 +248,15 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
     const sample = [0, 1, 999.9995, Date.UTC(2099, 11, 31, 23, 59, 59, 999), base + 0.0005, base + 0.0015];
     for (let i = 0; i < 3000; i++)
       sample.push(base + Math.floor(Math.random() * 1e10) + Math.floor(Math.random() * 1e4) / 1e4);
+    // EXTRACT gives numeric, exact to the microsecond: the stored value as COPY's binary sends it.
     const [r] = await pg.query<{ differ: string }>(
-      `SELECT count(*)::text AS differ FROM unnest($1::float8[], $2::timestamptz[]) AS x(ms, t)
-       WHERE to_timestamp(ms / 1000.0) IS DISTINCT FROM t`,
-      [sample, sample.map((ms) => copyTimestamp(ms))],
+      `SELECT count(*)::text AS differ FROM unnest($1::float8[], $2::bigint[]) AS x(ms, us)
+       WHERE (extract(epoch FROM to_timestamp(ms / 1000.0) - timestamptz '2000-01-01Z') * 1000000)::bigint
+             IS DISTINCT FROM us`,
+      [sample, sample.map((ms) => String(copyMicros(ms)))],
     );
     expect(r!.differ).toBe('0');
-    expect([-1, Date.UTC(2100, 0, 1), Date.UTC(1969, 0, 1)].map(copyTimestamp)).toEqual([
+    expect([-1, Date.UTC(2100, 0, 1), Date.UTC(1969, 0, 1)].map(copyMicros)).toEqual([
       undefined,
       undefined,
       undefined,

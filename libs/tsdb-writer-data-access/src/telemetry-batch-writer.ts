@@ -71,7 +71,7 @@ export class TelemetryColumns {
 
 /** Seconds from the Unix epoch to PostgreSQL's (2000-01-01), as `to_timestamp` subtracts them. */
 const PG_EPOCH_S = 946_684_800;
-/** COPY text carries the timestamps of 1970-01-01 up to 2100-01-01; a batch with others is inserted. */
+/** COPY carries the timestamps of 1970-01-01 up to 2100-01-01; a batch with others is inserted. */
 const COPY_TS_MAX_MS = Date.UTC(2100, 0, 1);
 const FIVE_MINUTES_US = 300_000_000;
 
@@ -87,97 +87,108 @@ function rint(x: number): number {
  * row sent again through the INSERT meet on the primary key. Undefined outside the years
  * 1970-2099, where the doubles would no longer hold every microsecond.
  */
-function pgMicros(ms: number): number | undefined {
+export function copyMicros(ms: number): number | undefined {
   if (!(ms >= 0 && ms < COPY_TS_MAX_MS)) return undefined;
   return rint((ms / 1000 - PG_EPOCH_S) * 1e6);
 }
 
-/**
- * The text of whole seconds since 2000 as ISO 8601 (`2026-11-23T10:00:00`), the last one
- * kept: a batch's timestamps share their seconds, and a Date and its text per timestamp were
- * the writer's largest cost after decoding (2026-12-03 profile).
- */
-class SecondsText {
-  private seconds = Number.NaN;
-  private text = '';
-
-  of(seconds: number): string {
-    if (seconds !== this.seconds) {
-      this.seconds = seconds;
-      this.text = new Date((seconds + PG_EPOCH_S) * 1000).toISOString().slice(0, 19);
-    }
-    return this.text;
-  }
-}
-const TS_SECONDS = new SecondsText();
-const RECEIVED_SECONDS = new SecondsText();
-
-/**
- * Microseconds since 2000 as timestamptz text (ISO 8601, UTC), to the microsecond:
- * milliseconds written with three digits, other fractions with six.
- */
-function isoFromPgMicros(us: number, seconds = TS_SECONDS): string {
+/** Microseconds since 2000 as timestamptz text (ISO 8601, UTC), to the microsecond. */
+function isoFromPgMicros(us: number): string {
   const whole = Math.floor(us / 1e6);
-  const frac = us - whole * 1e6;
-  const head = seconds.of(whole);
-  if (frac === 0) return `${head}.000Z`;
-  return frac % 1000 === 0
-    ? `${head}.${String(frac / 1000).padStart(3, '0')}Z`
-    : `${head}.${String(frac).padStart(6, '0')}Z`;
+  const head = new Date((whole + PG_EPOCH_S) * 1000).toISOString().slice(0, 19);
+  return `${head}.${String(us - whole * 1e6).padStart(6, '0')}Z`;
 }
 
-/** The timestamptz text of epoch ms that the insert's `to_timestamp(ms / 1000.0)` would store. */
-export function copyTimestamp(ms: number): string | undefined {
-  const us = pgMicros(ms);
-  return us === undefined ? undefined : isoFromPgMicros(us);
-}
-
-/** A text as a field of COPY's text format: backslash, tab, newline and carriage return escaped. */
-function field(text: string): string {
-  return COPY_ESCAPED.test(text) ? text.replace(COPY_ESCAPED_ALL, (c) => COPY_ESCAPES[c]!) : text;
-}
-const COPY_ESCAPED = /[\\\t\n\r]/;
-const COPY_ESCAPED_ALL = /[\\\t\n\r]/g;
-const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
+/** The columns COPY writes, in their order in each row. */
+const COPY_COLUMNS = '(tenant_id, device_id, metric, ts, value, unit, quality, received_at)';
+const COPY_FIELDS = 8;
+/** The binary format's header: its signature, no flags, no header extension. */
+const COPY_BINARY_HEADER = Buffer.concat([Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1'), Buffer.alloc(8)]);
+const TWO_32 = 2 ** 32;
 
 /**
- * The rows of one write as the body of a `COPY ... FROM STDIN` in text format, the fastest way
- * into PostgreSQL (`./platform bench writes`), and on plain PostgreSQL the write's 5-minute
- * buckets, for `lateBucketsStatement`. `of` returns undefined for a batch with a timestamp
- * COPY text does not carry exactly (before 1970 or from 2100); such a batch takes the INSERT.
+ * The rows of one write as the body of a `COPY ... FROM STDIN (FORMAT binary)`, one row per
+ * point, and on plain PostgreSQL the write's 5-minute buckets, for `lateBucketsStatement`.
+ * Binary, not text: PostgreSQL takes a timestamp's eight bytes and a double's as they are
+ * instead of parsing ISO text and decimals (9% less of its CPU per row, 2026-12-04), and
+ * no text needs escaping. `of` returns undefined for a batch with a timestamp outside
+ * `copyMicros`' years; such a batch takes the INSERT.
  */
 export class TelemetryCopy {
-  /** The COPY body: one line per point. */
-  text = '';
   rows = 0;
+  private buf: Buffer;
+  private at = 0;
   /** The write's buckets (microseconds since 2000), on plain PostgreSQL. */
   private readonly buckets: Set<number> | undefined;
 
-  private constructor(withBuckets: boolean) {
+  private constructor(withBuckets: boolean, points: number) {
     this.buckets = withBuckets ? new Set() : undefined;
+    // About 100 bytes a row for the usual names; grown when longer ones need it.
+    this.buf = Buffer.allocUnsafe(COPY_BINARY_HEADER.length + 2 + points * 128);
+    this.at = COPY_BINARY_HEADER.copy(this.buf, 0);
   }
 
   static of(messages: readonly NormalizedTelemetry[], withBuckets: boolean): TelemetryCopy | undefined {
-    const c = new TelemetryCopy(withBuckets);
+    let points = 0;
+    for (const m of messages) points += m.points.length;
+    const c = new TelemetryCopy(withBuckets, points);
     for (const m of messages) if (!c.addMessage(m)) return undefined;
+    c.room(2);
+    c.at = c.buf.writeInt16BE(-1, c.at); // the trailer
     return c;
   }
 
+  /** The COPY body, header to trailer. */
+  get data(): Buffer {
+    return this.buf.subarray(0, this.at);
+  }
+
   private addMessage(m: NormalizedTelemetry): boolean {
-    const tsUs = pgMicros(m.ts);
-    const receivedUs = pgMicros(m.receivedAt);
+    const tsUs = copyMicros(m.ts);
+    const receivedUs = copyMicros(m.receivedAt);
     if (tsUs === undefined || receivedUs === undefined) return false;
-    const head = `${field(m.tenant)}\t${field(m.device)}\t`;
-    const times = `\t${isoFromPgMicros(tsUs)}\t`;
-    const receivedAt = isoFromPgMicros(receivedUs, RECEIVED_SECONDS);
-    let text = '';
-    for (const p of m.points)
-      text += `${head}${field(p.metric)}${times}${p.value}\t${field(p.unit)}\t${field(p.quality)}\t${receivedAt}\n`;
-    this.text += text;
+    for (const p of m.points) {
+      this.room(2);
+      this.at = this.buf.writeInt16BE(COPY_FIELDS, this.at);
+      this.text(m.tenant);
+      this.text(m.device);
+      this.text(p.metric);
+      this.micros(tsUs);
+      this.room(12);
+      this.at = this.buf.writeInt32BE(8, this.at);
+      this.at = this.buf.writeDoubleBE(p.value, this.at);
+      this.text(p.unit);
+      this.text(p.quality);
+      this.micros(receivedUs);
+    }
     this.rows += m.points.length;
     // date_bin('5 minutes', ts, '2000-01-01'): whole 5-minute steps from PostgreSQL's epoch.
     this.buckets?.add(Math.floor(tsUs / FIVE_MINUTES_US) * FIVE_MINUTES_US);
     return true;
+  }
+
+  /** A text field: its length in bytes, then its UTF-8 (PostgreSQL refuses a NUL in it). */
+  private text(value: string): void {
+    this.room(4 + 3 * value.length); // a UTF-16 unit takes at most three bytes in UTF-8
+    const n = this.buf.write(value, this.at + 4);
+    this.buf.writeInt32BE(n, this.at);
+    this.at += 4 + n;
+  }
+
+  /** A timestamptz field: eight bytes, microseconds since 2000. */
+  private micros(us: number): void {
+    this.room(12);
+    this.at = this.buf.writeInt32BE(8, this.at);
+    this.at = this.buf.writeInt32BE(Math.floor(us / TWO_32), this.at);
+    this.at = this.buf.writeUInt32BE(us >>> 0, this.at);
+  }
+
+  /** Makes room for `bytes` more, doubling the buffer when it is short. */
+  private room(bytes: number): void {
+    if (this.at + bytes <= this.buf.length) return;
+    const grown = Buffer.allocUnsafe(Math.max(2 * this.buf.length, this.at + bytes));
+    this.buf.copy(grown, 0, 0, this.at);
+    this.buf = grown;
   }
 
   /**
@@ -217,7 +228,7 @@ const markLateBuckets = (buckets: string, before = '') => `
   ORDER BY 1
   ON CONFLICT (bucket) DO UPDATE SET bucket = EXCLUDED.bucket`;
 
-const COPY_ROWS = `COPY telemetry (tenant_id, device_id, metric, ts, value, unit, quality, received_at) FROM STDIN`;
+const COPY_ROWS = `COPY telemetry ${COPY_COLUMNS} FROM STDIN (FORMAT binary)`;
 
 /** pg's connection, with the two copy-in messages it sends but does not declare. */
 type CopyInConnection = Connection & { sendCopyFromChunk(chunk: Buffer): void; endCopyFrom(): void };
@@ -236,7 +247,7 @@ class CopyInQuery implements Submittable {
 
   constructor(
     private readonly text: string,
-    private readonly data: string,
+    private readonly data: Buffer,
     private readonly done: (err: Error | undefined, rows: number) => void,
   ) {}
 
@@ -245,7 +256,7 @@ class CopyInQuery implements Submittable {
     c.stream.cork();
     try {
       c.query(this.text);
-      c.sendCopyFromChunk(Buffer.from(this.data));
+      c.sendCopyFromChunk(this.data);
       c.endCopyFrom();
     } finally {
       c.stream.uncork();
@@ -287,7 +298,7 @@ export function copyRows(client: PoolClient, copy: TelemetryCopy, engine: StoreE
       ? COPY_ROWS
       : `${ROLLUP_SHARED_LOCK};${COPY_ROWS};${copy.lateBucketsStatement()}`;
   return new Promise((resolve, reject) => {
-    client.query(new CopyInQuery(text, copy.text, (err, rows) => (err ? reject(err) : resolve(rows))));
+    client.query(new CopyInQuery(text, copy.data, (err, rows) => (err ? reject(err) : resolve(rows))));
   });
 }
 
