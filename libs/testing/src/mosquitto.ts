@@ -28,6 +28,8 @@ export interface MosquittoHandle {
   bridgeAccount?: { username: string; password: string };
   dir: string;
   process: ManagedProcess;
+  /** With `logPackets`: the file where mosquitto logs every packet. */
+  packetLog?: string;
   restart(): Promise<void>;
   /** Makes mosquitto read its certificates and CRL again (SIGHUP), as it does when the CRL file changes. */
   reload(): void;
@@ -51,6 +53,8 @@ export interface MosquittoOptions {
    * (CONNACK return code 5), as a production broker does. Default true.
    */
   allowAnonymous?: boolean;
+  /** Logs every packet with its flags (`log_type debug`) to the file `packetLog`, line by line. */
+  logPackets?: boolean;
   /** A lasting directory (for `./platform up`): kept on stop; its CA is reused. */
   dir?: string;
   /** Preferred ports; free ones are taken when these are busy. */
@@ -89,6 +93,8 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
     'log_type error',
     'log_type warning',
     'log_type notice',
+    // A log file is written line by line; stdout, a file for spawnManaged, only as its buffer fills.
+    ...(opts.logPackets ? ['log_type debug', `log_dest file ${join(dir, 'packets.log')}`] : []),
     `listener ${port} 127.0.0.1`,
     `allow_anonymous ${opts.allowAnonymous ?? true}`,
   ];
@@ -151,6 +157,7 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
     pki,
     bridgeAccount,
     dir,
+    packetLog: opts.logPackets ? join(dir, 'packets.log') : undefined,
     process: proc,
     reload,
     async restart() {

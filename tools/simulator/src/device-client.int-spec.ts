@@ -97,6 +97,22 @@ describe('the simulator’s device client against mosquitto', () => {
     }
   });
 
+  it('flags DUP only on a resend: what was published before the first CONNACK goes out without it', async () => {
+    mq = await startMosquitto({ logPackets: true });
+    const device = new DeviceClient({
+      url: mq.url,
+      clientId: 'sim-0005',
+      clean: true,
+      onError: (m) => errors.push(m),
+    });
+    clients.push(device);
+    const settled = await publishAll(device, 'devices/sim-0005/telemetry', 'early', 3);
+    expect(settled.filter((e) => e !== undefined)).toEqual([]);
+    // mosquitto's debug log: "Received PUBLISH from sim-0005 (d0, q1, r0, m1, ...".
+    const flags = readFileSync(mq.packetLog!, 'utf8').match(/(?<=Received PUBLISH from sim-0005 \()d\d/g);
+    expect(flags).toEqual(['d0', 'd0', 'd0']);
+  });
+
   it('says why it cannot connect, keeps trying, and settles what it held with an error when it ends', async () => {
     mq = await startMosquitto();
     const port = mq.port;

@@ -21,6 +21,8 @@ interface Outgoing {
   topic: string;
   payload: string;
   settled: Settled;
+  /** Written to a connection once already: sent again, it carries the DUP flag. */
+  sent: boolean;
 }
 
 /**
@@ -67,8 +69,9 @@ export class DeviceClient {
   publish(topic: string, payload: string, settled: Settled): void {
     if (this.ending) return settled(new Error(`${this.o.clientId}: the client is ending`));
     const messageId = this.takeId();
-    this.inflight.set(messageId, { topic, payload, settled });
-    if (this.connected) this.sendPublish(messageId, topic, payload, false);
+    const o: Outgoing = { topic, payload, settled, sent: false };
+    this.inflight.set(messageId, o);
+    if (this.connected) this.sendPublish(messageId, o);
   }
 
   /** Disconnects; what is still unacknowledged is settled with an error. */
@@ -135,14 +138,17 @@ export class DeviceClient {
         return;
       }
       this.connected = true;
-      // Unacknowledged messages go again, in their order, flagged as a possible duplicate.
-      for (const [id, o] of this.inflight) this.sendPublish(id, o.topic, o.payload, true);
+      // Unacknowledged messages go again, in their order, flagged as a possible duplicate
+      // when they were sent before; those published while away go for the first time.
+      for (const [id, o] of this.inflight) this.sendPublish(id, o);
       this.onFirstConnect?.();
       this.onFirstConnect = undefined;
     }
   }
 
-  private sendPublish(messageId: number, topic: string, payload: string, dup: boolean): void {
+  private sendPublish(messageId: number, o: Outgoing): void {
+    const { topic, payload, sent: dup } = o;
+    o.sent = true;
     this.write({ cmd: 'publish', topic, payload, qos: 1, messageId, dup, retain: false });
   }
 
