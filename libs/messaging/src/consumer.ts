@@ -373,7 +373,7 @@ export class ConsumerRunner<T> {
         'batch failed; will retry',
       );
     }
-    await Promise.all(msgs.map((m, i) => this.apply(m, settlements[i]!, wholeBatchRetry)));
+    await Promise.all(msgs.map((m, i) => this.apply(m, settlements[i]!, wholeBatchRetry, deliveries[i])));
     // Counted once per batch: a labelled counter hashes its labels on every call.
     const acked = settlements.reduce((n, s) => (s.kind === 'ack' ? n + 1 : n), 0);
     if (acked > 0) metrics.messagesProcessed.inc({ stage, outcome: 'ok' }, acked);
@@ -410,7 +410,8 @@ export class ConsumerRunner<T> {
     return value as T;
   }
 
-  private async apply(m: JsMsg, s: Settlement, quiet = false): Promise<void> {
+  /** Settles one message; `delivery` lends the meta its handler already read, if any. */
+  private async apply(m: JsMsg, s: Settlement, quiet = false, delivery?: Delivery<T>): Promise<void> {
     const { metrics, contract, logger } = this.o;
     const stage = contract.stage;
     switch (s.kind) {
@@ -429,7 +430,7 @@ export class ConsumerRunner<T> {
         return;
       case 'dlq': {
         metrics.workerErrors.inc({ stage, kind: 'permanent' });
-        const meta = metaOf(m);
+        const meta = delivery?.meta ?? metaOf(m);
         try {
           await this.o.publisher.publishToDlq({
             stage,
