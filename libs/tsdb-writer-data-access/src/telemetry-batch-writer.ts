@@ -154,9 +154,7 @@ export class TelemetryCopy {
       this.text(m.device);
       this.text(p.metric);
       this.micros(tsUs);
-      this.room(12);
-      this.at = this.buf.writeInt32BE(8, this.at);
-      this.at = this.buf.writeDoubleBE(p.value, this.at);
+      this.double(p.value);
       this.text(p.unit);
       this.text(p.quality);
       this.micros(receivedUs);
@@ -181,6 +179,13 @@ export class TelemetryCopy {
     this.at = this.buf.writeInt32BE(8, this.at);
     this.at = this.buf.writeInt32BE(Math.floor(us / TWO_32), this.at);
     this.at = this.buf.writeUInt32BE(us >>> 0, this.at);
+  }
+
+  /** A double precision field: eight bytes, IEEE 754. */
+  private double(value: number): void {
+    this.room(12);
+    this.at = this.buf.writeInt32BE(8, this.at);
+    this.at = this.buf.writeDoubleBE(value, this.at);
   }
 
   /** Makes room for `bytes` more, doubling the buffer when it is short. */
