@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import mqtt, { type MqttClient } from 'mqtt';
 import { startMosquitto, waitFor, type MosquittoHandle } from '@iot/testing';
-import { DeviceClient } from './device-client';
+import { DeviceClient, type DeviceClientOptions } from './device-client';
 
 /** A subscriber with a persistent session that collects the payloads of `devices/+/telemetry`. */
 async function collector(url: string): Promise<{ client: MqttClient; payloads: string[] }> {
@@ -32,6 +32,12 @@ describe('the simulator’s device client against mosquitto', () => {
   let mq: MosquittoHandle;
   const errors: string[] = [];
   const clients: DeviceClient[] = [];
+  /** A device client whose errors go to `errors`, ended after each spec. */
+  const open = (o: Omit<DeviceClientOptions, 'onError'>) => {
+    const device = new DeviceClient({ ...o, onError: (m) => errors.push(m) });
+    clients.push(device);
+    return device;
+  };
   afterEach(async () => {
     for (const c of clients.splice(0)) c.end();
     await mq?.stop();
@@ -44,14 +50,12 @@ describe('the simulator’s device client against mosquitto', () => {
     const files = pki.issueClient('sim-0001');
     const sub = await collector(mq.url);
     try {
-      const device = new DeviceClient({
+      const device = open({
         url: mq.mqttsUrl!,
         clientId: 'sim-0001',
         clean: true,
         tls: { ca: readFileSync(pki.caCert), cert: readFileSync(files.cert), key: readFileSync(files.key) },
-        onError: (m) => errors.push(m),
       });
-      clients.push(device);
       await device.ready();
       const settled = await publishAll(device, 'devices/sim-0001/telemetry', 'm', 300);
       expect(settled.filter((e) => e !== undefined)).toEqual([]);
@@ -67,14 +71,12 @@ describe('the simulator’s device client against mosquitto', () => {
     mq = await startMosquitto();
     const sub = await collector(mq.url);
     try {
-      const device = new DeviceClient({
+      const device = open({
         url: mq.url,
         clientId: 'sim-0002',
         clean: false,
         reconnectMs: 200,
-        onError: (m) => errors.push(m),
       });
-      clients.push(device);
       await device.ready();
       const before = publishAll(device, 'devices/sim-0002/telemetry', 'before', 500);
       const restart = mq.restart();
@@ -99,13 +101,11 @@ describe('the simulator’s device client against mosquitto', () => {
 
   it('flags DUP only on a resend: what was published before the first CONNACK goes out without it', async () => {
     mq = await startMosquitto({ logPackets: true });
-    const device = new DeviceClient({
+    const device = open({
       url: mq.url,
       clientId: 'sim-0005',
       clean: true,
-      onError: (m) => errors.push(m),
     });
-    clients.push(device);
     const settled = await publishAll(device, 'devices/sim-0005/telemetry', 'early', 3);
     expect(settled.filter((e) => e !== undefined)).toEqual([]);
     // mosquitto's debug log: "Received PUBLISH from sim-0005 (d0, q1, r0, m1, ...".
@@ -117,14 +117,12 @@ describe('the simulator’s device client against mosquitto', () => {
     mq = await startMosquitto();
     const port = mq.port;
     await mq.stop(); // nothing listens there now
-    const device = new DeviceClient({
+    const device = open({
       url: `mqtt://127.0.0.1:${port}`,
       clientId: 'sim-0003',
       clean: true,
       reconnectMs: 100,
-      onError: (m) => errors.push(m),
     });
-    clients.push(device);
     const settled = publishAll(device, 'devices/sim-0003/telemetry', 'never', 3);
     await waitFor('two failed attempts to be reported', () => errors.length >= 2, 20_000);
     expect(errors[0]).toMatch(/ECONNREFUSED/);
@@ -135,14 +133,12 @@ describe('the simulator’s device client against mosquitto', () => {
 
   it('says when the broker refuses the CONNECT, tries again, and settles what it held with an error when it ends', async () => {
     mq = await startMosquitto({ allowAnonymous: false });
-    const device = new DeviceClient({
+    const device = open({
       url: mq.url,
       clientId: 'sim-0004',
       clean: true,
       reconnectMs: 100,
-      onError: (m) => errors.push(m),
     });
-    clients.push(device);
     const settled = publishAll(device, 'devices/sim-0004/telemetry', 'refused', 2);
     await waitFor('two refusals to be reported', () => errors.length >= 2, 20_000);
     expect(errors.slice(0, 2)).toEqual(
@@ -155,13 +151,7 @@ describe('the simulator’s device client against mosquitto', () => {
 
   it('reports a CONNECT it cannot encode (a persistent session without a client id) instead of crashing', async () => {
     mq = await startMosquitto();
-    const device = new DeviceClient({
-      url: mq.url,
-      clientId: '',
-      clean: false,
-      onError: (m) => errors.push(m),
-    });
-    clients.push(device);
+    open({ url: mq.url, clientId: '', clean: false });
     await waitFor('the error to be reported', () => errors.length > 0, 20_000);
     expect(errors[0]).toBe('cannot send connect: clientId must be given if cleanSession set to 0');
   });
