@@ -55,10 +55,11 @@ export function containerProcess(name: string, c: StartedTestContainer): Managed
   };
 }
 
-export async function startNatsContainer() {
+export async function startNatsContainer(goMaxProcs?: number) {
   const { GenericContainer, Wait } = await import('testcontainers');
   const c = await new GenericContainer('nats:2.10-alpine')
     .withCommand(['-js', '-m', '8222'])
+    .withEnvironment(goMaxProcs ? { GOMAXPROCS: String(goMaxProcs) } : {})
     .withExposedPorts(4222, 8222)
     .withWaitStrategy(Wait.forHttp('/healthz', 8222))
     .start();

@@ -1,5 +1,6 @@
 export { startNats, startPostgres, startMosquitto, startTogether } from './servers';
 export type { NatsHandle, NatsNode } from './nats';
+export { sharedMachineGoMaxProcs } from './nats';
 export type { PostgresHandle } from './postgres';
 export { postgresBinDir } from './postgres';
 export type { MosquittoHandle } from './mosquitto';

@@ -1,4 +1,5 @@
 import { writeFileSync, mkdirSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import {
   freePort,
@@ -38,6 +39,32 @@ export interface NatsOptions {
   /** Preferred ports of a single node; free ones are taken when these are busy. */
   clientPort?: number;
   monitorPort?: number;
+  /**
+   * Go's GOMAXPROCS for each node: how many threads run its Go code at once. Unset, Go takes
+   * every core. Where nats-server shares a small machine with the rest of the platform (the
+   * benchmark's pipeline, `./platform up`), {@link sharedMachineGoMaxProcs} is cheaper.
+   */
+  goMaxProcs?: number;
+}
+
+/**
+ * GOMAXPROCS for a nats-server that shares the machine with the platform's other processes:
+ * half the cores, at least one. On two cores, one thread of Go code instead of two cost
+ * nats-server 12% less CPU per message end to end (2026-12-04, docs/performance.md): fewer
+ * wake-ups of one thread by another, which this machine's kernel charges dearly. The
+ * environment's IOT_NATS_GOMAXPROCS wins (0: Go's own, every core).
+ */
+export function sharedMachineGoMaxProcs(): number | undefined {
+  const set = process.env['IOT_NATS_GOMAXPROCS'];
+  if (set !== undefined && set !== '') {
+    const n = Number(set);
+    if (!Number.isInteger(n) || n < 0)
+      throw new Error(
+        `IOT_NATS_GOMAXPROCS is "${set}": give a whole number of threads, or 0 for Go's default`,
+      );
+    return n === 0 ? undefined : n;
+  }
+  return Math.max(1, Math.floor(availableParallelism() / 2));
 }
 
 /** What a node says of the JetStream meta group: its leader, once there is one. */
@@ -111,6 +138,7 @@ async function startNatsOnce(opts: NatsOptions): Promise<NatsHandle> {
       cmd: bin,
       args: ['-c', confFile],
       logFile: join(dir, `${name}.log`),
+      ...(opts.goMaxProcs ? { env: { ...process.env, GOMAXPROCS: String(opts.goMaxProcs) } } : {}),
     });
     return {
       name,

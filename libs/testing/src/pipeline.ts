@@ -50,6 +50,8 @@ export interface PipelineOptions {
   keepLogs?: boolean;
   /** A three-node JetStream cluster with R3 streams instead of one node. */
   natsCluster?: boolean;
+  /** nats-server's GOMAXPROCS (NatsOptions.goMaxProcs); Go's default when unset. */
+  natsGoMaxProcs?: number;
   /** Processes per worker (default 1): replicas share the durable consumer. */
   replicas?: Partial<Record<'tsdb-writer' | 'normalizer' | 'demux', number>>;
 }
@@ -60,7 +62,7 @@ export interface PipelineOptions {
  */
 export async function startPipeline(devices: DeviceRecord[], opts: PipelineOptions): Promise<Pipeline> {
   const [nats, pg, mqtt] = await startTogether(
-    startNats({ nodes: opts.natsCluster ? 3 : 1 }),
+    startNats({ nodes: opts.natsCluster ? 3 : 1, goMaxProcs: opts.natsGoMaxProcs }),
     startPostgres({ durable: opts.durableDatabase }),
     startMosquitto(),
   );

@@ -27,6 +27,19 @@ describe('test servers', () => {
     expect(existsSync(nats.dir)).toBe(false);
   });
 
+  it("runs nats-server with the GOMAXPROCS it is given, and Go's own without one", async () => {
+    const [one, own] = await Promise.all([startNats({ goMaxProcs: 1 }), startNats()]);
+    try {
+      const varz = async (url: string) =>
+        (await (await fetch(`${url}/varz`)).json()) as { gomaxprocs: number; cores: number };
+      expect((await varz(one.monitorUrl)).gomaxprocs).toBe(1);
+      const v = await varz(own.monitorUrl);
+      expect(v.gomaxprocs).toBe(Number(process.env['GOMAXPROCS'] || v.cores));
+    } finally {
+      await Promise.all([one.stop(), own.stop()]);
+    }
+  });
+
   it('when one server fails to start, stops those that did and removes their directories', async () => {
     let pg: PostgresHandle | undefined;
     const failing = new Promise<PostgresHandle>((_, reject) =>

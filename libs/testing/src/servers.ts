@@ -22,7 +22,7 @@ import { waitFor } from './process';
 /** nats-server: local binary, or a container where a Docker engine answers (single node, no lasting dir). */
 export async function startNats(opts: NatsOptions = {}): Promise<NatsHandle> {
   if ((opts.nodes ?? 1) > 1 || opts.dir || (await serverMode()) === 'local') return startLocalNats(opts);
-  const { c, url, monitorUrl } = await startNatsContainer();
+  const { c, url, monitorUrl } = await startNatsContainer(opts.goMaxProcs);
   const process = containerProcess('nats', c);
   return {
     url,

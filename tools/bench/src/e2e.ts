@@ -67,8 +67,16 @@ function simulatorDevices(count: number): string[] {
   return Array.from({ length: count }, (_, i) => `bench-${String(i + 1).padStart(4, '0')}`);
 }
 
-/** `normalizeInDemux`: demux normalizes and the decoded hop is skipped (docs/adr/0006). */
-export async function startE2ePipeline(root: string, normalizeInDemux = false): Promise<Pipeline> {
+/**
+ * `normalizeInDemux`: demux normalizes and the decoded hop is skipped (docs/adr/0006).
+ * `natsGoMaxProcs`: nats-server's GOMAXPROCS, as `./platform up` sets it on a machine it
+ * shares (libs/testing `sharedMachineGoMaxProcs`); Go's default when undefined.
+ */
+export async function startE2ePipeline(
+  root: string,
+  normalizeInDemux = false,
+  natsGoMaxProcs?: number,
+): Promise<Pipeline> {
   const devices: DeviceRecord[] = simulatorDevices(E2E_DEVICES).map((device) => ({
     device,
     tenant: BENCH_TENANT,
@@ -78,6 +86,7 @@ export async function startE2ePipeline(root: string, normalizeInDemux = false): 
   return startPipeline(devices, {
     root,
     durableDatabase: true,
+    natsGoMaxProcs,
     bridgeEnv: {
       RATE_LIMIT: '1000000/1000000',
       MQTT_CONNECTIONS: process.env.BENCH_BRIDGE_CONNECTIONS ?? '4',

@@ -21,7 +21,7 @@ import { startServers } from './servers';
 import { bridgeStage, stageContext, workerStage, type StageResult } from './stages';
 import { measureWriteForms } from './writes';
 import { ProcessMeter, servicesOverServers, type ProcessUsage } from './proc';
-import { removeDir, stopEverythingOnSignals } from '@iot/testing';
+import { removeDir, sharedMachineGoMaxProcs, stopEverythingOnSignals } from '@iot/testing';
 
 const ROOT = resolve(__dirname, '..', '..', '..', '..');
 const SCENARIOS = ['baselines', 'stages', 'writes', 'e2e', 'query'] as const;
@@ -83,6 +83,8 @@ const settings = {
   steps: rates(values.steps ?? (quick ? '2000,4000' : '2000,4000,6000,8000,10000,12000,15000')),
   /** e2e: demux normalizes, one JetStream hop less (docs/adr/0006). */
   normalizeInDemux: values['normalize-in-demux']!,
+  /** e2e: the pipeline's nats-server GOMAXPROCS (null: Go's default, every core). */
+  natsGoMaxProcs: sharedMachineGoMaxProcs() ?? null,
 };
 
 /** e2e: seconds at the fixed rate before anything is measured (services just started). */
@@ -360,9 +362,9 @@ async function e2eScenario(): Promise<BenchReport> {
     }
   }
   say(
-    `starting the pipeline (nats-server, PostgreSQL with fsync, mosquitto, four services${settings.normalizeInDemux ? '; demux normalizes, NORMALIZE_IN_DEMUX' : ''})`,
+    `starting the pipeline (nats-server with GOMAXPROCS ${settings.natsGoMaxProcs ?? "Go's default"}, PostgreSQL with fsync, mosquitto, four services${settings.normalizeInDemux ? '; demux normalizes, NORMALIZE_IN_DEMUX' : ''})`,
   );
-  const p = await startE2ePipeline(ROOT, settings.normalizeInDemux);
+  const p = await startE2ePipeline(ROOT, settings.normalizeInDemux, settings.natsGoMaxProcs ?? undefined);
   report.processes = {};
   try {
     // The first seconds after a start are slower: V8 compiles the hot paths, pools and

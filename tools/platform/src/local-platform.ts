@@ -6,6 +6,7 @@ import { JWKS_PATH } from '@iot/contracts';
 import { runMigrations } from '@iot/persistence';
 import {
   portOr,
+  sharedMachineGoMaxProcs,
   spawnManaged,
   spawnService,
   startMosquitto,
@@ -65,7 +66,13 @@ export class LocalPlatform {
     mkdirSync(logs, { recursive: true });
     say('starting nats-server (JetStream), PostgreSQL and mosquitto under ' + this.stateDir);
     [this.nats, this.pg, this.mqtt] = await startTogether(
-      startNats({ dir: join(this.stateDir, 'nats'), clientPort: 4222, monitorPort: 8222 }),
+      startNats({
+        dir: join(this.stateDir, 'nats'),
+        clientPort: 4222,
+        monitorPort: 8222,
+        // The whole platform shares this machine: fewer Go threads cost less (libs/testing).
+        goMaxProcs: sharedMachineGoMaxProcs(),
+      }),
       startPostgres({ dir: join(this.stateDir, 'postgres'), port: 5432 }),
       // The device topic policy on both listeners; the bridge signs in with its service account.
       startMosquitto({
