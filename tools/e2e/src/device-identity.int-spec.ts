@@ -461,16 +461,8 @@ describe('device identity: registry, enrolment, mTLS, topic ACL and revocation',
     const crl = await fetch(`${auth.url}/v1/pki/crl`);
     expect(crl.headers.get('content-type')).toMatch(/application\/pkix-crl/);
     writeFileSync(join(work, 'crl.der'), Buffer.from(await crl.arrayBuffer()));
-    const text = execFileSync('openssl', [
-      'crl',
-      '-inform',
-      'DER',
-      '-in',
-      join(work, 'crl.der'),
-      '-noout',
-      '-text',
-    ]).toString();
-    expect(text.toLowerCase().replace(/:/g, '')).toContain(a.serial);
+    const text = crlText(join(work, 'crl.der'), 'DER');
+    expect(serialsText(text)).toContain(a.serial);
     expect(text).toContain('Key Compromise');
     const listed = await api('GET', '/v1/tenants/acme/devices/dev-a/certificates');
     expect((listed.json.certificates as Array<{ serial: string; revoked_reason: string }>)[0]).toMatchObject({
@@ -618,10 +610,7 @@ describe('device identity: registry, enrolment, mTLS, topic ACL and revocation',
     await waitFor(
       'dev-b’s certificate in the CRL file mosquitto reads',
       async () => {
-        serials = execFileSync('openssl', ['crl', '-in', mqtt.pki!.crlFile, '-noout', '-text'])
-          .toString()
-          .toLowerCase()
-          .replace(/:/g, '');
+        serials = serialsText(crlText(mqtt.pki!.crlFile));
         return serials.includes(certs['dev-b']!.serial);
       },
       10_000,
@@ -630,3 +619,13 @@ describe('device identity: registry, enrolment, mTLS, topic ACL and revocation',
     expect((await api('GET', '/v1/tenants/acme/devices/dev-b')).status).toBe(404);
   });
 });
+
+/** A CRL as `openssl crl -text` prints it. */
+function crlText(file: string, inform: 'PEM' | 'DER' = 'PEM'): string {
+  return execFileSync('openssl', ['crl', '-inform', inform, '-in', file, '-noout', '-text']).toString();
+}
+
+/** That text with serials as the API gives them: lower-case hex, no colons. */
+function serialsText(text: string): string {
+  return text.toLowerCase().replace(/:/g, '');
+}
