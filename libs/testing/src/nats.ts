@@ -49,9 +49,10 @@ export interface NatsOptions {
 
 /**
  * GOMAXPROCS for a nats-server that shares the machine with the platform's other processes:
- * half the cores, at least one. On two cores, one thread of Go code instead of two cost
- * nats-server 12% less CPU per message end to end (2026-12-04, docs/performance.md): fewer
- * wake-ups of one thread by another, which this machine's kernel charges dearly. The
+ * half the cores, at least one. On two cores, with one thread of Go code instead of two,
+ * nats-server took 11-12% less CPU per message in the end-to-end bench (2026-12-04,
+ * docs/performance.md): fewer wake-ups of one thread by another, which this machine's kernel
+ * charges dearly. The
  * environment's IOT_NATS_GOMAXPROCS wins (0: Go's own, every core).
  */
 export function sharedMachineGoMaxProcs(): number | undefined {
