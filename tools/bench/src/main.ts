@@ -103,6 +103,8 @@ function processTable(usage: Record<string, ProcessUsage>, messages: number) {
       {
         cpu_s: round(u.cpuMs / 1000, 2)!,
         cpu_us_per_msg: round((u.cpuMs * 1000) / messages, 1),
+        // The kernel's part: system calls and socket work cost more on some hosts than others.
+        kernel_pct: u.cpuMs > 0 ? round((100 * u.kernelMs) / u.cpuMs, 0) : undefined,
         rss_mib: u.maxRssMiB,
       },
     ]),
@@ -274,7 +276,7 @@ function sayWindows(what: string, r: E2eRun): void {
   const row = (values: Array<number | undefined>) => values.map((v) => v ?? '-').join(' ');
   say(`p99 of each 5 s window${what ? ` ${what}` : ''} (ms): ${row(r.p99ByWindowMs)}`);
   say(
-    `  machine busy / disk wait / stolen (%): ${r.machineByWindow.map((m) => (m ? `${Math.round(m.busy)}/${Math.round(m.iowait)}/${Math.round(m.steal)}` : '-')).join(' ')}`,
+    `  machine busy (of it kernel) / disk wait / stolen (%): ${r.machineByWindow.map((m) => (m ? `${Math.round(m.busy)} (${Math.round(m.kernel)})/${Math.round(m.iowait)}/${Math.round(m.steal)}` : '-')).join(' ')}`,
   );
   const d = r.deviceSide;
   say(
@@ -318,6 +320,7 @@ function e2eEntry(r: E2eRun, target: string, met: boolean) {
     p99_by_5s_ms: r.p99ByWindowMs,
     machine_by_5s_pct: {
       busy: r.machineByWindow.map((m) => m?.busy),
+      kernel: r.machineByWindow.map((m) => m?.kernel),
       iowait: r.machineByWindow.map((m) => m?.iowait),
       steal: r.machineByWindow.map((m) => m?.steal),
     },
@@ -341,7 +344,7 @@ function e2eEntry(r: E2eRun, target: string, met: boolean) {
       `${r.storedMessages} stored), drained ${(r.drainMs / 1000).toFixed(1)} s after the last send; ` +
       `cpu µs/msg is all processes together; RSS is the largest service` +
       (r.machine
-        ? `; the machine ${r.machine.busy}% busy, ${r.machine.iowait}% waiting on the disk, ${r.machine.steal}% stolen`
+        ? `; the machine ${r.machine.busy}% busy (${r.machine.kernel}% in the kernel), ${r.machine.iowait}% waiting on the disk, ${r.machine.steal}% stolen`
         : '') +
       `; from the bridge's receipt to the commit p50 ${round(r.ingestP50Ms, 0)} / p99 ${round(r.ingestP99Ms, 0)} ms` +
       (r.deviceSide

@@ -1,4 +1,4 @@
-import { machineShare, parseMachineTicks, servicesOverServers } from './proc';
+import { machineShare, parseMachineTicks, parseProcStatCpu, servicesOverServers } from './proc';
 
 describe('machine share', () => {
   it('says how much of the machine was busy, waiting on the disk and stolen between two readings', () => {
@@ -6,8 +6,8 @@ describe('machine share', () => {
     const before = parseMachineTicks('cpu  1000 0 500 8000 100 0 50 10 0 0\ncpu0 1 2 3\n')!;
     const after = parseMachineTicks('cpu  1600 100 700 8800 200 50 100 110 0 0\n')!;
     // 2,000 ticks passed: 1,000 running (600 user, 100 nice, 200 system, 50 irq, 50 softirq),
-    // 800 idle, 100 waiting on the disk, 100 stolen.
-    expect(machineShare(before, after)).toEqual({ busy: 50, iowait: 5, steal: 5 });
+    // 800 idle, 100 waiting on the disk, 100 stolen; the kernel's part 300 of them.
+    expect(machineShare(before, after)).toEqual({ busy: 50, kernel: 15, iowait: 5, steal: 5 });
   });
 
   it('reads nothing from what is not /proc/stat, and no share from an empty window', () => {
@@ -19,8 +19,21 @@ describe('machine share', () => {
   });
 });
 
+describe("a process's CPU from /proc/<pid>/stat", () => {
+  // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime cutime cstime ...
+  const stat = '4321 (node (main) x) S 1 4321 4321 0 -1 4194560 900 0 3 0 700 300 40 20 20 0 11 0 5 0\n';
+
+  it("gives utime + stime, and stime as the kernel's part, past a command with spaces and parentheses", () => {
+    expect(parseProcStatCpu(stat)).toEqual({ total: 1000, kernel: 300 });
+  });
+
+  it('adds the reaped children (cutime + cstime) when asked', () => {
+    expect(parseProcStatCpu(stat, true)).toEqual({ total: 1060, kernel: 320 });
+  });
+});
+
 describe('services over servers', () => {
-  const u = (cpuMs: number) => ({ cpuMs, maxRssMiB: 100 });
+  const u = (cpuMs: number) => ({ cpuMs, kernelMs: 0, maxRssMiB: 100 });
   const services = ['mqtt-bridge', 'demux', 'tsdb-writer'];
 
   it("divides our services' CPU by the servers' and leaves the load generator out", () => {

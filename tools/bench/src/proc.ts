@@ -21,18 +21,36 @@ function read(path: string): string | undefined {
   }
 }
 
+/** CPU time in clock ticks: all of it, and the part spent in the kernel on the process's behalf. */
+export interface CpuTicks {
+  total: number;
+  kernel: number;
+}
+
 /**
- * utime + stime of one process in ms, or 0 when it is gone; with `reaped`, also the CPU of
- * its children that ended and were waited for (cutime + cstime): a PostgreSQL backend that
- * exits within the window (`psql \copy`'s) still counts.
+ * A /proc/<pid>/stat line's CPU: utime + stime, and stime alone as `kernel`; with `reaped`,
+ * also the CPU of its children that ended and were waited for (cutime + cstime): a
+ * PostgreSQL backend that exits within the window (`psql \copy`'s) still counts.
  */
-function cpuMsOfPid(pid: number, reaped = false): number {
+export function parseProcStatCpu(stat: string, reaped = false): CpuTicks {
+  // Fields after the command (which may hold spaces and parentheses) start after the last ')'.
+  const f = stat
+    .slice(stat.lastIndexOf(')') + 2)
+    .split(' ')
+    .map(Number);
+  const [utime, stime, cutime, cstime] = [f[11]!, f[12]!, f[13]!, f[14]!];
+  return reaped
+    ? { total: utime + stime + cutime + cstime, kernel: stime + cstime }
+    : { total: utime + stime, kernel: stime };
+}
+
+/** A process's CPU in ms (see parseProcStatCpu), or nothing when it is gone. */
+function cpuMsOfPid(pid: number, reaped = false): CpuTicks {
   const stat = read(`/proc/${pid}/stat`);
-  if (!stat) return 0;
-  // Fields after the command (which may hold spaces) start after the last ')'.
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const own = Number(f[11]) + Number(f[12]);
-  return ((reaped ? own + Number(f[13]) + Number(f[14]) : own) * 1000) / clockTicks();
+  if (!stat) return { total: 0, kernel: 0 };
+  const t = parseProcStatCpu(stat, reaped);
+  const ms = 1000 / clockTicks();
+  return { total: t.total * ms, kernel: t.kernel * ms };
 }
 
 function rssKiBOfPid(pid: number): number {
@@ -61,6 +79,8 @@ export function processTree(root: number): number[] {
 
 export interface ProcessUsage {
   cpuMs: number;
+  /** The part of cpuMs the kernel spent on the process's behalf (system calls, its sockets). */
+  kernelMs: number;
   /** The highest RSS sampled (all processes of the tree together). */
   maxRssMiB: number;
 }
@@ -70,10 +90,10 @@ export interface ProcessUsage {
  * kernel charged them), RSS sampled every 250 ms and the maximum kept.
  */
 export class ProcessMeter {
-  private readonly start = new Map<string, number>();
+  private readonly start = new Map<string, CpuTicks>();
   private readonly maxRss = new Map<string, number>();
   /** The last CPU reading of each name: a process that exits keeps what it used until then. */
-  private readonly lastCpu = new Map<string, number>();
+  private readonly lastCpu = new Map<string, CpuTicks>();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly processes: Record<string, { pid: number | undefined; tree?: boolean }>) {}
@@ -84,15 +104,28 @@ export class ProcessMeter {
     return p.tree ? processTree(p.pid) : [p.pid];
   }
 
-  private cpu(name: string): number {
+  private cpu(name: string): CpuTicks {
     const p = this.processes[name]!;
-    return this.pids(name).reduce((s, pid) => s + cpuMsOfPid(pid, !!p.tree && pid === p.pid), 0);
+    return this.pids(name).reduce(
+      (s, pid) => {
+        const c = cpuMsOfPid(pid, !!p.tree && pid === p.pid);
+        return { total: s.total + c.total, kernel: s.kernel + c.kernel };
+      },
+      { total: 0, kernel: 0 },
+    );
+  }
+
+  /** The later of the reading now and the last one (a process that exited keeps its CPU). */
+  private latest(name: string): CpuTicks {
+    const now = this.cpu(name);
+    const last = this.lastCpu.get(name);
+    return last && last.total > now.total ? last : now;
   }
 
   private sampleRss(): void {
     for (const name of Object.keys(this.processes)) {
-      const cpu = this.cpu(name);
-      if (cpu > 0) this.lastCpu.set(name, Math.max(cpu, this.lastCpu.get(name) ?? 0));
+      const cpu = this.latest(name);
+      if (cpu.total > 0) this.lastCpu.set(name, cpu);
       const kib = this.pids(name).reduce((s, pid) => s + rssKiBOfPid(pid), 0);
       this.maxRss.set(name, Math.max(this.maxRss.get(name) ?? 0, kib / 1024));
     }
@@ -111,11 +144,15 @@ export class ProcessMeter {
     clearInterval(this.timer);
     this.sampleRss();
     const out: Record<string, ProcessUsage> = {};
-    for (const name of Object.keys(this.processes))
+    for (const name of Object.keys(this.processes)) {
+      const end = this.latest(name);
+      const start = this.start.get(name) ?? { total: 0, kernel: 0 };
       out[name] = {
-        cpuMs: Math.max(this.cpu(name), this.lastCpu.get(name) ?? 0) - (this.start.get(name) ?? 0),
+        cpuMs: end.total - start.total,
+        kernelMs: end.kernel - start.kernel,
         maxRssMiB: Math.round(this.maxRss.get(name) ?? 0),
       };
+    }
     return out;
   }
 }
@@ -123,6 +160,8 @@ export class ProcessMeter {
 /** The machine's CPU time so far, all cores together, in clock ticks (/proc/stat's `cpu` line). */
 export interface MachineTicks {
   total: number;
+  /** system + irq + softirq: the kernel's own work. */
+  kernel: number;
   idle: number;
   iowait: number;
   steal: number;
@@ -135,13 +174,21 @@ export function parseMachineTicks(stat: string | undefined): MachineTicks | unde
   // Guest time is inside user already: the first eight fields are the whole.
   const f = line.trim().split(/\s+/).slice(1, 9).map(Number);
   if (f.length < 8 || f.some((x) => !Number.isFinite(x))) return undefined;
-  return { total: f.reduce((a, b) => a + b, 0), idle: f[3]!, iowait: f[4]!, steal: f[7]! };
+  return {
+    total: f.reduce((a, b) => a + b, 0),
+    kernel: f[2]! + f[5]! + f[6]!,
+    idle: f[3]!,
+    iowait: f[4]!,
+    steal: f[7]!,
+  };
 }
 
 /** Where the machine's CPU time went over a window, in percent of all its cores' time. */
 export interface MachineShare {
   /** Running anything (user, system, interrupts). */
   busy: number;
+  /** Of `busy`, the kernel's part (system calls, interrupts). */
+  kernel: number;
   /** Idle with a disk write or read outstanding: the disk, not the CPU, held something up. */
   iowait: number;
   /** Taken by the hypervisor for other guests: this machine was not given its cores. */
@@ -156,7 +203,12 @@ export function machineShare(before: MachineTicks, now: MachineTicks): MachineSh
   const idle = now.idle - before.idle;
   const iowait = now.iowait - before.iowait;
   const steal = now.steal - before.steal;
-  return { busy: pct(d - idle - iowait - steal), iowait: pct(iowait), steal: pct(steal) };
+  return {
+    busy: pct(d - idle - iowait - steal),
+    kernel: pct(now.kernel - before.kernel),
+    iowait: pct(iowait),
+    steal: pct(steal),
+  };
 }
 
 /** Reads /proc/stat at each `take()` and says where the time since the last one went. */

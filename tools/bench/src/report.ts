@@ -13,11 +13,13 @@ export interface ResultEntry {
   p99_by_5s_ms?: Array<number | undefined>;
   /**
    * e2e: where the machine's CPU time went in each of those windows, in percent of all its
-   * cores: running anything, idle waiting on the disk, stolen by the hypervisor. A window
-   * with a high p99 and iowait or steal was held up by the machine, not by the pipeline.
+   * cores: running anything (and of that, the kernel's own work: system calls, interrupts),
+   * idle waiting on the disk, stolen by the hypervisor. A window with a high p99 and iowait
+   * or steal was held up by the machine, not by the pipeline.
    */
   machine_by_5s_pct?: {
     busy: Array<number | undefined>;
+    kernel: Array<number | undefined>;
     iowait: Array<number | undefined>;
     steal: Array<number | undefined>;
   };
