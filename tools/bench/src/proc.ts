@@ -21,8 +21,11 @@ function read(path: string): string | undefined {
   }
 }
 
-/** CPU time in clock ticks: all of it, and the part spent in the kernel on the process's behalf. */
-export interface CpuTicks {
+/**
+ * CPU time: all of it, and the part the kernel spent on the process's behalf; in clock ticks
+ * as a stat line gives them (parseProcStatCpu), in ms once converted (cpuMsOfPid).
+ */
+export interface CpuTime {
   total: number;
   kernel: number;
 }
@@ -32,7 +35,7 @@ export interface CpuTicks {
  * also the CPU of its children that ended and were waited for (cutime + cstime): a
  * PostgreSQL backend that exits within the window (`psql \copy`'s) still counts.
  */
-export function parseProcStatCpu(stat: string, reaped = false): CpuTicks {
+export function parseProcStatCpu(stat: string, reaped = false): CpuTime {
   // Fields after the command (which may hold spaces and parentheses) start after the last ')'.
   const f = stat
     .slice(stat.lastIndexOf(')') + 2)
@@ -45,7 +48,7 @@ export function parseProcStatCpu(stat: string, reaped = false): CpuTicks {
 }
 
 /** A process's CPU in ms (see parseProcStatCpu), or nothing when it is gone. */
-function cpuMsOfPid(pid: number, reaped = false): CpuTicks {
+function cpuMsOfPid(pid: number, reaped = false): CpuTime {
   const stat = read(`/proc/${pid}/stat`);
   if (!stat) return { total: 0, kernel: 0 };
   const t = parseProcStatCpu(stat, reaped);
@@ -90,10 +93,10 @@ export interface ProcessUsage {
  * kernel charged them), RSS sampled every 250 ms and the maximum kept.
  */
 export class ProcessMeter {
-  private readonly start = new Map<string, CpuTicks>();
+  private readonly start = new Map<string, CpuTime>();
   private readonly maxRss = new Map<string, number>();
   /** The last CPU reading of each name: a process that exits keeps what it used until then. */
-  private readonly lastCpu = new Map<string, CpuTicks>();
+  private readonly lastCpu = new Map<string, CpuTime>();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly processes: Record<string, { pid: number | undefined; tree?: boolean }>) {}
@@ -104,7 +107,7 @@ export class ProcessMeter {
     return p.tree ? processTree(p.pid) : [p.pid];
   }
 
-  private cpu(name: string): CpuTicks {
+  private cpu(name: string): CpuTime {
     const p = this.processes[name]!;
     return this.pids(name).reduce(
       (s, pid) => {
@@ -116,7 +119,7 @@ export class ProcessMeter {
   }
 
   /** The later of the reading now and the last one (a process that exited keeps its CPU). */
-  private latest(name: string): CpuTicks {
+  private latest(name: string): CpuTime {
     const now = this.cpu(name);
     const last = this.lastCpu.get(name);
     return last && last.total > now.total ? last : now;
