@@ -46,6 +46,21 @@ describe('JetStreamPublisher (real nats-server)', () => {
     sut.close();
   });
 
+  it('times out an ack that never comes, also after a quiet spell in which no ack was awaited', async () => {
+    // A plain subscriber takes the subject and never answers: the ack can only time out.
+    const swallow = nc.subscribe('swallowed.v1.>');
+    const sut = new JetStreamPublisher(nc, logger, { retryForMs: 800, timeoutMs: 300 });
+    await sut.publish('iot.raw.v1.t1.d1', '{"quiet":1}', { msgId: 'before-quiet-1' });
+    await new Promise((r) => setTimeout(r, 300)); // nothing awaited: the timeout sweep stops
+    const error = await sut.publish('swallowed.v1.x', 'x', { msgId: 'unanswered-1' }).catch((e: Error) => e);
+    expect(String(error)).toMatch(
+      /publish to swallowed\.v1\.x failed after \d+ attempt\(s\): Error: timeout/,
+    );
+    expect(sut.inFlight).toBe(0);
+    swallow.unsubscribe();
+    sut.close();
+  });
+
   it('stores the headers it was given, with the trace and message id, and refuses a line break in one', async () => {
     const sut = new JetStreamPublisher(nc, logger);
     const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';

@@ -76,6 +76,9 @@ class AckInbox {
           if (!err) this.onAck(msg);
         },
       });
+    }
+    // The sweep runs only while acks are awaited: an idle service is not woken for it.
+    if (!this.sweeper) {
       this.sweeper = setInterval(() => this.sweep(), 100);
       this.sweeper.unref();
     }
@@ -150,6 +153,10 @@ class AckInbox {
       if (p.deadline > now) break;
       this.pending.delete(id);
       p.reject(new Error('timeout'));
+    }
+    if (this.pending.size === 0) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
     }
   }
 
