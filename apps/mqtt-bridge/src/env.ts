@@ -26,6 +26,10 @@ export const bridgeEnv = {
     default: 4,
     desc: 'MQTT connections per process (each settles its messages in order)',
   }),
+  PUBLISH_LINGER_MS: num({
+    default: 1,
+    desc: "How long a publish to JetStream may wait (ms) for others to leave with it in one socket write: the bridge takes MQTT messages one by one, and 1 ms saved 6% of the pipeline's CPU at 5,000 msg/s; 0: the end of the event-loop turn",
+  }),
   MQTT_WINDOW: num({
     default: 32,
     desc: 'QoS 1 messages per connection on their way to JetStream at once (Receive Maximum); 1 = one at a time',

@@ -16,6 +16,26 @@ describe('EndOfTurnQueue', () => {
     expect(handed).toEqual([[1, 2, 3], [4]]);
   });
 
+  it('with a linger, gathers what several turns bring and hands it over once the linger is up', () => {
+    jest.useFakeTimers();
+    try {
+      const handed: number[][] = [];
+      const q = new EndOfTurnQueue<number>((items) => handed.push(items), 5);
+      q.push(1);
+      jest.advanceTimersByTime(1); // turns pass, the linger does not
+      q.push(2);
+      jest.advanceTimersByTime(3);
+      expect(handed).toEqual([]);
+      jest.advanceTimersByTime(1); // 5 ms after the first item
+      expect(handed).toEqual([[1, 2]]);
+      q.push(3);
+      jest.advanceTimersByTime(5);
+      expect(handed).toEqual([[1, 2], [3]]);
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+
   it('drops what waits when cleared', async () => {
     const handed: string[][] = [];
     const q = new EndOfTurnQueue<string>((items) => handed.push(items));

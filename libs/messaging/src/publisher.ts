@@ -30,6 +30,11 @@ export interface PublisherOptions {
    * (a batch at a time) instead of one round trip each; past the window they wait.
    */
   maxInFlight?: number;
+  /**
+   * How long a publish may wait for others to leave with it in one socket write, in ms; 0
+   * (the default): until the end of the event-loop turn. See EndOfTurnQueue.
+   */
+  lingerMs?: number;
 }
 
 const decoder = new TextDecoder();
@@ -54,10 +59,10 @@ interface Outgoing {
  * an Error built after every success) per message. One sweep a tenth of a second times out
  * the acks that did not come; the caller retries those with the same message id.
  *
- * Publishes are queued and handed to nats.js together once per event-loop turn, so that they
- * leave in one socket write. nats.js flushes at the end of each microtask run; the bridge
- * takes one MQTT message per run, so it made one write (and one server read, and one ack
- * write back) per message: writes were half of the bridge's CPU.
+ * Publishes are queued and handed to nats.js together once per event-loop turn (or after
+ * `lingerMs`), so that they leave in one socket write. nats.js flushes at the end of each
+ * microtask run; the bridge takes one MQTT message per run, so it made one write (and one
+ * server read, and one ack write back) per message: writes were half of the bridge's CPU.
  */
 class AckInbox {
   private readonly prefix = `${createInbox()}.`;
@@ -65,9 +70,14 @@ class AckInbox {
   private next = 0;
   private sub?: Subscription;
   private sweeper?: NodeJS.Timeout;
-  private readonly queue = new EndOfTurnQueue<Outgoing>((due) => this.flush(due));
+  private readonly queue: EndOfTurnQueue<Outgoing>;
 
-  constructor(private readonly nc: NatsConnection) {}
+  constructor(
+    private readonly nc: NatsConnection,
+    lingerMs = 0,
+  ) {
+    this.queue = new EndOfTurnQueue<Outgoing>((due) => this.flush(due), lingerMs);
+  }
 
   send(subject: string, payload: Uint8Array, headers: OutgoingHeaders, timeoutMs: number): Promise<PubAck> {
     if (!this.sub) {
@@ -191,7 +201,7 @@ export class JetStreamPublisher {
     this.retryForMs = opts.retryForMs ?? 30_000;
     this.timeoutMs = opts.timeoutMs ?? 5_000;
     this.maxInFlight = opts.maxInFlight ?? 1_024;
-    this.acks = new AckInbox(nc);
+    this.acks = new AckInbox(nc, opts.lingerMs);
   }
 
   /** Stops waiting for acks (shutdown, after the consumers have drained). */

@@ -38,6 +38,10 @@ const runtimeEnv = {
     default: undefined,
     desc: "How long a partial batch waits for more messages (ms), for every consumer of the service; unset: each consumer's own setting (demux and normalizer 20, tsdb-writer 50). Lower: less latency for more, smaller batches and more CPU at moderate rates",
   }),
+  PUBLISH_LINGER_MS: num({
+    default: 0,
+    desc: 'How long a JetStream publish may wait (ms) for others to leave with it in one socket write; 0: the end of the event-loop turn (the services that publish a batch at a time). The bridge, which takes messages one by one, waits 1',
+  }),
   NATS_STREAM_REPLICAS: num({
     default: 1,
     choices: [1, 3, 5],
@@ -98,7 +102,7 @@ export async function startService<S extends EnvSpec>(
     logger,
   );
   const js = jetstream(nc);
-  const publisher = new JetStreamPublisher(nc, logger);
+  const publisher = new JetStreamPublisher(nc, logger, { lingerMs: env.PUBLISH_LINGER_MS });
   const readiness = new Readiness();
   readiness.add('nats', () => !nc.isClosed() && nc.getServer() !== '' && !reconnecting);
   let reconnecting = false;
