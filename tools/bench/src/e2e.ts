@@ -196,6 +196,30 @@ async function simulatorFinal(sim: ManagedProcess, logFile: string): Promise<Sim
   }
 }
 
+/** The pipeline's processes, as the meters name them: the services, then the servers. */
+function pipelineProcesses(p: Pipeline): Record<string, { pid: number | undefined; tree?: boolean }> {
+  const svc = (name: string) => ({ pid: p.service(name).process.pid });
+  return {
+    'mqtt-bridge': svc('mqtt-bridge'),
+    demux: svc('demux'),
+    normalizer: svc('normalizer'),
+    'tsdb-writer': svc('tsdb-writer'),
+    'nats-server': { pid: p.nats.nodes[0]!.process.pid },
+    postgres: { pid: p.pg.process.pid, tree: true },
+    mosquitto: { pid: p.mqtt.process.pid },
+  };
+}
+
+/**
+ * The pipeline with nothing arriving, for `seconds`: what each process costs at rest (its
+ * timers, heartbeats, a server's housekeeping), which small hardware pays all day.
+ */
+export async function measureIdle(p: Pipeline, seconds: number): Promise<Record<string, ProcessUsage>> {
+  const meter = new ProcessMeter(pipelineProcesses(p)).begin();
+  await sleep(seconds * 1000);
+  return meter.end();
+}
+
 /**
  * Simulated devices → MQTT QoS 1 → bridge → demux → normalizer → writer → rows, at a fixed
  * rate for `durationS`; then every sent message is looked up in the table by its device and
@@ -209,7 +233,6 @@ export async function runE2e(root: string, p: Pipeline, rate: number, durationS:
     const ingestBefore = await writerLatency(p, INGEST_TO_COMMIT);
     const rawBefore = await rawMessages(p);
     const batchesBefore = await allBatchCounts(p);
-    const svc = (name: string) => ({ pid: p.service(name).process.pid });
     const sim = spawnManaged({
       name: 'simulator',
       cmd: process.execPath,
@@ -228,16 +251,7 @@ export async function runE2e(root: string, p: Pipeline, rate: number, durationS:
     // leaves (nice 10) rather than competing with it. A starved simulator shows as a send
     // rate below the target, which fails the step; its timestamps are taken before sending.
     if (sim.pid) setPriority(sim.pid, SIMULATOR_NICE);
-    const meter = new ProcessMeter({
-      'mqtt-bridge': svc('mqtt-bridge'),
-      demux: svc('demux'),
-      normalizer: svc('normalizer'),
-      'tsdb-writer': svc('tsdb-writer'),
-      'nats-server': { pid: p.nats.nodes[0]!.process.pid },
-      postgres: { pid: p.pg.process.pid, tree: true },
-      mosquitto: { pid: p.mqtt.process.pid },
-      simulator: { pid: sim.pid },
-    }).begin();
+    const meter = new ProcessMeter({ ...pipelineProcesses(p), simulator: { pid: sim.pid } }).begin();
     const windows = new LatencyWindows(() => writerLatency(p), before);
     const { sent, acked, sendingMs, startedAt } = await simulatorFinal(sim, join(dir, 'simulator.log'));
     // Drained: the bridge has taken every acknowledged message from the broker's queue into

@@ -13,7 +13,7 @@ import {
   type Baselines,
   type JsBaselines,
 } from './baselines';
-import { runE2e, startE2ePipeline, type E2eRun } from './e2e';
+import { measureIdle, runE2e, startE2ePipeline, type E2eRun } from './e2e';
 import { benchDevices, METRICS_PER_MESSAGE } from './load';
 import { runQueries } from './query';
 import { formatReport, newReport, round, writeReport, type BenchReport, type ResultEntry } from './report';
@@ -89,6 +89,8 @@ const settings = {
 
 /** e2e: seconds at the fixed rate before anything is measured (services just started). */
 const WARMUP_S = 10;
+/** e2e: seconds with nothing arriving, after the warm-up (what the platform costs at rest). */
+const IDLE_S = 20;
 
 const say = (msg: string) => process.stderr.write(`--> ${msg}\n`);
 
@@ -104,6 +106,21 @@ function processTable(usage: Record<string, ProcessUsage>, messages: number) {
         cpu_s: round(u.cpuMs / 1000, 2)!,
         cpu_us_per_msg: round((u.cpuMs * 1000) / messages, 1),
         // The kernel's part: system calls and socket work cost more on some hosts than others.
+        kernel_pct: u.cpuMs > 0 ? round((100 * u.kernelMs) / u.cpuMs, 0) : undefined,
+        rss_mib: u.maxRssMiB,
+      },
+    ]),
+  );
+}
+
+/** Per process at rest: CPU seconds, the share of one core it kept busy, and peak RSS. */
+function idleTable(usage: Record<string, ProcessUsage>, seconds: number) {
+  return Object.fromEntries(
+    Object.entries(usage).map(([name, u]) => [
+      name,
+      {
+        cpu_s: round(u.cpuMs / 1000, 2)!,
+        cpu_pct_of_core: round(u.cpuMs / 10 / seconds, 2),
         kernel_pct: u.cpuMs > 0 ? round((100 * u.kernelMs) / u.cpuMs, 0) : undefined,
         rss_mib: u.maxRssMiB,
       },
@@ -381,6 +398,20 @@ async function e2eScenario(): Promise<BenchReport> {
       note: `the first ${WARMUP_S} s after the services started, not a target; ${warmEntry.note}`,
     };
     sayWindows('of the warm-up', warm);
+    say(`at rest: nothing sent for ${IDLE_S} s`);
+    const idle = idleTable(await measureIdle(p, IDLE_S), IDLE_S);
+    const idleTotal = Object.values(idle).reduce((t, u) => t + (u.cpu_pct_of_core ?? 0), 0);
+    report.results['e2e at rest'] = {
+      cpu_pct_of_core: round(idleTotal, 1),
+      rss_mib: Math.max(...SERVICES.map((s) => idle[s]?.rss_mib ?? 0)),
+      note:
+        `nothing sent for ${IDLE_S} s after the warm-up: all processes together ${round(idleTotal, 1)}% of one core (` +
+        Object.entries(idle)
+          .map(([name, u]) => `${name} ${u.cpu_pct_of_core}`)
+          .join(', ') +
+        '); RSS is the largest service',
+    };
+    report.processes['e2e at rest'] = idle;
     say(
       `end to end at ${settings.rate} msg/s for ${settings.durationS} s (200 devices, canonical, 5 sensors)`,
     );

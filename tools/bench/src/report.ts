@@ -28,6 +28,8 @@ export interface ResultEntry {
   lost?: number;
   duplicated?: number;
   cpu_us_per_msg?: number;
+  /** e2e at rest: all processes together, in percent of one core. */
+  cpu_pct_of_core?: number;
   /**
    * e2e: our services' CPU over the servers' (nats-server, PostgreSQL, mosquitto) in the same
    * phase; steadier than any absolute figure when the host's speed drifts, so runs of two
@@ -60,7 +62,10 @@ export interface BenchReport {
   baselines: Record<string, number>;
   results: Record<string, ResultEntry>;
   /** Per process over the measured window: CPU seconds and peak RSS. */
-  processes?: Record<string, Record<string, { cpu_s: number; cpu_us_per_msg?: number; rss_mib: number }>>;
+  processes?: Record<
+    string,
+    Record<string, { cpu_s: number; cpu_us_per_msg?: number; cpu_pct_of_core?: number; rss_mib: number }>
+  >;
   settings?: Record<string, unknown>;
 }
 
