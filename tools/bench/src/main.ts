@@ -98,32 +98,31 @@ function addBaselines(report: BenchReport, b: Baselines): void {
   for (const [k, v] of Object.entries(b)) report.baselines[k] = round(v, 0)!;
 }
 
+/** What every process row holds: CPU seconds, the kernel's part of them, the largest RSS. */
+function usageRow(u: ProcessUsage) {
+  return {
+    cpu_s: round(u.cpuMs / 1000, 2)!,
+    // The kernel's part: system calls and socket work cost more on some hosts than others.
+    kernel_pct: u.cpuMs > 0 ? round((100 * u.kernelMs) / u.cpuMs, 0) : undefined,
+    rss_mib: u.maxRssMiB,
+  };
+}
+
 function processTable(usage: Record<string, ProcessUsage>, messages: number) {
   return Object.fromEntries(
     Object.entries(usage).map(([name, u]) => [
       name,
-      {
-        cpu_s: round(u.cpuMs / 1000, 2)!,
-        cpu_us_per_msg: round((u.cpuMs * 1000) / messages, 1),
-        // The kernel's part: system calls and socket work cost more on some hosts than others.
-        kernel_pct: u.cpuMs > 0 ? round((100 * u.kernelMs) / u.cpuMs, 0) : undefined,
-        rss_mib: u.maxRssMiB,
-      },
+      { ...usageRow(u), cpu_us_per_msg: round((u.cpuMs * 1000) / messages, 1) },
     ]),
   );
 }
 
-/** Per process at rest: CPU seconds, the share of one core it kept busy, and peak RSS. */
+/** Per process at rest: as processTable, with the share of one core instead of a per-message cost. */
 function idleTable(usage: Record<string, ProcessUsage>, seconds: number) {
   return Object.fromEntries(
     Object.entries(usage).map(([name, u]) => [
       name,
-      {
-        cpu_s: round(u.cpuMs / 1000, 2)!,
-        cpu_pct_of_core: round(u.cpuMs / 10 / seconds, 2),
-        kernel_pct: u.cpuMs > 0 ? round((100 * u.kernelMs) / u.cpuMs, 0) : undefined,
-        rss_mib: u.maxRssMiB,
-      },
+      { ...usageRow(u), cpu_pct_of_core: round(u.cpuMs / 10 / seconds, 2) },
     ]),
   );
 }
@@ -399,8 +398,9 @@ async function e2eScenario(): Promise<BenchReport> {
     };
     sayWindows('of the warm-up', warm);
     say(`at rest: nothing sent for ${IDLE_S} s`);
-    const idle = idleTable(await measureIdle(p, IDLE_S), IDLE_S);
-    const idleTotal = Object.values(idle).reduce((t, u) => t + (u.cpu_pct_of_core ?? 0), 0);
+    const usage = await measureIdle(p, IDLE_S);
+    const idle = idleTable(usage, IDLE_S);
+    const idleTotal = Object.values(usage).reduce((t, u) => t + u.cpuMs, 0) / 10 / IDLE_S;
     report.results['e2e at rest'] = {
       cpu_pct_of_core: round(idleTotal, 1),
       rss_mib: Math.max(...SERVICES.map((s) => idle[s]?.rss_mib ?? 0)),
