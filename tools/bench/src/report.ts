@@ -61,10 +61,22 @@ export interface BenchReport {
   machine: { cores: number; node: string; cpu: string };
   baselines: Record<string, number>;
   results: Record<string, ResultEntry>;
-  /** Per process over the measured window: CPU seconds and peak RSS. */
+  /**
+   * Per process over the measured window: CPU seconds, the kernel's part of them in percent,
+   * per message (or, at rest, the share of one core), and peak RSS.
+   */
   processes?: Record<
     string,
-    Record<string, { cpu_s: number; cpu_us_per_msg?: number; cpu_pct_of_core?: number; rss_mib: number }>
+    Record<
+      string,
+      {
+        cpu_s: number;
+        kernel_pct?: number;
+        cpu_us_per_msg?: number;
+        cpu_pct_of_core?: number;
+        rss_mib: number;
+      }
+    >
   >;
   settings?: Record<string, unknown>;
 }
