@@ -1,6 +1,6 @@
 import { jetstreamManager } from '@nats-io/jetstream';
 import { createLogger } from '@iot/observability';
-import { startNats, type NatsHandle } from '@iot/testing';
+import { sleep, startNats, type NatsHandle } from '@iot/testing';
 import { connectNats, type NatsConnection } from './connection';
 import { ensureAllStreams } from './provisioning';
 import { JetStreamPublisher } from './publisher';
@@ -51,7 +51,7 @@ describe('JetStreamPublisher (real nats-server)', () => {
     const swallow = nc.subscribe('swallowed.v1.>');
     const sut = new JetStreamPublisher(nc, logger, { retryForMs: 800, timeoutMs: 300 });
     await sut.publish('iot.raw.v1.t1.d1', '{"quiet":1}', { msgId: 'before-quiet-1' });
-    await new Promise((r) => setTimeout(r, 300)); // nothing awaited: the timeout sweep stops
+    await sleep(300); // nothing awaited: the timeout sweep stops
     const error = await sut.publish('swallowed.v1.x', 'x', { msgId: 'unanswered-1' }).catch((e: Error) => e);
     expect(String(error)).toMatch(
       /publish to swallowed\.v1\.x failed after \d+ attempt\(s\): Error: timeout/,

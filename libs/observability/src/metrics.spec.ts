@@ -1,6 +1,5 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { IotMetrics } from './metrics';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function gauge(text: string, name: string): number {
   const m = new RegExp(`^${name}\\{[^}]*\\} (\\S+)$`, 'm').exec(text);
