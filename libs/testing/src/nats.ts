@@ -52,8 +52,7 @@ export interface NatsOptions {
  * half the cores, at least one. On two cores, with one thread of Go code instead of two,
  * nats-server took 11-12% less CPU per message in the end-to-end bench (2026-12-04,
  * docs/performance.md): fewer wake-ups of one thread by another, which this machine's kernel
- * charges dearly. The
- * environment's IOT_NATS_GOMAXPROCS wins (0: Go's own, every core).
+ * charges dearly. The environment's IOT_NATS_GOMAXPROCS wins (0: Go's own, every core).
  */
 export function sharedMachineGoMaxProcs(): number | undefined {
   const set = process.env['IOT_NATS_GOMAXPROCS'];
