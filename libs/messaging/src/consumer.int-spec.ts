@@ -199,11 +199,9 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
     expect(most).toBeLessThanOrEqual(48);
     expect(new Set(done).size).toBe(done.length);
     // Everything it took was acked before stop() returned: a second runner on the same durable
-    // gets the rest and none of those again. (A message the server sent after the first had
-    // stopped listening, which happens when stop() meets a pull in flight, was never taken:
-    // it comes back after the ack wait, 5 s here. Asserting no ack pending at all failed on
-    // that race once, 2026-12-04. Stopping this second runner right after its start, when the
-    // first had left it nothing, hung until stop() learned to close a consume opened after it.)
+    // gets the rest and none of those again. (What was on the wire when stop() came is the
+    // next test's. Stopping this second runner right after its start, when the first had left
+    // it nothing, hung until stop() learned to close a consume opened after it.)
     const rest: string[] = [];
     const { sut: second } = newTestService('concurrent', async (p) => {
       rest.push(new TextDecoder().decode(p));
@@ -269,6 +267,66 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
       5_000,
     );
     expect((await jsm.consumers.info('TELEMETRY_RAW_V1', 'test-minbatch')).num_pending).toBe(0);
+  });
+
+  it('stop() leaves no message to its ack wait, stopped in the middle of a backlog', async () => {
+    // A restart under load: the server keeps a pull's worth of messages on the way to the
+    // runner. Each one it sent must be settled by stop(), not dropped on arrival to come back
+    // only after the ack wait (30 s here, longer than this test waits).
+    const total = 3_000;
+    // 4 KiB each: a pull's worth of messages takes many socket reads to arrive.
+    const padding = 'x'.repeat(4_096);
+    const contract: ConsumerContract = {
+      ...Consumers.demux,
+      durable: 'test-restart',
+      stage: 'demux',
+      filterSubjects: ['iot.raw.v1.restart.>'],
+      ackWaitMs: 30_000,
+      // The server hands out no more than this unacked: the runner cannot take the whole backlog.
+      maxAckPending: 256,
+    };
+    await Promise.all(
+      Array.from({ length: total }, (_, i) =>
+        publisher.publish('iot.raw.v1.restart.d1', `r${i} ${padding}`, { msgId: `restart-${i}` }),
+      ),
+    );
+    const seen: string[] = [];
+    let stopped: Promise<void> | undefined;
+    const sut: ConsumerRunner<Uint8Array> = new ConsumerRunner<Uint8Array>({
+      nc,
+      js,
+      contract,
+      decoder: 'bytes',
+      handler: {
+        kind: 'batch',
+        fn: async (batch) => {
+          for (const d of batch) seen.push(new TextDecoder().decode(d.payload).split(' ')[0]!);
+          // The stop comes with the first batch, while the rest of the first pull streams in.
+          stopped ??= sut.stop();
+        },
+      },
+      publisher,
+      logger,
+      metrics: new IotMetrics('test'),
+      batchSize: 64,
+      minBatch: 64,
+    });
+    await sut.start();
+    await waitFor('the stop', () => stopped !== undefined, 10_000);
+    await stopped;
+    expect(seen.length).toBeLessThan(total);
+    const jsm = await jetstreamManager(nc);
+    // Acks are applied apart from API requests: give them a moment, far below the ack wait.
+    await waitFor(
+      'no message delivered and left unsettled',
+      async () => (await jsm.consumers.info('TELEMETRY_RAW_V1', 'test-restart')).num_ack_pending === 0,
+      5_000,
+    );
+    const info = await jsm.consumers.info('TELEMETRY_RAW_V1', 'test-restart');
+    // Every message the server handed out was seen once; the rest wait for the next runner.
+    expect(new Set(seen).size).toBe(seen.length);
+    expect(info.delivered.consumer_seq).toBe(seen.length);
+    expect(info.num_pending).toBe(total - seen.length);
   });
 
   it('tells the server it is still working on a batch slower than the ack wait, so it is not redelivered', async () => {

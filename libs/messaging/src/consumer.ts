@@ -5,7 +5,7 @@ import {
   type JetStreamManager,
   type JsMsg,
 } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import {
   Headers,
   parseDeviceSubject,
@@ -162,11 +162,25 @@ export class ConsumerRunner<T> {
     void this.reportLag();
   }
 
-  /** Stops pulling, settles every message already received, resolves when none is in flight. */
+  /**
+   * Stops pulling, settles every message the server sent, resolves when none is in flight.
+   *
+   * The consume's inbox is drained before it is closed: unsubscribed, then a round trip to
+   * the server, taking in every message that arrives meanwhile. The server hands a pull's
+   * messages only to an inbox someone listens on, but what it sent before it read the
+   * unsubscribe is already on the way; closing at once dropped those on arrival, and each
+   * then waited out its ack wait (30-60 s) before anyone could have it: up to a pull's worth,
+   * 512 messages in a measurement, after every restart under load.
+   */
   async stop(): Promise<void> {
     this.running = false;
     clearInterval(this.lagTimer);
-    await this.messages?.close().catch(() => undefined);
+    if (this.messages) {
+      await inboxOf(this.messages)
+        ?.drain()
+        .catch(() => undefined);
+      await this.messages.close().catch(() => undefined);
+    }
     await this.loop;
     await this.settleAll();
   }
@@ -477,6 +491,17 @@ export class ConsumerRunner<T> {
       /* monitoring must never hurt the work; the next tick tries again */
     }
   }
+}
+
+/**
+ * The subscription a consume receives its messages on. nats.js 3.4 offers no drain for a
+ * consume (nats.go and nats.net have one); its implementation keeps the subscription in a
+ * public field, `sub`, of the class it returns. Without it, stop() closes as before (the
+ * integration spec "stop() leaves no message to its ack wait" fails if that field goes).
+ */
+function inboxOf(messages: ConsumerMessages): Subscription | undefined {
+  const sub = (messages as ConsumerMessages & { sub?: Subscription }).sub;
+  return typeof sub?.drain === 'function' && !sub.isClosed() ? sub : undefined;
 }
 
 /** Sets `iot_dlq_size` from the dead-letter stream's message count. */
