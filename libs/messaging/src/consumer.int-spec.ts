@@ -1,7 +1,7 @@
 import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
 import { Consumers, Headers, type ConsumerContract } from '@iot/contracts';
 import { createLogger, IotMetrics } from '@iot/observability';
-import { startNats, waitFor, type NatsHandle } from '@iot/testing';
+import { sleep, startNats, waitFor, type NatsHandle } from '@iot/testing';
 import { connectNats, type NatsConnection } from './connection';
 import { ConsumerRunner, type MessageMeta } from './consumer';
 import { PermanentError, RetryableError } from './errors';
@@ -327,6 +327,43 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
     expect(new Set(seen).size).toBe(seen.length);
     expect(info.delivered.consumer_seq).toBe(seen.length);
     expect(info.num_pending).toBe(total - seen.length);
+  });
+
+  it('holds no more than its pull size while the handler lags behind a backlog', async () => {
+    // A stage behind its stream (its database slow, its next stream away) takes what it can
+    // work on, not all the server would hand out: the rest stays at the server, where no ack
+    // wait runs out on it and another replica can have it.
+    const total = 300;
+    await Promise.all(
+      Array.from({ length: total }, (_, i) =>
+        publisher.publish('iot.raw.v1.behind.d1', `b${i}`, { msgId: `behind-${i}` }),
+      ),
+    );
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const seen: string[] = [];
+    // Batches of 16, one at a time: a pull size of 32 (one batch in progress, one filling).
+    const { sut } = newTestService('behind', async (p) => {
+      await gate;
+      seen.push(new TextDecoder().decode(p));
+    });
+    await sut.start();
+    const jsm = await jetstreamManager(nc);
+    const info = () => jsm.consumers.info('TELEMETRY_RAW_V1', 'test-behind');
+    let held: Awaited<ReturnType<typeof info>>;
+    try {
+      await waitFor('the first deliveries', async () => (await info()).delivered.consumer_seq > 0, 10_000);
+      await sleep(500);
+      held = await info();
+    } finally {
+      open();
+    }
+    await waitFor('the whole backlog', () => seen.length >= total, 20_000);
+    await sut.stop();
+    expect(held.delivered.consumer_seq).toBeLessThanOrEqual(32);
+    expect(held.num_pending).toBeGreaterThanOrEqual(total - 32);
+    expect(new Set(seen).size).toBe(total);
+    expect(seen).toHaveLength(total);
   });
 
   it('tells the server it is still working on a batch slower than the ack wait, so it is not redelivered', async () => {

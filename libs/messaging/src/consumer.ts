@@ -1,6 +1,8 @@
 import {
   jetstreamManager,
+  type Consumer,
   type ConsumerMessages,
+  type FetchMessages,
   type JetStreamClient,
   type JetStreamManager,
   type JsMsg,
@@ -106,17 +108,44 @@ const decoder = new TextDecoder();
 const WORKING_EXTENSIONS = 4;
 
 /**
- * The pull loop: consume continuously, gather messages into batches, decode and validate,
- * run the handler, settle each message by the one rule (errors.ts). Stops pulling on
- * `stop()` and settles what is in flight before resolving. Recreates its durable consumer
+ * How long a pull request waits at the server for messages (ms). At rest a runner sends one
+ * such request this often, and the server a heartbeat in between.
+ */
+const PULL_EXPIRES_MS = 30_000;
+
+/** One pull request: how many messages it asked for, how many came. */
+interface Pull {
+  asked: number;
+  received: number;
+  messages?: ConsumerMessages;
+  /** Settles when the request is open (or failed to open). */
+  opened?: Promise<void>;
+  /** Closed by the runner (stop, or another pull failed): its end asks for nothing. */
+  closing?: boolean;
+}
+
+/**
+ * The pull loop: pull messages as batches settle, gather them into batches, decode and
+ * validate, run the handler, settle each message by the one rule (errors.ts). Stops pulling
+ * on `stop()` and settles what is in flight before resolving. Recreates its durable consumer
  * if it disappears.
  */
 export class ConsumerRunner<T> {
   private running = false;
   private loop: Promise<void> | undefined;
-  private messages: ConsumerMessages | undefined;
   private lagTimer: NodeJS.Timeout | undefined;
   private attached = false;
+  /** The consumer the pulls go to, while the loop holds one that works. */
+  private consumer: Consumer | undefined;
+  /** Ends the loop's wait on the current consumer: with an error when a pull failed. */
+  private release: ((err?: unknown) => void) | undefined;
+  private readonly pulls = new Set<Pull>();
+  /** A pull request is being opened (nats.js's fetch() resolves on a later tick). */
+  private opening = false;
+  /** Messages received and not yet settled: buffered or in a batch in progress. */
+  private held = 0;
+  /** Asks again only once this many messages would fit: fewer, larger pull requests. */
+  private readonly refillAt: number;
   private readonly batchSize: number;
   private readonly lingerMs: number;
   private readonly concurrency: number;
@@ -133,6 +162,7 @@ export class ConsumerRunner<T> {
     this.lingerMs = o.lingerMs ?? 5;
     this.minBatch = Math.min(o.minBatch ?? this.batchSize, this.batchSize);
     this.concurrency = o.concurrency ?? 1;
+    this.refillAt = Math.max(this.minBatch, Math.floor(this.pullSize / 2));
     // One batch more than are processed at once is pulled, so the next one fills meanwhile.
     if (this.pullSize > o.contract.maxAckPending)
       throw new Error(
@@ -165,8 +195,8 @@ export class ConsumerRunner<T> {
   /**
    * Stops pulling, settles every message the server sent, resolves when none is in flight.
    *
-   * The consume's inbox is drained before it is closed: unsubscribed, then a round trip to
-   * the server, taking in every message that arrives meanwhile. The server hands a pull's
+   * Each pull's inbox is drained before it is closed: unsubscribed, then a round trip to the
+   * server, taking in every message that arrives meanwhile. The server hands a pull's
    * messages only to an inbox someone listens on, but what it sent before it read the
    * unsubscribe is already on the way; closing at once dropped those on arrival, and each
    * then waited out its ack wait (30-60 s) before anyone could have it: up to a pull's worth,
@@ -175,69 +205,114 @@ export class ConsumerRunner<T> {
   async stop(): Promise<void> {
     this.running = false;
     clearInterval(this.lagTimer);
-    if (this.messages) {
-      await inboxOf(this.messages)
-        ?.drain()
-        .catch(() => undefined);
-      await this.messages.close().catch(() => undefined);
-    }
+    await Promise.all([...this.pulls].map((p) => this.closePull(p)));
+    this.release?.();
     await this.loop;
     await this.settleAll();
   }
 
+  /**
+   * Holds a consumer and pulls from it until stop() or a failed pull; then, while running,
+   * waits (backing off) and starts again, recreating the durable consumer if it is gone.
+   */
   private async run(): Promise<void> {
     const { contract, logger } = this.o;
     let failures = 0;
     while (this.running) {
       try {
         const consumer = await this.o.js.consumers.get(contract.stream, contract.durable);
-        // Messages arrive as the server has them (no waiting for a full batch); they are
-        // gathered until there are `minBatch` of them or the oldest has waited `lingerMs`,
-        // then processed together (`pump`).
-        const messages = await consumer.consume({
-          max_messages: this.pullSize,
-          callback: (m) => this.enqueue(m),
-          // A deleted consumer ends this consume at once (rather than after two missed
-          // heartbeats, ~30 s); the loop below recreates it and consumes again.
-          abort_on_missing_resource: true,
+        await new Promise<void>((resolve, reject) => {
+          this.release = (err) => (err === undefined ? resolve() : reject(err));
+          // stop() may have come while the consumer was looked up: it had nothing to release.
+          if (!this.running) return resolve();
+          this.consumer = consumer;
+          failures = 0;
+          this.ask();
         });
-        this.messages = messages;
-        // stop() may have come while the consume was being opened: it found nothing to close.
-        if (!this.running) {
-          await messages.close().catch(() => undefined);
-          break;
-        }
-        this.attached = true;
-        failures = 0;
-        void this.watch(messages);
-        await messages.closed();
-        if (this.running) throw new Error('consumer stopped delivering');
       } catch (e) {
+        this.consumer = undefined;
+        this.attached = false;
+        await Promise.all([...this.pulls].map((p) => this.closePull(p)));
         if (!this.running) break;
         failures++;
-        this.attached = false;
         this.o.metrics.workerErrors.inc({ stage: contract.stage, kind: 'connection' });
-        logger.warn({ err: String(e), consumer: contract.durable }, 'consume failed; will retry');
+        logger.warn({ err: String(e), consumer: contract.durable }, 'pull failed; will retry');
         await new Promise((r) => setTimeout(r, Math.min(5_000, 100 * 2 ** Math.min(failures - 1, 6))));
         // The consumer may have been deleted (by an operator, or lost with a stream): recreate it.
         await this.recreate();
+      } finally {
+        this.release = undefined;
+        this.consumer = undefined;
       }
     }
   }
 
-  /** Follows the consumer's notifications: a deleted consumer is recreated, and delivery goes on. */
-  private async watch(messages: ConsumerMessages): Promise<void> {
-    for await (const s of messages.status()) {
-      if (s.type === 'consumer_deleted' || s.type === 'consumer_not_found') {
-        this.attached = false;
-        this.o.logger.warn(
-          { consumer: this.o.contract.durable, status: s.type },
-          'durable consumer is gone; recreating it',
-        );
-        await this.recreate();
-      } else if (s.type === 'heartbeats_missed') this.attached = false;
-      else if (s.type === 'next' || s.type === 'heartbeat') this.attached = true;
+  /**
+   * Asks the server for as many messages as fit: at most the pull size held or asked for at
+   * once, so a stage that falls behind holds no more than that (its messages waiting in the
+   * buffer, unlike a batch in progress, get no `working()`), and stop() has no more to
+   * settle. Called when the loop has a consumer, when a batch settles and when a pull ends.
+   */
+  private ask(): void {
+    const consumer = this.consumer;
+    if (!this.running || !consumer || this.opening) return;
+    let outstanding = 0;
+    for (const p of this.pulls) outstanding += Math.max(0, p.asked - p.received);
+    const room = this.pullSize - this.held - outstanding;
+    if (room < this.refillAt) return;
+    const pull: Pull = { asked: room, received: 0 };
+    this.pulls.add(pull);
+    this.opening = true;
+    // The callback, which nats.js reads for a fetch as for a consume (its type names it only
+    // for a consume), hands over each socket read's messages in one synchronous loop.
+    const options = {
+      max_messages: room,
+      expires: PULL_EXPIRES_MS,
+      callback: (m: JsMsg) => {
+        pull.received++;
+        this.enqueue(m);
+      },
+    };
+    pull.opened = consumer.fetch(options as FetchMessages).then(
+      (messages) => {
+        this.opening = false;
+        pull.messages = messages;
+        void messages.closed().then((err) => this.pullEnded(pull, err));
+        if (!this.running || this.consumer !== consumer) return void this.closePull(pull);
+        this.attached = true;
+        this.ask();
+      },
+      (err: unknown) => {
+        this.opening = false;
+        this.pulls.delete(pull);
+        this.release?.(err ?? new Error('pull request failed'));
+      },
+    );
+  }
+
+  /** A pull ended: filled or expired, and the loop asks again; or failed, and it starts over. */
+  private pullEnded(pull: Pull, err: void | Error): void {
+    this.pulls.delete(pull);
+    if (!this.running || pull.closing) return;
+    if (err) {
+      this.attached = false;
+      this.release?.(err);
+      return;
     }
+    this.attached = true;
+    this.ask();
+  }
+
+  private async closePull(pull: Pull): Promise<void> {
+    pull.closing = true;
+    await pull.opened;
+    const messages = pull.messages;
+    if (!messages) return;
+    await inboxOf(messages)
+      ?.drain()
+      .catch(() => undefined);
+    await messages.close().catch(() => undefined);
+    this.pulls.delete(pull);
   }
 
   private async recreate(): Promise<void> {
@@ -249,6 +324,8 @@ export class ConsumerRunner<T> {
   }
 
   private enqueue(m: JsMsg): void {
+    this.attached = true;
+    this.held++;
     if (this.buffer.length === 0) this.oldestAt = performance.now();
     this.buffer.push(m);
     // After the rest of this read: nats.js hands over what one socket read holds in one
@@ -291,7 +368,9 @@ export class ConsumerRunner<T> {
         })
         .finally(() => {
           this.inFlight.delete(done);
+          this.held -= batch.length;
           this.pump();
+          this.ask();
         });
       this.inFlight.add(done);
     }
@@ -494,10 +573,11 @@ export class ConsumerRunner<T> {
 }
 
 /**
- * The subscription a consume receives its messages on. nats.js 3.4 offers no drain for a
- * consume (nats.go and nats.net have one); its implementation keeps the subscription in a
- * public field, `sub`, of the class it returns. Without it, stop() closes as before (the
- * integration spec "stop() leaves no message to its ack wait" fails if that field goes).
+ * The subscription a pull request receives its messages on. nats.js 3.4 offers no drain for
+ * a fetch or a consume (nats.go and nats.net have one); its implementation keeps the
+ * subscription in a public field, `sub`, of the class it returns. Without it, a pull is
+ * closed at once (the integration spec "stop() leaves no message to its ack wait" fails if
+ * that field goes).
  */
 function inboxOf(messages: ConsumerMessages): Subscription | undefined {
   const sub = (messages as ConsumerMessages & { sub?: Subscription }).sub;
