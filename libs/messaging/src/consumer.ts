@@ -144,7 +144,10 @@ export class ConsumerRunner<T> {
   private opening = false;
   /** Messages received and not yet settled: buffered or in a batch in progress. */
   private held = 0;
-  /** Asks again only once this many messages would fit: fewer, larger pull requests. */
+  /**
+   * Asks again once this many messages fit (a quarter of the pull size, as nats.js's consume
+   * does), so a stage behind keeps a batch coming while the others are worked on.
+   */
   private readonly refillAt: number;
   private readonly batchSize: number;
   private readonly lingerMs: number;
@@ -162,7 +165,7 @@ export class ConsumerRunner<T> {
     this.lingerMs = o.lingerMs ?? 5;
     this.minBatch = Math.min(o.minBatch ?? this.batchSize, this.batchSize);
     this.concurrency = o.concurrency ?? 1;
-    this.refillAt = Math.max(this.minBatch, Math.floor(this.pullSize / 2));
+    this.refillAt = Math.max(this.minBatch, Math.floor(this.pullSize / 4));
     // One batch more than are processed at once is pulled, so the next one fills meanwhile.
     if (this.pullSize > o.contract.maxAckPending)
       throw new Error(
