@@ -366,6 +366,39 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
     expect(seen).toHaveLength(total);
   });
 
+  it('stops at once while the server is away, without waiting out a request to it', async () => {
+    // A pod told to stop during a NATS restart: its pull ended with "server shutdown", and
+    // the loop's request to recreate the consumer waits for its timeout (5 s) meanwhile.
+    const own = await startNats();
+    const ownNc = await connectNats({ servers: own.urls, name: 'consumer-away', logger });
+    try {
+      await ensureAllStreams(ownNc, { replicas: 1 });
+      const sut = new ConsumerRunner<Uint8Array>({
+        nc: ownNc,
+        js: jetstream(ownNc),
+        contract: { ...Consumers.demux, durable: 'test-away', filterSubjects: ['iot.raw.v1.away.>'] },
+        decoder: 'bytes',
+        handler: { kind: 'message', fn: async () => undefined },
+        publisher: new JetStreamPublisher(ownNc, logger),
+        logger,
+        metrics: new IotMetrics('test'),
+        batchSize: 16,
+      });
+      await sut.start();
+      await waitFor('the runner to pull', () => sut.isAttached, 10_000);
+      await own.stop();
+      await sleep(500);
+      const first = await Promise.race([
+        sut.stop().then(() => 'stopped'),
+        sleep(2_500).then(() => 'still waiting'),
+      ]);
+      expect(first).toBe('stopped');
+    } finally {
+      await ownNc.close().catch(() => undefined);
+      await own.stop();
+    }
+  });
+
   it('tells the server it is still working on a batch slower than the ack wait, so it is not redelivered', async () => {
     const deliveries: number[] = [];
     // The test contract's ack wait is 5 s; this handler takes 7.

@@ -139,6 +139,9 @@ export class ConsumerRunner<T> {
   private consumer: Consumer | undefined;
   /** Ends the loop's wait on the current consumer: with an error when a pull failed. */
   private release: ((err?: unknown) => void) | undefined;
+  /** Resolves on stop(): the loop's back-off and its recreating of the consumer end with it. */
+  private stopped!: Promise<void>;
+  private markStopped: () => void = () => undefined;
   private readonly pulls = new Set<Pull>();
   /** A pull request is being opened (nats.js's fetch() resolves on a later tick). */
   private opening = false;
@@ -189,6 +192,7 @@ export class ConsumerRunner<T> {
       this.o.logger,
     );
     this.running = true;
+    this.stopped = new Promise((resolve) => (this.markStopped = resolve));
     this.loop = this.run();
     this.lagTimer = setInterval(() => void this.reportLag(), this.o.lagIntervalMs ?? 5_000);
     this.lagTimer.unref();
@@ -207,6 +211,7 @@ export class ConsumerRunner<T> {
    */
   async stop(): Promise<void> {
     this.running = false;
+    this.markStopped();
     clearInterval(this.lagTimer);
     await Promise.all([...this.pulls].map((p) => this.closePull(p)));
     this.release?.();
@@ -223,7 +228,11 @@ export class ConsumerRunner<T> {
     let failures = 0;
     while (this.running) {
       try {
-        const consumer = await this.o.js.consumers.get(contract.stream, contract.durable);
+        const consumer = await Promise.race([
+          this.o.js.consumers.get(contract.stream, contract.durable),
+          this.stopped.then(() => undefined),
+        ]);
+        if (!consumer) break;
         await new Promise<void>((resolve, reject) => {
           this.release = (err) => (err === undefined ? resolve() : reject(err));
           // stop() may have come while the consumer was looked up: it had nothing to release.
@@ -240,9 +249,14 @@ export class ConsumerRunner<T> {
         failures++;
         this.o.metrics.workerErrors.inc({ stage: contract.stage, kind: 'connection' });
         logger.warn({ err: String(e), consumer: contract.durable }, 'pull failed; will retry');
-        await new Promise((r) => setTimeout(r, Math.min(5_000, 100 * 2 ** Math.min(failures - 1, 6))));
+        // Neither the wait nor the requests hold up a stop(): with the server away (a pull
+        // ends with "server shutdown"), a request waits out its timeout (5 s).
+        let timer: NodeJS.Timeout | undefined;
+        const backoff = Math.min(5_000, 100 * 2 ** Math.min(failures - 1, 6));
+        await Promise.race([new Promise((r) => (timer = setTimeout(r, backoff))), this.stopped]);
+        clearTimeout(timer);
         // The consumer may have been deleted (by an operator, or lost with a stream): recreate it.
-        await this.recreate();
+        if (this.running) await Promise.race([this.recreate(), this.stopped]);
       } finally {
         this.release = undefined;
         this.consumer = undefined;
