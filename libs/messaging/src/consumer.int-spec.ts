@@ -282,7 +282,8 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
       stage: 'demux',
       filterSubjects: ['iot.raw.v1.restart.>'],
       ackWaitMs: 30_000,
-      // The server hands out no more than this unacked: the runner cannot take the whole backlog.
+      // Nor would the server hand out more than this unacked, whatever the runner asked for:
+      // the backlog stays larger than what is in flight.
       maxAckPending: 256,
     };
     await Promise.all(
@@ -388,6 +389,7 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
       await waitFor('the runner to pull', () => sut.isAttached, 10_000);
       await own.stop();
       await sleep(500);
+      // Half the request timeout: a stop that waited for the request would still be waiting.
       const first = await Promise.race([
         sut.stop().then(() => 'stopped'),
         sleep(2_500).then(() => 'still waiting'),
