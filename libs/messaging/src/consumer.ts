@@ -214,7 +214,7 @@ export class ConsumerRunner<T> {
     this.running = false;
     this.markStopped();
     clearInterval(this.lagTimer);
-    await Promise.all([...this.pulls].map((p) => this.closePull(p)));
+    await this.closePulls();
     this.release?.();
     await this.loop;
     await this.settleAll();
@@ -245,7 +245,7 @@ export class ConsumerRunner<T> {
       } catch (e) {
         this.consumer = undefined;
         this.attached = false;
-        await Promise.all([...this.pulls].map((p) => this.closePull(p)));
+        await this.closePulls();
         if (!this.running) break;
         failures++;
         this.o.metrics.workerErrors.inc({ stage: contract.stage, kind: 'connection' });
@@ -312,13 +312,12 @@ export class ConsumerRunner<T> {
   private pullEnded(pull: Pull, err: void | Error): void {
     this.pulls.delete(pull);
     if (!this.running || pull.closing) return;
-    if (err) {
-      this.attached = false;
-      this.release?.(err);
-      return;
-    }
-    this.attached = true;
-    this.ask();
+    if (err) this.release?.(err);
+    else this.ask();
+  }
+
+  private closePulls(): Promise<unknown> {
+    return Promise.all([...this.pulls].map((p) => this.closePull(p)));
   }
 
   private async closePull(pull: Pull): Promise<void> {
@@ -342,7 +341,6 @@ export class ConsumerRunner<T> {
   }
 
   private enqueue(m: JsMsg): void {
-    this.attached = true;
     this.held++;
     if (this.buffer.length === 0) this.oldestAt = performance.now();
     this.buffer.push(m);
