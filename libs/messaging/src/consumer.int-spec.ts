@@ -3,7 +3,7 @@ import { Consumers, Headers, type ConsumerContract } from '@iot/contracts';
 import { createLogger, IotMetrics } from '@iot/observability';
 import { sleep, startNats, waitFor, type NatsHandle } from '@iot/testing';
 import { connectNats, type NatsConnection } from './connection';
-import { ConsumerRunner, type MessageMeta } from './consumer';
+import { ConsumerRunner, type BatchHandler, type MessageMeta } from './consumer';
 import { PermanentError, RetryableError } from './errors';
 import { headerRecord, receivedHeaders } from './headers';
 import { ensureAllStreams } from './provisioning';
@@ -57,6 +57,34 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
       concurrency,
     });
     return { sut, contract, metrics };
+  }
+
+  /** A runner with a batch handler, on its own tenant's consumer with an ack wait of 30 s. */
+  function newBatchRunner(
+    tenant: string,
+    fn: BatchHandler<Uint8Array>,
+    options: { batchSize: number; minBatch: number; lingerMs?: number; maxAckPending?: number },
+  ): ConsumerRunner<Uint8Array> {
+    const { maxAckPending, ...sizes } = options;
+    const contract: ConsumerContract = {
+      ...Consumers.demux,
+      durable: `test-${tenant}`,
+      stage: 'demux',
+      filterSubjects: [`iot.raw.v1.${tenant}.>`],
+      ackWaitMs: 30_000,
+      ...(maxAckPending === undefined ? {} : { maxAckPending }),
+    };
+    return new ConsumerRunner<Uint8Array>({
+      nc,
+      js,
+      contract,
+      decoder: 'bytes',
+      handler: { kind: 'batch', fn },
+      publisher,
+      logger,
+      metrics: new IotMetrics('test'),
+      ...sizes,
+    });
   }
 
   async function dlqMessages(tenant: string) {
@@ -214,31 +242,13 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
   });
 
   it('starts a batch once minBatch messages are in, and holds a smaller one for its linger (stop settles it)', async () => {
-    const contract: ConsumerContract = {
-      ...Consumers.demux,
-      durable: 'test-minbatch',
-      stage: 'demux',
-      filterSubjects: ['iot.raw.v1.minbatch.>'],
-      ackWaitMs: 30_000,
-    };
     const batches: string[][] = [];
-    const sut = new ConsumerRunner<Uint8Array>({
-      nc,
-      js,
-      contract,
-      decoder: 'bytes',
-      handler: {
-        kind: 'batch',
-        fn: async (batch) => void batches.push(batch.map((d) => new TextDecoder().decode(d.payload))),
-      },
-      publisher,
-      logger,
-      metrics: new IotMetrics('test'),
-      batchSize: 16,
-      minBatch: 4,
-      // Longer than the test: only minBatch or stop() can start a batch.
-      lingerMs: 600_000,
-    });
+    const sut = newBatchRunner(
+      'minbatch',
+      async (batch) => void batches.push(batch.map((d) => new TextDecoder().decode(d.payload))),
+      // A linger longer than the test: only minBatch or stop() can start a batch.
+      { batchSize: 16, minBatch: 4, lingerMs: 600_000 },
+    );
     await sut.start();
     for (let i = 0; i < 4; i++)
       await publisher.publish('iot.raw.v1.minbatch.d1', `m${i}`, { msgId: `minbatch-${i}` });
@@ -276,16 +286,6 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
     const total = 3_000;
     // 4 KiB each: a pull's worth of messages takes many socket reads to arrive.
     const padding = 'x'.repeat(4_096);
-    const contract: ConsumerContract = {
-      ...Consumers.demux,
-      durable: 'test-restart',
-      stage: 'demux',
-      filterSubjects: ['iot.raw.v1.restart.>'],
-      ackWaitMs: 30_000,
-      // Nor would the server hand out more than this unacked, whatever the runner asked for:
-      // the backlog stays larger than what is in flight.
-      maxAckPending: 256,
-    };
     await Promise.all(
       Array.from({ length: total }, (_, i) =>
         publisher.publish('iot.raw.v1.restart.d1', `r${i} ${padding}`, { msgId: `restart-${i}` }),
@@ -293,25 +293,17 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
     );
     const seen: string[] = [];
     let stopped: Promise<void> | undefined;
-    const sut: ConsumerRunner<Uint8Array> = new ConsumerRunner<Uint8Array>({
-      nc,
-      js,
-      contract,
-      decoder: 'bytes',
-      handler: {
-        kind: 'batch',
-        fn: async (batch) => {
-          for (const d of batch) seen.push(new TextDecoder().decode(d.payload).split(' ')[0]!);
-          // The stop comes with the first batch, while the rest of the first pull streams in.
-          stopped ??= sut.stop();
-        },
+    const sut: ConsumerRunner<Uint8Array> = newBatchRunner(
+      'restart',
+      async (batch) => {
+        for (const d of batch) seen.push(new TextDecoder().decode(d.payload).split(' ')[0]!);
+        // The stop comes with the first batch, while the rest of the first pull streams in.
+        stopped ??= sut.stop();
       },
-      publisher,
-      logger,
-      metrics: new IotMetrics('test'),
-      batchSize: 64,
-      minBatch: 64,
-    });
+      // Nor would the server hand out more than 256 unacked, whatever the runner asked for:
+      // the backlog stays larger than what is in flight.
+      { batchSize: 64, minBatch: 64, maxAckPending: 256 },
+    );
     await sut.start();
     await waitFor('the stop', () => stopped !== undefined, 10_000);
     await stopped;
