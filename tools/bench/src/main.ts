@@ -117,12 +117,15 @@ function processTable(usage: Record<string, ProcessUsage>, messages: number) {
   );
 }
 
+/** CPU milliseconds over `seconds` as a share of one core, in percent. */
+const pctOfCore = (cpuMs: number, seconds: number): number => cpuMs / 10 / seconds;
+
 /** Per process at rest: as processTable, with the share of one core instead of a per-message cost. */
 function idleTable(usage: Record<string, ProcessUsage>, seconds: number) {
   return Object.fromEntries(
     Object.entries(usage).map(([name, u]) => [
       name,
-      { ...usageRow(u), cpu_pct_of_core: round(u.cpuMs / 10 / seconds, 2) },
+      { ...usageRow(u), cpu_pct_of_core: round(pctOfCore(u.cpuMs, seconds), 2) },
     ]),
   );
 }
@@ -400,7 +403,10 @@ async function e2eScenario(): Promise<BenchReport> {
     say(`at rest: nothing sent for ${IDLE_S} s`);
     const usage = await measureIdle(p, IDLE_S);
     const idle = idleTable(usage, IDLE_S);
-    const idleTotal = Object.values(usage).reduce((t, u) => t + u.cpuMs, 0) / 10 / IDLE_S;
+    const idleTotal = pctOfCore(
+      Object.values(usage).reduce((t, u) => t + u.cpuMs, 0),
+      IDLE_S,
+    );
     report.results['e2e at rest'] = {
       cpu_pct_of_core: round(idleTotal, 1),
       rss_mib: largestServiceRss(usage),
