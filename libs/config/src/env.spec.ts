@@ -1,4 +1,4 @@
-import { commonEnv, EnvironmentError, loadEnv, natsServers, str } from './env';
+import { byteSize, commonEnv, EnvironmentError, loadEnv, natsServers, str } from './env';
 
 describe('loadEnv', () => {
   const spec = { ...commonEnv, DATABASE_URL: str({ desc: 'PostgreSQL URL, postgres://user@host:5432/db' }) };
@@ -30,4 +30,23 @@ describe('natsServers', () => {
   it('splits a comma-separated list and drops blanks', () => {
     expect(natsServers('nats://a:1, nats://b:2,,')).toEqual(['nats://a:1', 'nats://b:2']);
   });
+});
+
+describe('byteSize', () => {
+  const spec = { STORAGE: byteSize({ default: undefined, desc: 'a size, e.g. 768MB' }) };
+
+  it('reads a size with its unit as bytes (powers of 1,024), and unset as none', () => {
+    expect(loadEnv('demo', spec, { STORAGE: '768MB' }).STORAGE).toBe(768 * 1024 ** 2);
+    expect(loadEnv('demo', spec, { STORAGE: '1.5 gb' }).STORAGE).toBe(1.5 * 1024 ** 3);
+    expect(loadEnv('demo', spec, {}).STORAGE).toBeUndefined();
+  });
+
+  it.each(['768', '-1GB', '0MB', 'lots', '8 GiB', ''])(
+    'refuses %p, naming the variable and the form',
+    (value) => {
+      expect(() => loadEnv('demo', spec, { STORAGE: value })).toThrow(
+        `STORAGE="${value}" is invalid: "${value}" is not a size: write a number and a unit, e.g. 768MB or 40GB`,
+      );
+    },
+  );
 });

@@ -1,7 +1,29 @@
-import { cleanEnv, EnvError, EnvMissingError, num, port, str, url, bool, type ValidatorSpec } from 'envalid';
+import bytes from 'bytes';
+import {
+  cleanEnv,
+  EnvError,
+  EnvMissingError,
+  makeValidator,
+  num,
+  port,
+  str,
+  url,
+  bool,
+  type ValidatorSpec,
+} from 'envalid';
 
 export { bool, num, port, str, url };
 export type EnvSpec = Record<string, ValidatorSpec<unknown>>;
+
+const SIZE = /^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB)\s*$/i;
+
+/** A size with its unit, such as 768MB or 40GB (powers of 1,024), read as a number of bytes. */
+export const byteSize = makeValidator<number>((s: string) => {
+  const n = SIZE.test(s) ? bytes.parse(s) : null;
+  if (n === null || !(n > 0))
+    throw new EnvError(`"${s}" is not a size: write a number and a unit, e.g. 768MB or 40GB`);
+  return n;
+});
 
 /** The environment was wrong: the message names every variable and what is expected. */
 export class EnvironmentError extends Error {

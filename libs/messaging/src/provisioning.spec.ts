@@ -1,4 +1,5 @@
-import { isJetStreamUnavailable, whenJetStreamAnswers } from './provisioning';
+import { Streams } from '@iot/contracts';
+import { isJetStreamUnavailable, streamMaxBytes, whenJetStreamAnswers } from './provisioning';
 
 describe('whenJetStreamAnswers', () => {
   const logger = {
@@ -51,5 +52,32 @@ describe('whenJetStreamAnswers', () => {
       ),
     ).rejects.toThrow(/overlap/);
     expect(calls).toBe(1);
+  });
+});
+
+describe('streamMaxBytes', () => {
+  const streams = Object.values(Streams);
+  const own = streams.reduce((sum, st) => sum + st.maxBytes, 0);
+  const MIB = 1024 ** 2;
+
+  it("keeps each stream's own limit without a budget or within one", () => {
+    for (const budget of [undefined, own, own * 2]) {
+      const limits = streamMaxBytes(streams, budget);
+      for (const st of streams) expect(limits.get(st.name)).toBe(st.maxBytes);
+    }
+  });
+
+  it('cuts every limit in proportion to fit a smaller budget, in whole MiB', () => {
+    const budget = 768 * MIB;
+    const limits = streamMaxBytes(streams, budget);
+    const total = [...limits.values()].reduce((a, b) => a + b, 0);
+    expect(total).toBeLessThanOrEqual(budget);
+    expect(total).toBeGreaterThan(budget - streams.length * MIB);
+    for (const st of streams) {
+      const cut = limits.get(st.name)!;
+      expect(cut % MIB).toBe(0);
+      expect(cut).toBeGreaterThan(0);
+      expect(cut / budget).toBeCloseTo(st.maxBytes / own, 2);
+    }
   });
 });

@@ -14,13 +14,55 @@ import { Streams, type ConsumerContract, type StreamContract } from '@iot/contra
 export interface ProvisionOptions {
   /** 1 locally; 3 on a production cluster (R3). */
   replicas: number;
+  /**
+   * The JetStream file storage, in bytes, the platform's streams may reserve together on a
+   * server (NATS_STREAM_STORAGE); unset: each stream's own limit.
+   */
+  storageBytes?: number;
 }
 
-/** Creates the stream, or updates its limits to the contract's: safe to run at every start. */
+const MIB = 1024 ** 2;
+
+/**
+ * Each stream's `max_bytes` within a storage budget: the contracts' own limits when they fit
+ * in it, else each cut in proportion (rounded down to whole MiB). nats-server reserves a
+ * stream's `max_bytes` on every server holding a replica of it and refuses a stream past its
+ * `jetstream.max_file_store` ("insufficient storage resources available"); the contracts ask
+ * 28 GiB in all, more than a small cluster has.
+ */
+export function streamMaxBytes(
+  streams: readonly StreamContract[],
+  storageBytes?: number,
+): Map<string, number> {
+  const total = streams.reduce((sum, s) => sum + s.maxBytes, 0);
+  const scale = storageBytes === undefined || storageBytes >= total ? 1 : storageBytes / total;
+  return new Map(
+    streams.map((s) => [s.name, scale === 1 ? s.maxBytes : Math.floor((s.maxBytes * scale) / MIB) * MIB]),
+  );
+}
+
+/** nats-server's error code for a stream whose limits exceed the storage left to JetStream. */
+const STORAGE_RESOURCES_EXCEEDED = 10047;
+
+function isStorageExceeded(e: unknown): boolean {
+  const api = (e as { api_error?: { err_code?: number } })?.api_error;
+  return (
+    api?.err_code === STORAGE_RESOURCES_EXCEEDED ||
+    /insufficient storage resources/i.test(String((e as Error)?.message ?? e))
+  );
+}
+
+const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(bytes < 1024 ** 3 ? 2 : 1)} GiB`;
+
+/**
+ * Creates the stream, or updates its limits to the contract's: safe to run at every start.
+ * `maxBytes` overrides the contract's limit (see {@link streamMaxBytes}).
+ */
 export async function ensureStream(
   jsm: JetStreamManager,
   s: StreamContract,
   { replicas }: ProvisionOptions,
+  maxBytes = s.maxBytes,
 ): Promise<void> {
   const config = {
     name: s.name,
@@ -30,7 +72,7 @@ export async function ensureStream(
     storage: StorageType.File,
     discard: DiscardPolicy.Old,
     max_age: nanos(s.maxAgeMs),
-    max_bytes: s.maxBytes,
+    max_bytes: maxBytes,
     duplicate_window: nanos(s.duplicateWindowMs),
     num_replicas: replicas,
     allow_direct: s.allowDirect ?? false,
@@ -49,9 +91,31 @@ export async function ensureStream(
   }
 }
 
+/**
+ * Creates or updates every stream of the contracts. Where the servers have less storage than
+ * the streams ask, the error says how much is asked and what to set.
+ */
 export async function ensureAllStreams(nc: NatsConnection, opts: ProvisionOptions): Promise<void> {
   const jsm = await jetstreamManager(nc);
-  for (const s of Object.values(Streams)) await ensureStream(jsm, s, opts);
+  const streams = Object.values(Streams);
+  const limits = streamMaxBytes(streams, opts.storageBytes);
+  const asked = [...limits.values()].reduce((a, b) => a + b, 0);
+  for (const s of streams) {
+    const maxBytes = limits.get(s.name)!;
+    try {
+      await ensureStream(jsm, s, opts, maxBytes);
+    } catch (e) {
+      if (!isStorageExceeded(e)) throw e;
+      throw new Error(
+        `stream ${s.name} (max_bytes ${gib(maxBytes)}) does not fit in the JetStream storage left on the servers: ` +
+          `the platform's streams ask ${gib(asked)} in all on each server holding a replica` +
+          (opts.storageBytes === undefined ? ' (their own limits)' : ` (NATS_STREAM_STORAGE)`) +
+          `. Set NATS_STREAM_STORAGE to what they may take (e.g. 80% of jetstream.max_file_store), ` +
+          `or raise max_file_store. nats-server said: ${(e as Error).message}`,
+        { cause: e },
+      );
+    }
+  }
 }
 
 /** Creates or updates the durable pull consumer of a contract. */

@@ -3,7 +3,7 @@ import { NestFactory } from '@nestjs/core';
 import express from 'express';
 import { Module, type INestApplication, type Type } from '@nestjs/common';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
-import { commonEnv, loadEnv, natsServers, str, type EnvSpec } from '@iot/config';
+import { byteSize, commonEnv, loadEnv, natsServers, str, type EnvSpec } from '@iot/config';
 import { DEFAULT_TOKEN_AUDIENCE, DEFAULT_TOKEN_ISSUER } from '@iot/contracts';
 import { AccessTokenVerifier } from '@iot/auth-guard';
 import {
@@ -46,6 +46,10 @@ const runtimeEnv = {
     default: 1,
     choices: [1, 3, 5],
     desc: 'Replicas of each stream: 1 locally, 3 in production',
+  }),
+  NATS_STREAM_STORAGE: byteSize({
+    default: undefined,
+    desc: "The JetStream file storage the platform's streams may reserve together on a server, e.g. 768MB or 40GB (below jetstream.max_file_store); each stream's limit is cut in proportion. Unset: each stream's own limit (28 GiB in all)",
   }),
 };
 
@@ -98,7 +102,11 @@ export async function startService<S extends EnvSpec>(
   const nc = await connectNats({ servers: natsServers(env.NATS_URL), name: def.name, logger });
   await whenJetStreamAnswers(
     'streams',
-    () => ensureAllStreams(nc, { replicas: env.NATS_STREAM_REPLICAS }),
+    () =>
+      ensureAllStreams(nc, {
+        replicas: env.NATS_STREAM_REPLICAS,
+        storageBytes: env.NATS_STREAM_STORAGE,
+      }),
     logger,
   );
   const js = jetstream(nc);

@@ -45,6 +45,8 @@ export interface NatsOptions {
    * benchmark's pipeline, `./platform up`), {@link sharedMachineGoMaxProcs} is cheaper.
    */
   goMaxProcs?: number;
+  /** JetStream's `max_file_store` of each node, e.g. '256MB'; unset: nats-server's own. */
+  maxFileStore?: string;
 }
 
 /**
@@ -121,7 +123,7 @@ async function startNatsOnce(opts: NatsOptions): Promise<NatsHandle> {
       `server_name: ${name}`,
       `listen: 127.0.0.1:${p.client}`,
       `http: 127.0.0.1:${p.monitor}`,
-      `jetstream { store_dir: "${storeDir}" }`,
+      `jetstream { store_dir: "${storeDir}"${opts.maxFileStore ? `, max_file_store: ${opts.maxFileStore}` : ''} }`,
       // Go's pprof endpoint (/debug/pprof/profile) for profiling the server in a benchmark:
       // IOT_NATS_PROF_PORT=<port> gives the first node that port (docs/performance.md).
       i === 0 && process.env['IOT_NATS_PROF_PORT']
