@@ -80,4 +80,8 @@ describe('streamMaxBytes', () => {
       expect(cut / budget).toBeCloseTo(st.maxBytes / own, 2);
     }
   });
+
+  it('leaves no stream without a limit however small the budget (0 would mean none)', () => {
+    for (const limit of streamMaxBytes(streams, 4 * MIB).values()) expect(limit).toBeGreaterThanOrEqual(MIB);
+  });
 });

@@ -25,7 +25,8 @@ const MIB = 1024 ** 2;
 
 /**
  * Each stream's `max_bytes` within a storage budget: the contracts' own limits when they fit
- * in it, else each cut in proportion (rounded down to whole MiB). nats-server reserves a
+ * in it, else each cut in proportion (rounded down to whole MiB, at least 1 MiB: 0 would
+ * mean no limit). nats-server reserves a
  * stream's `max_bytes` on every server holding a replica of it and refuses a stream past its
  * `jetstream.max_file_store` ("insufficient storage resources available"); the contracts ask
  * 28 GiB in all, more than a small cluster has.
@@ -37,7 +38,10 @@ export function streamMaxBytes(
   const total = streams.reduce((sum, s) => sum + s.maxBytes, 0);
   const scale = storageBytes === undefined || storageBytes >= total ? 1 : storageBytes / total;
   return new Map(
-    streams.map((s) => [s.name, scale === 1 ? s.maxBytes : Math.floor((s.maxBytes * scale) / MIB) * MIB]),
+    streams.map((s) => [
+      s.name,
+      scale === 1 ? s.maxBytes : Math.max(MIB, Math.floor((s.maxBytes * scale) / MIB) * MIB),
+    ]),
   );
 }
 
