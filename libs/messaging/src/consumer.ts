@@ -17,6 +17,7 @@ import {
   type ConsumerContract,
 } from '@iot/contracts';
 import { withExtractedContext, type HeaderCarrier, type IotMetrics, type Logger } from '@iot/observability';
+import { backlogRatio } from './backlog';
 import { ensureConsumer, whenJetStreamAnswers } from './provisioning';
 import { ACK, PermanentError, settle, type Settlement } from './errors';
 import { JetStreamPublisher } from './publisher';
@@ -576,10 +577,24 @@ export class ConsumerRunner<T> {
     const { contract, metrics } = this.o;
     try {
       const jsm = await jetstreamManager(this.o.nc);
-      const info = await jsm.consumers.info(contract.stream, contract.durable);
-      metrics.consumerLag.set(
-        { consumer: contract.durable, stream: contract.stream },
-        info.num_pending + info.num_ack_pending,
+      const [info, stream] = await Promise.all([
+        jsm.consumers.info(contract.stream, contract.durable),
+        jsm.streams.info(contract.stream),
+      ]);
+      const labels = { consumer: contract.durable, stream: contract.stream };
+      metrics.consumerLag.set(labels, info.num_pending + info.num_ack_pending);
+      // Past its byte limit the stream drops its oldest messages, processed or not, and a
+      // dropped one is then in no consumer's pending: this says it is coming (docs/reliability.md).
+      metrics.consumerBacklogRatio.set(
+        labels,
+        backlogRatio({
+          pending: info.num_pending,
+          deliveredStreamSeq: info.delivered.stream_seq,
+          firstSeq: stream.state.first_seq,
+          lastSeq: stream.state.last_seq,
+          bytes: stream.state.bytes,
+          maxBytes: stream.config.max_bytes,
+        }),
       );
       await reportDlqSize(jsm, metrics);
     } catch {

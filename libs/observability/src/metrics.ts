@@ -14,6 +14,8 @@ export class IotMetrics {
   readonly messagesProcessed: Counter<'stage' | 'outcome'>;
   readonly processingDuration: Histogram<'stage'>;
   readonly consumerLag: Gauge<'consumer' | 'stream'>;
+  /** A consumer's backlog as a share of its stream's byte limit; at 1 the stream discards it. */
+  readonly consumerBacklogRatio: Gauge<'consumer' | 'stream'>;
   readonly dlqSize: Gauge<'stream'>;
   readonly workerErrors: Counter<'stage' | 'kind'>;
   readonly pointsSuppressed: Counter<'stage'>;
@@ -51,6 +53,12 @@ export class IotMetrics {
     this.consumerLag = new Gauge({
       name: 'iot_nats_consumer_lag',
       help: 'Messages of a durable consumer not yet acknowledged: pending plus ack-pending',
+      labelNames: ['consumer', 'stream'],
+      registers,
+    });
+    this.consumerBacklogRatio = new Gauge({
+      name: 'iot_nats_consumer_backlog_ratio',
+      help: "A durable consumer's unconsumed messages as a share of its stream's byte limit (max_bytes); at 1 the stream discards messages the consumer has not had",
       labelNames: ['consumer', 'stream'],
       registers,
     });
