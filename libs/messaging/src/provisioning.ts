@@ -26,10 +26,10 @@ const MIB = 1024 ** 2;
 /**
  * Each stream's `max_bytes` within a storage budget: the contracts' own limits when they fit
  * in it, else each cut in proportion (rounded down to whole MiB, at least 1 MiB: 0 would
- * mean no limit). nats-server reserves a
- * stream's `max_bytes` on every server holding a replica of it and refuses a stream past its
- * `jetstream.max_file_store` ("insufficient storage resources available"); the contracts ask
- * 28 GiB in all, more than a small cluster has.
+ * mean no limit). nats-server reserves a stream's `max_bytes` on every server holding a
+ * replica of it and refuses a stream past its `jetstream.max_file_store` ("insufficient
+ * storage resources available"); the contracts ask 28 GiB in all, more than a small cluster
+ * has.
  */
 export function streamMaxBytes(
   streams: readonly StreamContract[],
