@@ -2,6 +2,7 @@ import {
   AckPolicy,
   DeliverPolicy,
   DiscardPolicy,
+  JetStreamApiError,
   jetstreamManager,
   RetentionPolicy,
   StorageType,
@@ -49,11 +50,7 @@ export function streamMaxBytes(
 const STORAGE_RESOURCES_EXCEEDED = 10047;
 
 function isStorageExceeded(e: unknown): boolean {
-  const api = (e as { api_error?: { err_code?: number } })?.api_error;
-  return (
-    api?.err_code === STORAGE_RESOURCES_EXCEEDED ||
-    /insufficient storage resources/i.test(String((e as Error)?.message ?? e))
-  );
+  return e instanceof JetStreamApiError && e.code === STORAGE_RESOURCES_EXCEEDED;
 }
 
 const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(bytes < 1024 ** 3 ? 2 : 1)} GiB`;
