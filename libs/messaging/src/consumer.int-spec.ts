@@ -444,4 +444,61 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
     expect(receivedHeaders(m!)).toEqual(headerRecord(m!.headers));
     expect(Object.keys(receivedHeaders(m!))).toHaveLength(5);
   });
+
+  // A stream whose limits discard its oldest messages drops them whether a consumer has had
+  // them or not, and nats-server then counts the dropped ones in no consumer's pending: the
+  // lag reads 0 while readings are lost. The runner reports how much of the stream's byte
+  // limit its backlog fills, so that an alert can say so before (and while) it happens. The
+  // normalized stream, which no other test here uses, is shrunk to 64 KiB to be overrun.
+  it('reads the share of the limit a stalled consumer has not had, 1 once the stream discards it, 0 when caught up', async () => {
+    const KIB = 1024;
+    const jsm = await jetstreamManager(nc);
+    const { config } = await jsm.streams.info('TELEMETRY_NORMALIZED_V1');
+    await jsm.streams.update('TELEMETRY_NORMALIZED_V1', { ...config, max_bytes: 64 * KIB });
+    const metrics = new IotMetrics('test');
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const contract: ConsumerContract = {
+      ...Consumers.tsdbWriter,
+      durable: 'test-backlog',
+      maxAckPending: 100,
+    };
+    const sut = new ConsumerRunner<Uint8Array>({
+      nc,
+      js,
+      contract,
+      decoder: 'bytes',
+      handler: { kind: 'message', fn: () => gate },
+      publisher,
+      logger,
+      metrics,
+      batchSize: 8,
+      lagIntervalMs: 100,
+    });
+    const ratio = async () =>
+      (await metrics.consumerBacklogRatio.get()).values.find((v) => v.labels.consumer === 'test-backlog')
+        ?.value ?? -1;
+    const publish = async (from: number, to: number) => {
+      for (let i = from; i < to; i++)
+        await js.publish('iot.normalized.v1.t1.d1', 'x'.repeat(KIB), { msgID: `m${i}` });
+    };
+    await sut.start();
+    try {
+      // 40 KiB in a 64 KiB stream, 16 of the 40 messages with the stalled handler.
+      await publish(0, 40);
+      await waitFor(
+        'a backlog ratio between 0 and 1',
+        async () => (await ratio()) > 0.2 && (await ratio()) < 0.6,
+        5_000,
+      );
+      // 140 KiB sent: the stream has discarded what the consumer holds and more.
+      await publish(40, 140);
+      await waitFor('a backlog ratio near 1', async () => (await ratio()) > 0.95, 5_000);
+      release();
+      await waitFor('the backlog gone', async () => (await ratio()) === 0, 10_000);
+    } finally {
+      release();
+      await sut.stop();
+    }
+  });
 });
