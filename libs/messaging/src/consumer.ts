@@ -589,7 +589,8 @@ export class ConsumerRunner<T> {
         labels,
         backlogRatio({
           pending: info.num_pending,
-          deliveredStreamSeq: info.delivered.stream_seq,
+          ackPending: info.num_ack_pending,
+          ackFloorStreamSeq: info.ack_floor.stream_seq,
           firstSeq: stream.state.first_seq,
           lastSeq: stream.state.last_seq,
           bytes: stream.state.bytes,
