@@ -1,4 +1,5 @@
 import { Module } from '@nestjs/common';
+import { Consumers } from '@iot/contracts';
 import { normalizerProfilesView } from '@iot/messaging';
 import { serviceNormalizer, type Normalizer } from '@iot/normalizer-domain';
 import { runService, type ServiceDefinition } from '@iot/service-runtime';
@@ -10,6 +11,10 @@ export const demux: ServiceDefinition<typeof demuxEnv> = {
   description: 'Detects the payload format, decodes and validates device messages.',
   env: demuxEnv,
   consumes: true,
+  // Backpressure: the stage that reads what demux publishes (BACKPRESSURE_RATIO).
+  downstream: (env) => ({
+    [Consumers.demux.durable]: env.NORMALIZE_IN_DEMUX ? Consumers.tsdbWriter : Consumers.normalizer,
+  }),
   module: async (env, runtime) => {
     let inline: Normalizer | null = null;
     if (env.NORMALIZE_IN_DEMUX) {

@@ -6,7 +6,7 @@ import { connectNats, type NatsConnection } from './connection';
 import { ConsumerRunner, type BatchHandler, type MessageMeta } from './consumer';
 import { PermanentError, RetryableError } from './errors';
 import { headerRecord, receivedHeaders } from './headers';
-import { ensureAllStreams } from './provisioning';
+import { ensureAllStreams, ensureConsumer } from './provisioning';
 import { JetStreamPublisher } from './publisher';
 
 describe('ConsumerRunner settlement (real nats-server)', () => {
@@ -501,5 +501,81 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
       release();
       await sut.stop();
     }
+  });
+
+  // Backpressure: a stage whose next stage is behind stops taking messages before the next
+  // stream's limits discard any, and goes on once it caught up. The next stream (normalized,
+  // 64 KiB) holds about 60 of the 120 messages the stage publishes; the next stage reads
+  // nothing until the stage is held back. Without the hold, half of them would be discarded.
+  it('holds back while the next stage is behind, so its stream discards nothing, and goes on when it catches up', async () => {
+    const KIB = 1024;
+    const N = 120;
+    const jsm = await jetstreamManager(nc);
+    const { config } = await jsm.streams.info('TELEMETRY_NORMALIZED_V1');
+    await jsm.streams.update('TELEMETRY_NORMALIZED_V1', { ...config, max_bytes: 64 * KIB });
+    await jsm.streams.purge('TELEMETRY_NORMALIZED_V1');
+    const firstSeq = (await jsm.streams.info('TELEMETRY_NORMALIZED_V1')).state.first_seq;
+    const next: ConsumerContract = {
+      ...Consumers.tsdbWriter,
+      durable: 'test-hold-next',
+      filterSubjects: ['iot.normalized.v1.hold.>'],
+    };
+    await ensureConsumer(jsm, next);
+    const metrics = new IotMetrics('test');
+    const sut = new ConsumerRunner<Uint8Array>({
+      nc,
+      js,
+      contract: { ...Consumers.demux, durable: 'test-hold', filterSubjects: ['iot.raw.v1.hold.>'] },
+      decoder: 'bytes',
+      handler: {
+        kind: 'message',
+        fn: async (payload) => {
+          await sleep(10); // a stage's work: the hold comes within a check (100 ms), not after all
+          const id = new TextDecoder().decode(payload);
+          await js.publish('iot.normalized.v1.hold.d1', id.padEnd(KIB, ' '), { msgID: `next-${id}` });
+        },
+      },
+      publisher,
+      logger,
+      metrics,
+      batchSize: 4,
+      lagIntervalMs: 100,
+      holdBackFor: { consumer: next, above: 0.5, below: 0.4 },
+    });
+    const heldBack = async () =>
+      (await metrics.consumerHeldBack.get()).values.find((v) => v.labels.consumer === 'test-hold')?.value;
+    for (let i = 0; i < N; i++) await js.publish('iot.raw.v1.hold.d1', String(i), { msgID: `hold-${i}` });
+    expect(await heldBack()).toBe(0);
+    await sut.start();
+    const seen = new Set<string>();
+    try {
+      await waitFor('the stage held back', async () => (await heldBack()) === 1, 10_000);
+      await sleep(500);
+      const normalized = await jsm.streams.info('TELEMETRY_NORMALIZED_V1');
+      expect(normalized.state.first_seq).toBe(firstSeq); // nothing discarded
+      expect(normalized.state.messages).toBeLessThan(N * 0.55);
+      // The rest waits, kept, in the stage's own stream.
+      expect((await jsm.consumers.info('TELEMETRY_RAW_V1', 'test-hold')).num_pending).toBeGreaterThan(
+        N * 0.4,
+      );
+
+      const reader = await (
+        await js.consumers.get('TELEMETRY_NORMALIZED_V1', 'test-hold-next')
+      ).consume({
+        callback: (m) => {
+          seen.add(new TextDecoder().decode(m.data).trim());
+          m.ack();
+        },
+      });
+      try {
+        await waitFor(`all ${N} messages at the next stage`, async () => seen.size === N, 20_000);
+      } finally {
+        await reader.close();
+      }
+      await waitFor('the stage going on', async () => (await heldBack()) === 0, 5_000);
+    } finally {
+      await sut.stop();
+    }
+    expect([...seen].map(Number).sort((a, b) => a - b)).toEqual([...Array(N).keys()]);
   });
 });

@@ -101,6 +101,38 @@ export interface ConsumerRunnerOptions<T> {
    */
   concurrency?: number;
   lagIntervalMs?: number;
+  /**
+   * Backpressure from the next stage: while `consumer` (the durable that reads what this
+   * runner's handler publishes) has a backlog filling more than `above` of its stream's byte
+   * limit, this runner asks for no more messages, and goes on once it is below `below`. The
+   * backlog then waits in this runner's own stream, unprocessed and kept, instead of being
+   * discarded from the next one by its limits (docs/reliability.md). Checked every
+   * `lagIntervalMs`.
+   */
+  holdBackFor?: { consumer: ConsumerContract; above: number; below: number };
+}
+
+/** The share of its stream's byte limit a durable consumer's backlog fills (backlog.ts). */
+async function consumerBacklog(
+  jsm: JetStreamManager,
+  contract: Pick<ConsumerContract, 'stream' | 'durable'>,
+): Promise<{ lag: number; ratio: number }> {
+  const [info, stream] = await Promise.all([
+    jsm.consumers.info(contract.stream, contract.durable),
+    jsm.streams.info(contract.stream),
+  ]);
+  return {
+    lag: info.num_pending + info.num_ack_pending,
+    ratio: backlogRatio({
+      pending: info.num_pending,
+      ackPending: info.num_ack_pending,
+      ackFloorStreamSeq: info.ack_floor.stream_seq,
+      firstSeq: stream.state.first_seq,
+      lastSeq: stream.state.last_seq,
+      bytes: stream.state.bytes,
+      maxBytes: stream.config.max_bytes,
+    }),
+  };
 }
 
 const decoder = new TextDecoder();
@@ -164,6 +196,8 @@ export class ConsumerRunner<T> {
   private pumpQueued = false;
   private lingerTimer: NodeJS.Timeout | undefined;
   private readonly inFlight = new Set<Promise<void>>();
+  /** Set while the next stage is too far behind (`holdBackFor`): nothing more is asked for. */
+  private heldBack = false;
 
   constructor(private readonly o: ConsumerRunnerOptions<T>) {
     this.batchSize = o.batchSize ?? 256;
@@ -177,6 +211,14 @@ export class ConsumerRunner<T> {
         `batch size ${this.batchSize} x (concurrency ${this.concurrency} + 1) of ${o.contract.durable} needs max ack pending >= ${this.pullSize}, it is ${o.contract.maxAckPending}`,
       );
     o.metrics.initStage(o.contract.stage);
+    if (o.holdBackFor) {
+      const { above, below, consumer } = o.holdBackFor;
+      if (!(above > 0 && above <= 1 && below >= 0 && below <= above))
+        throw new Error(
+          `holding ${o.contract.durable} back for ${consumer.durable} needs 0 < above <= 1 and 0 <= below <= above; it has above ${above}, below ${below}`,
+        );
+      o.metrics.consumerHeldBack.set({ consumer: o.contract.durable, downstream: consumer.durable }, 0);
+    }
   }
 
   private get pullSize(): number {
@@ -274,7 +316,7 @@ export class ConsumerRunner<T> {
    */
   private ask(): void {
     const consumer = this.consumer;
-    if (!this.running || !consumer || this.opening) return;
+    if (!this.running || !consumer || this.opening || this.heldBack) return;
     let outstanding = 0;
     for (const p of this.pulls) outstanding += Math.max(0, p.asked - p.received);
     const room = this.pullSize - this.held - outstanding;
@@ -577,29 +619,54 @@ export class ConsumerRunner<T> {
     const { contract, metrics } = this.o;
     try {
       const jsm = await jetstreamManager(this.o.nc);
-      const [info, stream] = await Promise.all([
-        jsm.consumers.info(contract.stream, contract.durable),
-        jsm.streams.info(contract.stream),
-      ]);
       const labels = { consumer: contract.durable, stream: contract.stream };
-      metrics.consumerLag.set(labels, info.num_pending + info.num_ack_pending);
+      const own = await consumerBacklog(jsm, contract);
+      metrics.consumerLag.set(labels, own.lag);
       // Past its byte limit the stream drops its oldest messages, processed or not, and a
       // dropped one is then in no consumer's pending: this says it is coming (docs/reliability.md).
-      metrics.consumerBacklogRatio.set(
-        labels,
-        backlogRatio({
-          pending: info.num_pending,
-          ackPending: info.num_ack_pending,
-          ackFloorStreamSeq: info.ack_floor.stream_seq,
-          firstSeq: stream.state.first_seq,
-          lastSeq: stream.state.last_seq,
-          bytes: stream.state.bytes,
-          maxBytes: stream.config.max_bytes,
-        }),
-      );
+      metrics.consumerBacklogRatio.set(labels, own.ratio);
+      await this.holdBackIfBehind(jsm);
       await reportDlqSize(jsm, metrics);
     } catch {
       /* monitoring must never hurt the work; the next tick tries again */
+    }
+  }
+
+  /** Stops asking for messages while the next stage's backlog nears its stream's limit. */
+  private async holdBackIfBehind(jsm: JetStreamManager): Promise<void> {
+    const hold = this.o.holdBackFor;
+    if (!hold || !this.running) return;
+    let ratio: number;
+    try {
+      ratio = (await consumerBacklog(jsm, hold.consumer)).ratio;
+    } catch {
+      // Not there (yet): nothing to wait for. Held back, this runner goes on rather than
+      // wait on a consumer that may never come back.
+      ratio = 0;
+    }
+    const was = this.heldBack;
+    if (!was && ratio > hold.above) this.heldBack = true;
+    else if (was && ratio < hold.below) this.heldBack = false;
+    else return;
+    const fields = {
+      consumer: this.o.contract.durable,
+      downstream: hold.consumer.durable,
+      stream: hold.consumer.stream,
+      backlogRatio: Number(ratio.toFixed(3)),
+    };
+    this.o.metrics.consumerHeldBack.set(
+      { consumer: this.o.contract.durable, downstream: hold.consumer.durable },
+      this.heldBack ? 1 : 0,
+    );
+    if (this.heldBack)
+      this.o.logger.warn(
+        fields,
+        `holding back: ${hold.consumer.durable} is behind by more than ${hold.above} of ${hold.consumer.stream}'s limit; ` +
+          `new messages wait in ${this.o.contract.stream} until it is below ${hold.below}`,
+      );
+    else {
+      this.o.logger.info(fields, `going on: ${hold.consumer.durable} has caught up`);
+      this.ask();
     }
   }
 }

@@ -30,6 +30,13 @@ export interface JetStreamServerOptions {
   metrics: IotMetrics;
   /** Overrides every pattern's `lingerMs` (an operator's setting, BATCH_LINGER_MS). */
   lingerMs?: number;
+  /**
+   * Backpressure (ConsumerRunnerOptions.holdBackFor): `downstream` names, for a consumer of
+   * this service (by durable name), the next stage's consumer that reads what it publishes.
+   * The consumer takes nothing more while that one's backlog fills more than `ratio` of its
+   * stream's byte limit, and goes on below four fifths of it. A ratio of 0 turns it off.
+   */
+  backpressure?: { downstream: Readonly<Record<string, ConsumerContract>>; ratio: number };
 }
 
 /**
@@ -70,6 +77,7 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
           lingerMs: this.options.lingerMs ?? extras.lingerMs,
           minBatch: extras.minBatch,
           concurrency: extras.concurrency,
+          holdBackFor: this.holdBackFor(extras.consumer),
           handler: extras.batch
             ? {
                 kind: 'batch',
@@ -93,6 +101,12 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
     } catch (e) {
       callback(e);
     }
+  }
+
+  private holdBackFor(own: ConsumerContract) {
+    const b = this.options.backpressure;
+    const consumer = b && b.ratio > 0 ? b.downstream[own.durable] : undefined;
+    return consumer && b ? { consumer, above: b.ratio, below: b.ratio * 0.8 } : undefined;
   }
 
   /** Stops fetching and waits until every message in flight is settled. */

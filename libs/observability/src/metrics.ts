@@ -16,6 +16,8 @@ export class IotMetrics {
   readonly consumerLag: Gauge<'consumer' | 'stream'>;
   /** A consumer's backlog as a share of its stream's byte limit; at 1 the stream discards it. */
   readonly consumerBacklogRatio: Gauge<'consumer' | 'stream'>;
+  /** 1 while a consumer takes nothing more because the next stage's backlog is near its limit. */
+  readonly consumerHeldBack: Gauge<'consumer' | 'downstream'>;
   readonly dlqSize: Gauge<'stream'>;
   readonly workerErrors: Counter<'stage' | 'kind'>;
   readonly pointsSuppressed: Counter<'stage'>;
@@ -60,6 +62,12 @@ export class IotMetrics {
       name: 'iot_nats_consumer_backlog_ratio',
       help: "A durable consumer's unconsumed messages as a share of its stream's byte limit (max_bytes); at 1 the stream discards messages the consumer has not had",
       labelNames: ['consumer', 'stream'],
+      registers,
+    });
+    this.consumerHeldBack = new Gauge({
+      name: 'iot_consumer_held_back',
+      help: "1 while a durable consumer takes no more messages because the next stage's consumer (downstream) is behind by more than BACKPRESSURE_RATIO of its stream's byte limit: the backlog waits in this consumer's stream instead",
+      labelNames: ['consumer', 'downstream'],
       registers,
     });
     this.dlqSize = new Gauge({

@@ -4,7 +4,7 @@ import express from 'express';
 import { Module, type INestApplication, type Type } from '@nestjs/common';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { byteSize, commonEnv, loadEnv, natsServers, str, type EnvSpec } from '@iot/config';
-import { DEFAULT_TOKEN_AUDIENCE, DEFAULT_TOKEN_ISSUER } from '@iot/contracts';
+import { DEFAULT_TOKEN_AUDIENCE, DEFAULT_TOKEN_ISSUER, type ConsumerContract } from '@iot/contracts';
 import { AccessTokenVerifier } from '@iot/auth-guard';
 import {
   connectNats,
@@ -42,6 +42,10 @@ const runtimeEnv = {
     default: 0,
     desc: 'How long a JetStream publish may wait (ms) for others to leave with it in one socket write; 0: the end of the event-loop turn (the services that publish a batch at a time). The bridge, which takes messages one by one, waits 1',
   }),
+  BACKPRESSURE_RATIO: num({
+    default: 0.5,
+    desc: "A pipeline stage takes no more messages while the next stage's consumer is behind by more than this share of its stream's byte limit, and goes on below four fifths of it: the backlog waits in the stage's own stream instead of being discarded from the next (docs/reliability.md). 0 turns it off",
+  }),
   NATS_STREAM_REPLICAS: num({
     default: 1,
     choices: [1, 3, 5],
@@ -66,6 +70,13 @@ export interface ServiceDefinition<S extends EnvSpec> {
   ) => Type<unknown> | Promise<Type<unknown>>;
   /** Whether the module has `@EventPattern` handlers to attach as JetStream consumers. */
   consumes: boolean;
+  /**
+   * For each of the service's consumers (by durable name) that publishes into the next stage,
+   * that stage's consumer: backpressure (BACKPRESSURE_RATIO).
+   */
+  downstream?: (
+    env: ReturnType<typeof loadEnv<S & typeof runtimeEnv>>,
+  ) => Readonly<Record<string, ConsumerContract>>;
   /** Reports `iot_dlq_size` every few seconds (the control plane does; workers do with their lag). */
   reportsDlq?: boolean;
   /**
@@ -169,7 +180,19 @@ export async function startService<S extends EnvSpec>(
 
   let transport: JetStreamServer | undefined;
   if (def.consumes) {
-    transport = new JetStreamServer({ nc, js, publisher, logger, metrics, lingerMs: env.BATCH_LINGER_MS });
+    if (!(env.BACKPRESSURE_RATIO >= 0 && env.BACKPRESSURE_RATIO <= 1))
+      throw new Error(
+        `BACKPRESSURE_RATIO=${env.BACKPRESSURE_RATIO}: set a share of a stream's limit between 0 (off) and 1, e.g. 0.5`,
+      );
+    transport = new JetStreamServer({
+      nc,
+      js,
+      publisher,
+      logger,
+      metrics,
+      lingerMs: env.BATCH_LINGER_MS,
+      backpressure: { downstream: def.downstream?.(env) ?? {}, ratio: env.BACKPRESSURE_RATIO },
+    });
     app.connectMicroservice({ strategy: transport }, { inheritAppConfig: true });
     readiness.add('consumers', () => transport!.attached);
   }
