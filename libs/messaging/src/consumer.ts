@@ -658,13 +658,16 @@ export class ConsumerRunner<T> {
       { consumer: this.o.contract.durable, downstream: hold.consumer.durable },
       this.heldBack ? 1 : 0,
     );
-    if (this.heldBack)
+    if (this.heldBack) {
       this.o.logger.warn(
         fields,
         `holding back: ${hold.consumer.durable} is behind by more than ${hold.above} of ${hold.consumer.stream}'s limit; ` +
           `new messages wait in ${this.o.contract.stream} until it is below ${hold.below}`,
       );
-    else {
+      // An open pull would go on bringing what arrives until it is full or expires (30 s):
+      // closed, only what was already delivered is processed.
+      await this.closePulls();
+    } else {
       this.o.logger.info(fields, `going on: ${hold.consumer.durable} has caught up`);
       this.ask();
     }

@@ -32,7 +32,7 @@ describe('backpressure: the database away for longer than the normalized stream 
     const plan = planMessages(DEVICES, 175, Math.floor(Date.now() / 1000) - 7200, 1_000_000);
     const valid = plan.filter((m) => m.kind === 'valid');
     await p.pg.stopServer();
-    await publishPlan(p.mqtt.url, plan, 'zenthos-esp32', 100);
+    await publishPlan(p.mqtt.url, plan, 'zenthos-esp32', 200);
     await p.waitFor('the normalizer held back', () => heldBack('normalizer'), 15_000);
     await p.waitFor('demux held back', () => heldBack('demux'), 15_000);
     await sleep(1_000);
