@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { FAST, FULL, runScenario, SCENARIOS, type ChaosResult } from './chaos';
 import { stopEverythingOnSignals } from '@iot/testing';
 import { newReport, writeReport } from './report';
+import { useLocalServers } from './servers';
 
 const ROOT = resolve(__dirname, '..', '..', '..', '..');
 
@@ -98,6 +99,7 @@ function failedToStart(scenario: string): ChaosResult {
 
 // Stopped by a signal (Ctrl-C, kill, a CI timeout): no server of this run is left behind.
 stopEverythingOnSignals();
+useLocalServers();
 main().then(
   (code) => process.exit(code),
   (e) => {

@@ -17,7 +17,7 @@ import { measureIdle, runE2e, startE2ePipeline, type E2eRun } from './e2e';
 import { benchDevices, METRICS_PER_MESSAGE } from './load';
 import { runQueries } from './query';
 import { formatReport, newReport, round, writeReport, type BenchReport, type ResultEntry } from './report';
-import { startServers } from './servers';
+import { startServers, useLocalServers } from './servers';
 import { bridgeStage, stageContext, workerStage, type StageResult } from './stages';
 import { measureWriteForms } from './writes';
 import { ProcessMeter, servicesOverServers, type ProcessUsage } from './proc';
@@ -552,6 +552,7 @@ async function main(): Promise<number> {
 
 // Stopped by a signal (Ctrl-C, kill, a CI timeout): no server of this run is left behind.
 stopEverythingOnSignals();
+useLocalServers();
 main().then(
   (code) => process.exit(code),
   (e) => {

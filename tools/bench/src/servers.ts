@@ -60,3 +60,13 @@ export async function registerDevices(
     ),
   );
 }
+
+/**
+ * The bench reads each server's CPU time from /proc and chaos signals the servers (SIGSTOP,
+ * SIGKILL): both need them as local processes, also where a Docker engine answers, where
+ * libs/testing would otherwise start containers (IOT_TEST_SERVERS=auto). Set explicitly,
+ * IOT_TEST_SERVERS wins.
+ */
+export function useLocalServers(): void {
+  process.env.IOT_TEST_SERVERS ??= 'local';
+}
