@@ -578,4 +578,60 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
     }
     expect([...seen].map(Number).sort((a, b) => a - b)).toEqual([...Array(N).keys()]);
   });
+
+  // A next stage removed for good (its consumer deleted) must not hold the stage back forever.
+  it('goes on when the consumer it was held back for is deleted', async () => {
+    const KIB = 1024;
+    const jsm = await jetstreamManager(nc);
+    const { config } = await jsm.streams.info('TELEMETRY_NORMALIZED_V1');
+    await jsm.streams.update('TELEMETRY_NORMALIZED_V1', { ...config, max_bytes: 64 * KIB });
+    await jsm.streams.purge('TELEMETRY_NORMALIZED_V1');
+    const next: ConsumerContract = {
+      ...Consumers.tsdbWriter,
+      durable: 'test-gone-next',
+      filterSubjects: ['iot.normalized.v1.gone.>'],
+    };
+    await ensureConsumer(jsm, next);
+    const metrics = new IotMetrics('test');
+    const sut = new ConsumerRunner<Uint8Array>({
+      nc,
+      js,
+      contract: { ...Consumers.demux, durable: 'test-gone', filterSubjects: ['iot.raw.v1.gone.>'] },
+      decoder: 'bytes',
+      handler: {
+        kind: 'message',
+        fn: async (payload) => {
+          await sleep(10);
+          const id = new TextDecoder().decode(payload);
+          await js.publish('iot.normalized.v1.gone.d1', id.padEnd(KIB, ' '), { msgID: `gone-${id}` });
+        },
+      },
+      publisher,
+      logger,
+      metrics,
+      batchSize: 4,
+      lagIntervalMs: 100,
+      holdBackFor: { consumer: next, above: 0.5, below: 0.4 },
+    });
+    const heldBack = async () =>
+      (await metrics.consumerHeldBack.get()).values.find((v) => v.labels.consumer === 'test-gone')?.value;
+    for (let i = 0; i < 60; i++)
+      await js.publish('iot.raw.v1.gone.d1', String(i), { msgID: `gone-raw-${i}` });
+    await sut.start();
+    try {
+      await waitFor('the stage held back', async () => (await heldBack()) === 1, 10_000);
+      await jsm.consumers.delete('TELEMETRY_NORMALIZED_V1', 'test-gone-next');
+      await waitFor('the stage going on', async () => (await heldBack()) === 0, 5_000);
+      await waitFor(
+        'every message taken',
+        async () => {
+          const info = await jsm.consumers.info('TELEMETRY_RAW_V1', 'test-gone');
+          return info.num_pending === 0 && info.num_ack_pending === 0;
+        },
+        10_000,
+      );
+    } finally {
+      await sut.stop();
+    }
+  });
 });

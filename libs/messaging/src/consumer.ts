@@ -1,5 +1,7 @@
 import {
   jetstreamManager,
+  JetStreamApiCodes,
+  JetStreamApiError,
   type Consumer,
   type ConsumerMessages,
   type FetchMessages,
@@ -639,9 +641,14 @@ export class ConsumerRunner<T> {
     let ratio: number;
     try {
       ratio = (await consumerBacklog(jsm, hold.consumer)).ratio;
-    } catch {
-      // Not there (yet): nothing to wait for. Held back, this runner goes on rather than
-      // wait on a consumer that may never come back.
+    } catch (e) {
+      // Not there (yet, or any more): nothing to wait for, and a runner held back goes on
+      // rather than wait on a consumer that may never come back. Any other failure (a
+      // cluster electing a leader, a timeout) changes nothing until the next check.
+      const gone =
+        e instanceof JetStreamApiError &&
+        (e.code === JetStreamApiCodes.ConsumerNotFound || e.code === JetStreamApiCodes.StreamNotFound);
+      if (!gone) return;
       ratio = 0;
     }
     const was = this.heldBack;
