@@ -503,13 +503,14 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
     }
   });
 
-  // Backpressure: a stage whose next stage is behind stops taking messages before the next
-  // stream's limits discard any, and goes on once it caught up. The next stream (normalized,
-  // 64 KiB) holds about 60 of the 120 messages the stage publishes; the next stage reads
-  // nothing until the stage is held back. Without the hold, half of them would be discarded.
-  it('holds back while the next stage is behind, so its stream discards nothing, and goes on when it catches up', async () => {
-    const KIB = 1024;
-    const N = 120;
+  const KIB = 1024;
+
+  /**
+   * A stage on its own tenant's raw messages that publishes each as 1 KiB to the normalized
+   * stream (shrunk to 64 KiB and purged), held back for a consumer `<tag>-next` that reads
+   * them and is created stalled; `sent(n)` puts n raw messages in, numbered from 0.
+   */
+  async function heldBackStage(tag: string) {
     const jsm = await jetstreamManager(nc);
     const { config } = await jsm.streams.info('TELEMETRY_NORMALIZED_V1');
     await jsm.streams.update('TELEMETRY_NORMALIZED_V1', { ...config, max_bytes: 64 * KIB });
@@ -517,22 +518,24 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
     const firstSeq = (await jsm.streams.info('TELEMETRY_NORMALIZED_V1')).state.first_seq;
     const next: ConsumerContract = {
       ...Consumers.tsdbWriter,
-      durable: 'test-hold-next',
-      filterSubjects: ['iot.normalized.v1.hold.>'],
+      durable: `test-${tag}-next`,
+      filterSubjects: [`iot.normalized.v1.${tag}.>`],
     };
     await ensureConsumer(jsm, next);
     const metrics = new IotMetrics('test');
     const sut = new ConsumerRunner<Uint8Array>({
       nc,
       js,
-      contract: { ...Consumers.demux, durable: 'test-hold', filterSubjects: ['iot.raw.v1.hold.>'] },
+      contract: { ...Consumers.demux, durable: `test-${tag}`, filterSubjects: [`iot.raw.v1.${tag}.>`] },
       decoder: 'bytes',
       handler: {
         kind: 'message',
         fn: async (payload) => {
           await sleep(10); // a stage's work: the hold comes within a check (100 ms), not after all
           const id = new TextDecoder().decode(payload);
-          await js.publish('iot.normalized.v1.hold.d1', id.padEnd(KIB, ' '), { msgID: `next-${id}` });
+          await js.publish(`iot.normalized.v1.${tag}.d1`, id.padEnd(KIB, ' '), {
+            msgID: `${tag}-next-${id}`,
+          });
         },
       },
       publisher,
@@ -542,9 +545,27 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
       lagIntervalMs: 100,
       holdBackFor: { consumer: next, above: 0.5, below: 0.4 },
     });
-    const heldBack = async () =>
-      (await metrics.consumerHeldBack.get()).values.find((v) => v.labels.consumer === 'test-hold')?.value;
-    for (let i = 0; i < N; i++) await js.publish('iot.raw.v1.hold.d1', String(i), { msgID: `hold-${i}` });
+    return {
+      sut,
+      jsm,
+      firstSeq,
+      heldBack: async () =>
+        (await metrics.consumerHeldBack.get()).values.find((v) => v.labels.consumer === `test-${tag}`)?.value,
+      send: async (n: number) => {
+        for (let i = 0; i < n; i++)
+          await js.publish(`iot.raw.v1.${tag}.d1`, String(i), { msgID: `${tag}-${i}` });
+      },
+    };
+  }
+
+  // Backpressure: a stage whose next stage is behind stops taking messages before the next
+  // stream's limits discard any, and goes on once it caught up. The next stream (normalized,
+  // 64 KiB) holds about 60 of the 120 messages the stage publishes; the next stage reads
+  // nothing until the stage is held back. Without the hold, half of them would be discarded.
+  it('holds back while the next stage is behind, so its stream discards nothing, and goes on when it catches up', async () => {
+    const N = 120;
+    const { sut, jsm, firstSeq, heldBack, send } = await heldBackStage('hold');
+    await send(N);
     expect(await heldBack()).toBe(0);
     await sut.start();
     const seen = new Set<string>();
@@ -581,42 +602,8 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
 
   // A next stage removed for good (its consumer deleted) must not hold the stage back forever.
   it('goes on when the consumer it was held back for is deleted', async () => {
-    const KIB = 1024;
-    const jsm = await jetstreamManager(nc);
-    const { config } = await jsm.streams.info('TELEMETRY_NORMALIZED_V1');
-    await jsm.streams.update('TELEMETRY_NORMALIZED_V1', { ...config, max_bytes: 64 * KIB });
-    await jsm.streams.purge('TELEMETRY_NORMALIZED_V1');
-    const next: ConsumerContract = {
-      ...Consumers.tsdbWriter,
-      durable: 'test-gone-next',
-      filterSubjects: ['iot.normalized.v1.gone.>'],
-    };
-    await ensureConsumer(jsm, next);
-    const metrics = new IotMetrics('test');
-    const sut = new ConsumerRunner<Uint8Array>({
-      nc,
-      js,
-      contract: { ...Consumers.demux, durable: 'test-gone', filterSubjects: ['iot.raw.v1.gone.>'] },
-      decoder: 'bytes',
-      handler: {
-        kind: 'message',
-        fn: async (payload) => {
-          await sleep(10);
-          const id = new TextDecoder().decode(payload);
-          await js.publish('iot.normalized.v1.gone.d1', id.padEnd(KIB, ' '), { msgID: `gone-${id}` });
-        },
-      },
-      publisher,
-      logger,
-      metrics,
-      batchSize: 4,
-      lagIntervalMs: 100,
-      holdBackFor: { consumer: next, above: 0.5, below: 0.4 },
-    });
-    const heldBack = async () =>
-      (await metrics.consumerHeldBack.get()).values.find((v) => v.labels.consumer === 'test-gone')?.value;
-    for (let i = 0; i < 60; i++)
-      await js.publish('iot.raw.v1.gone.d1', String(i), { msgID: `gone-raw-${i}` });
+    const { sut, jsm, heldBack, send } = await heldBackStage('gone');
+    await send(60);
     await sut.start();
     try {
       await waitFor('the stage held back', async () => (await heldBack()) === 1, 10_000);
