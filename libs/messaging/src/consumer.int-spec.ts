@@ -601,12 +601,19 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
   });
 
   // A next stage removed for good (its consumer deleted) must not hold the stage back forever.
-  it('goes on when the consumer it was held back for is deleted', async () => {
+  // And one started while the next stage is already behind holds back from the start, ready.
+  it('starts held back, ready, when the next stage is behind, and goes on when that consumer is deleted', async () => {
     const { sut, jsm, heldBack, send } = await heldBackStage('gone');
+    for (let i = 0; i < 40; i++)
+      await js.publish('iot.normalized.v1.gone.d1', 'x'.repeat(KIB), { msgID: `gone-before-${i}` });
     await send(60);
     await sut.start();
     try {
       await waitFor('the stage held back', async () => (await heldBack()) === 1, 10_000);
+      await waitFor('the stage ready (the consumers readiness check)', () => sut.isAttached, 5_000);
+      await sleep(300);
+      const raw = await jsm.consumers.info('TELEMETRY_RAW_V1', 'test-gone');
+      expect(raw.num_pending).toBe(60); // nothing taken
       await jsm.consumers.delete('TELEMETRY_NORMALIZED_V1', 'test-gone-next');
       await waitFor('the stage going on', async () => (await heldBack()) === 0, 5_000);
       await waitFor(

@@ -227,8 +227,12 @@ export class ConsumerRunner<T> {
     return this.batchSize * (this.concurrency + 1);
   }
 
+  /**
+   * Pulling, or held back by the next stage with its consumer in hand: a stage that starts
+   * while the next one is behind is working as it should, not unready.
+   */
   get isAttached(): boolean {
-    return this.attached && this.running;
+    return this.running && (this.attached || (this.heldBack && this.consumer !== undefined));
   }
 
   async start(): Promise<void> {
@@ -239,6 +243,9 @@ export class ConsumerRunner<T> {
     );
     this.running = true;
     this.stopped = new Promise((resolve) => (this.markStopped = resolve));
+    // Started while the next stage is far behind, a stage takes nothing, not a pull's worth first.
+    if (this.o.holdBackFor)
+      await this.holdBackIfBehind(await jetstreamManager(this.o.nc)).catch(() => undefined);
     this.loop = this.run();
     this.lagTimer = setInterval(() => void this.reportLag(), this.o.lagIntervalMs ?? 5_000);
     this.lagTimer.unref();
