@@ -531,7 +531,9 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
       handler: {
         kind: 'message',
         fn: async (payload) => {
-          await sleep(10); // a stage's work: the hold comes within a check (100 ms), not after all
+          // A stage's work, one message at a time (40/s): the hold, at 16 KiB, comes long
+          // before 64, even with the checks (every 100 ms) slowed by a busy machine.
+          await sleep(25);
           const id = new TextDecoder().decode(payload);
           await js.publish(`iot.normalized.v1.${tag}.d1`, id.padEnd(KIB, ' '), {
             msgID: `${tag}-next-${id}`,
@@ -541,9 +543,9 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
       publisher,
       logger,
       metrics,
-      batchSize: 4,
+      batchSize: 1,
       lagIntervalMs: 100,
-      holdBackFor: { consumer: next, above: 0.5, below: 0.4 },
+      holdBackFor: { consumer: next, above: 0.25, below: 0.2 },
     });
     return {
       sut,
@@ -571,7 +573,8 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
     const seen = new Set<string>();
     try {
       await waitFor('the stage held back', async () => (await heldBack()) === 1, 10_000);
-      await sleep(500);
+      // Long enough for a stage not held back to publish all 120 (40/s) and overrun the stream.
+      await sleep(3_500);
       const normalized = await jsm.streams.info('TELEMETRY_NORMALIZED_V1');
       expect(normalized.state.first_seq).toBe(firstSeq); // nothing discarded
       expect(normalized.state.messages).toBeLessThan(N * 0.55);
