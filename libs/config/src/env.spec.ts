@@ -1,4 +1,4 @@
-import { byteSize, commonEnv, EnvironmentError, loadEnv, natsServers, str } from './env';
+import { byteSize, commonEnv, EnvironmentError, loadEnv, natsServers, share, str } from './env';
 
 describe('loadEnv', () => {
   const spec = { ...commonEnv, DATABASE_URL: str({ desc: 'PostgreSQL URL, postgres://user@host:5432/db' }) };
@@ -49,4 +49,21 @@ describe('byteSize', () => {
       );
     },
   );
+});
+
+describe('share', () => {
+  const spec = { RATIO: share({ default: 0.5, desc: 'a share, e.g. 0.5' }) };
+
+  it('reads a number from 0 to 1, and unset as its default', () => {
+    expect(loadEnv('demo', spec, { RATIO: '0.25' }).RATIO).toBe(0.25);
+    expect(loadEnv('demo', spec, { RATIO: '0' }).RATIO).toBe(0);
+    expect(loadEnv('demo', spec, { RATIO: '1' }).RATIO).toBe(1);
+    expect(loadEnv('demo', spec, {}).RATIO).toBe(0.5);
+  });
+
+  it.each(['1.5', '-0.1', 'half', '50%', ''])('refuses %p, naming the variable and the form', (value) => {
+    expect(() => loadEnv('demo', spec, { RATIO: value })).toThrow(
+      `RATIO="${value}" is invalid: "${value}" is not a share: write a number from 0 to 1, e.g. 0.5`,
+    );
+  });
 });

@@ -25,6 +25,13 @@ export const byteSize = makeValidator<number>((s: string) => {
   return n;
 });
 
+/** A share between 0 and 1, such as 0.5. */
+export const share = makeValidator<number>((s: string) => {
+  const n = /^\s*\d+(\.\d+)?\s*$/.test(s) ? Number(s) : NaN;
+  if (!(n >= 0 && n <= 1)) throw new EnvError(`"${s}" is not a share: write a number from 0 to 1, e.g. 0.5`);
+  return n;
+});
+
 /** The environment was wrong: the message names every variable and what is expected. */
 export class EnvironmentError extends Error {
   constructor(

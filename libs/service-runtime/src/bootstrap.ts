@@ -3,7 +3,7 @@ import { NestFactory } from '@nestjs/core';
 import express from 'express';
 import { Module, type INestApplication, type Type } from '@nestjs/common';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
-import { byteSize, commonEnv, loadEnv, natsServers, str, type EnvSpec } from '@iot/config';
+import { byteSize, commonEnv, loadEnv, natsServers, share, str, type EnvSpec } from '@iot/config';
 import { DEFAULT_TOKEN_AUDIENCE, DEFAULT_TOKEN_ISSUER, type ConsumerContract } from '@iot/contracts';
 import { AccessTokenVerifier } from '@iot/auth-guard';
 import {
@@ -42,7 +42,7 @@ const runtimeEnv = {
     default: 0,
     desc: 'How long a JetStream publish may wait (ms) for others to leave with it in one socket write; 0: the end of the event-loop turn (the services that publish a batch at a time). The bridge, which takes messages one by one, waits 1',
   }),
-  BACKPRESSURE_RATIO: num({
+  BACKPRESSURE_RATIO: share({
     default: 0.5,
     desc: "A pipeline stage takes no more messages while the next stage's consumer is behind by more than this share of its stream's byte limit, and goes on below four fifths of it: the backlog waits in the stage's own stream instead of being discarded from the next (docs/reliability.md). 0 turns it off",
   }),
@@ -180,10 +180,6 @@ export async function startService<S extends EnvSpec>(
 
   let transport: JetStreamServer | undefined;
   if (def.consumes) {
-    if (!(env.BACKPRESSURE_RATIO >= 0 && env.BACKPRESSURE_RATIO <= 1))
-      throw new Error(
-        `BACKPRESSURE_RATIO=${env.BACKPRESSURE_RATIO}: set a share of a stream's limit between 0 (off) and 1, e.g. 0.5`,
-      );
     transport = new JetStreamServer({
       nc,
       js,
