@@ -243,13 +243,13 @@ export class ConsumerRunner<T> {
     );
     this.running = true;
     this.stopped = new Promise((resolve) => (this.markStopped = resolve));
-    // Started while the next stage is far behind, a stage takes nothing, not a pull's worth first.
-    if (this.o.holdBackFor)
-      await this.holdBackIfBehind(await jetstreamManager(this.o.nc)).catch(() => undefined);
+    // The first report comes before the first pull when the runner may be held back: started
+    // while the next stage is far behind, a stage takes nothing, not a pull's worth first.
+    const firstReport = this.reportLag();
+    if (this.o.holdBackFor) await firstReport;
     this.loop = this.run();
     this.lagTimer = setInterval(() => void this.reportLag(), this.o.lagIntervalMs ?? 5_000);
     this.lagTimer.unref();
-    void this.reportLag();
   }
 
   /**
