@@ -14,7 +14,7 @@ export class IotMetrics {
   readonly messagesProcessed: Counter<'stage' | 'outcome'>;
   readonly processingDuration: Histogram<'stage'>;
   readonly consumerLag: Gauge<'consumer' | 'stream'>;
-  /** A consumer's backlog as a share of its stream's byte limit; at 1 the stream discards it. */
+  /** A consumer's unprocessed backlog as a share of its stream's byte limit; at 1 the stream discards it. */
   readonly consumerBacklogRatio: Gauge<'consumer' | 'stream'>;
   /** 1 while a consumer takes nothing more because the next stage's backlog is near its limit. */
   readonly consumerHeldBack: Gauge<'consumer' | 'downstream'>;
@@ -60,7 +60,7 @@ export class IotMetrics {
     });
     this.consumerBacklogRatio = new Gauge({
       name: 'iot_nats_consumer_backlog_ratio',
-      help: "A durable consumer's unconsumed messages as a share of its stream's byte limit (max_bytes); at 1 the stream discards messages the consumer has not had",
+      help: "A durable consumer's unprocessed messages (past its ack floor) as a share of its stream's byte limit (max_bytes); at 1 the stream discards messages the consumer has not processed",
       labelNames: ['consumer', 'stream'],
       registers,
     });
