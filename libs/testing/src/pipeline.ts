@@ -159,6 +159,19 @@ export async function startPipeline(devices: DeviceRecord[], opts: PipelineOptio
   };
 }
 
+/** The services whose stages hold back for the next one (`iot_consumer_held_back` 1), by name. */
+export async function heldBackServices(p: Pick<Pipeline, 'services'>): Promise<string[]> {
+  const held: string[] = [];
+  for (const s of p.services) {
+    const text = await fetch(`${s.url}/metrics`).then(
+      (r) => r.text(),
+      () => '',
+    );
+    if (/^iot_consumer_held_back\{[^}]*\} 1$/m.test(text)) held.push(s.name);
+  }
+  return held;
+}
+
 /** Where messages are: stream sizes and consumer positions, and the dead letters with why. */
 export async function pipelineReport(p: Pick<Pipeline, 'nats'>): Promise<string> {
   const { jetstreamManager } = await import('@nats-io/jetstream');

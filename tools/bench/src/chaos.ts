@@ -4,6 +4,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import type { DeviceRecord } from '@iot/contracts';
 import {
+  heldBackServices,
   pipelineReport,
   removeDir,
   sleep,
@@ -58,19 +59,6 @@ async function streamLeader(p: Pipeline, stream: string): Promise<string> {
   } finally {
     await nc.close();
   }
-}
-
-/** The stages holding back for the next one (iot_consumer_held_back 1), by service. */
-async function heldBack(p: Pipeline): Promise<string[]> {
-  const held: string[] = [];
-  for (const s of p.services) {
-    const text = await fetch(`${s.url}/metrics`).then(
-      (r) => r.text(),
-      () => '',
-    );
-    if (/^iot_consumer_held_back\{[^}]*\} 1$/m.test(text)) held.push(s.name);
-  }
-  return held;
 }
 
 async function waitReadyAgain(p: Pipeline, timeoutMs = 120_000): Promise<void> {
@@ -154,7 +142,7 @@ export const SCENARIOS: Scenario[] = [
     async inject({ p, size, say }) {
       await p.pg.stopServer();
       await sleep(size.faultMs * 2);
-      say(`held back: ${(await heldBack(p)).join(', ') || 'none'}`);
+      say(`held back: ${(await heldBackServices(p)).join(', ') || 'none'}`);
       await p.pg.startServer();
     },
   },

@@ -1,6 +1,13 @@
 import { sleep } from '@iot/testing';
 import { planMessages, publishPlan } from './load';
-import { pipelineReport, startPipeline, type Pipeline } from './pipeline';
+import {
+  heldBackServices,
+  pipelineReport,
+  startPipeline,
+  tenantReadings,
+  tenantRows,
+  type Pipeline,
+} from './pipeline';
 
 const DEVICES = Array.from({ length: 20 }, (_, i) => `bp-${String(i + 1).padStart(2, '0')}`);
 
@@ -27,8 +34,7 @@ describe('backpressure: the database away for longer than the normalized stream 
     await p?.stop();
   });
 
-  const heldBack = async (service: string) =>
-    /iot_consumer_held_back\{[^}]*\} 1/.test(await (await fetch(`${p.service(service).url}/metrics`)).text());
+  const heldBack = async (service: string) => (await heldBackServices(p)).includes(service);
 
   it('holds the backlog back in the raw stream and loses nothing', async () => {
     const plan = planMessages(DEVICES, 175, Math.floor(Date.now() / 1000) - 7200, 1_000_000);
@@ -42,21 +48,13 @@ describe('backpressure: the database away for longer than the normalized stream 
     await p.pg.startServer();
 
     const expected = valid.length * 2;
-    const count = async () =>
-      Number(
-        (
-          await p.pg.query<{ n: string }>(`SELECT count(*)::text AS n FROM telemetry WHERE tenant_id = 'bp'`)
-        )[0]!.n,
-      );
     await p.waitFor(
       `${expected} rows (while held back: ${report})`,
-      async () => (await count()) >= expected,
+      async () => (await tenantRows(p, 'bp')) >= expected,
       120_000,
     );
     await sleep(2_000);
-    const [stats] = await p.pg.query<{ rows: string; messages: string }>(
-      `SELECT count(*)::text AS rows, count(DISTINCT (device_id, ts))::text AS messages FROM telemetry WHERE tenant_id = 'bp'`,
-    );
+    const stats = await tenantReadings(p, 'bp');
     expect(stats).toEqual({ rows: String(expected), messages: String(valid.length) });
     await p.waitFor(
       'both going on',

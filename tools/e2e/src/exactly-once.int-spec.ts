@@ -2,7 +2,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { sleep } from '@iot/testing';
 import { planMessages, publishPlan } from './load';
-import { startPipeline, type Pipeline } from './pipeline';
+import { startPipeline, tenantRows, type Pipeline } from './pipeline';
 
 const DEVICES = Array.from({ length: 100 }, (_, i) => `load-${String(i + 1).padStart(3, '0')}`);
 
@@ -30,15 +30,11 @@ describe('10,000 messages from 100 devices, 1% duplicates and 1% invalid', () =>
 
     await publishPlan(p.mqtt.url, plan);
     const expectedRows = valid.length * 2;
-    const count = async () =>
-      Number(
-        (
-          await p.pg.query<{ n: string }>(
-            `SELECT count(*)::text AS n FROM telemetry WHERE tenant_id = 'load'`,
-          )
-        )[0]!.n,
-      );
-    await p.waitFor(`${expectedRows} rows`, async () => (await count()) >= expectedRows, 120_000);
+    await p.waitFor(
+      `${expectedRows} rows`,
+      async () => (await tenantRows(p, 'load')) >= expectedRows,
+      120_000,
+    );
     await sleep(2_000); // any duplicate would have landed by now
     const [stats] = await p.pg.query<{ rows: string; distinct_keys: string; messages: string }>(
       `SELECT count(*)::text AS rows, count(DISTINCT (device_id, metric, ts))::text AS distinct_keys,

@@ -1,6 +1,6 @@
 import { sleep, waitFor } from '@iot/testing';
 import { planMessages, publishPlan } from './load';
-import { pipelineReport, startPipeline, type Pipeline } from './pipeline';
+import { pipelineReport, startPipeline, tenantReadings, tenantRows, type Pipeline } from './pipeline';
 
 const DEVICES = Array.from({ length: 20 }, (_, i) => `f-${String(i + 1).padStart(2, '0')}`);
 
@@ -38,19 +38,9 @@ describe('faults during a run: PostgreSQL down for 30 seconds, the bridge killed
     await sending;
 
     const expected = valid.length * 2;
-    const count = async () =>
-      Number(
-        (
-          await p.pg.query<{ n: string }>(
-            `SELECT count(*)::text AS n FROM telemetry WHERE tenant_id = 'faults'`,
-          )
-        )[0]!.n,
-      );
-    await p.waitFor(`${expected} rows`, async () => (await count()) >= expected, 120_000);
+    await p.waitFor(`${expected} rows`, async () => (await tenantRows(p, 'faults')) >= expected, 120_000);
     await sleep(2_000);
-    const [stats] = await p.pg.query<{ rows: string; messages: string }>(
-      `SELECT count(*)::text AS rows, count(DISTINCT (device_id, ts))::text AS messages FROM telemetry WHERE tenant_id = 'faults'`,
-    );
+    const stats = await tenantReadings(p, 'faults');
     expect(stats).toEqual({ rows: String(expected), messages: String(valid.length) });
     // The one invalid payload, and nothing else, is in the DLQ.
     const report = await pipelineReport(p);

@@ -8,7 +8,7 @@ import {
   type PipelineOptions,
 } from '@iot/testing';
 
-export { pipelineReport, type Pipeline } from '@iot/testing';
+export { heldBackServices, pipelineReport, type Pipeline } from '@iot/testing';
 
 export const ROOT = resolve(__dirname, '..', '..', '..');
 
@@ -29,4 +29,25 @@ export function startPipeline(
 /** Publishes one message as a device would, with mosquitto_pub at QoS 1 (client id = device). */
 export function mosquittoPub(p: Pipeline, topic: string, clientId: string, message: string): void {
   execFileSync('mosquitto_pub', ['-L', `${p.mqtt.url}/${topic}`, '-q', '1', '-i', clientId, '-m', message]);
+}
+
+/** Rows stored for a tenant. */
+export async function tenantRows(p: Pipeline, tenant: string): Promise<number> {
+  const [{ n }] = await p.pg.query<{ n: string }>(
+    `SELECT count(*)::text AS n FROM telemetry WHERE tenant_id = $1`,
+    [tenant],
+  );
+  return Number(n);
+}
+
+/** A tenant's rows and its readings among them (distinct device and time), as PostgreSQL counts them. */
+export async function tenantReadings(
+  p: Pipeline,
+  tenant: string,
+): Promise<{ rows: string; messages: string }> {
+  const [stats] = await p.pg.query<{ rows: string; messages: string }>(
+    `SELECT count(*)::text AS rows, count(DISTINCT (device_id, ts))::text AS messages FROM telemetry WHERE tenant_id = $1`,
+    [tenant],
+  );
+  return stats!;
 }
