@@ -1,7 +1,5 @@
 import {
   jetstreamManager,
-  JetStreamApiCodes,
-  JetStreamApiError,
   type Consumer,
   type ConsumerMessages,
   type FetchMessages,
@@ -19,7 +17,7 @@ import {
   type ConsumerContract,
 } from '@iot/contracts';
 import { withExtractedContext, type HeaderCarrier, type IotMetrics, type Logger } from '@iot/observability';
-import { backlogRatio } from './backlog';
+import { BacklogGate, consumerBacklog } from './backlog';
 import { ensureConsumer, whenJetStreamAnswers } from './provisioning';
 import { ACK, PermanentError, settle, type Settlement } from './errors';
 import { JetStreamPublisher } from './publisher';
@@ -114,29 +112,6 @@ export interface ConsumerRunnerOptions<T> {
   holdBackFor?: { consumer: ConsumerContract; above: number; below: number };
 }
 
-/** The share of its stream's byte limit a durable consumer's backlog fills (backlog.ts). */
-async function consumerBacklog(
-  jsm: JetStreamManager,
-  contract: Pick<ConsumerContract, 'stream' | 'durable'>,
-): Promise<{ lag: number; ratio: number }> {
-  const [info, stream] = await Promise.all([
-    jsm.consumers.info(contract.stream, contract.durable),
-    jsm.streams.info(contract.stream),
-  ]);
-  return {
-    lag: info.num_pending + info.num_ack_pending,
-    ratio: backlogRatio({
-      pending: info.num_pending,
-      ackPending: info.num_ack_pending,
-      ackFloorStreamSeq: info.ack_floor.stream_seq,
-      firstSeq: stream.state.first_seq,
-      lastSeq: stream.state.last_seq,
-      bytes: stream.state.bytes,
-      maxBytes: stream.config.max_bytes,
-    }),
-  };
-}
-
 const decoder = new TextDecoder();
 
 /** Ack-wait extensions a batch in progress may take: past them a stuck batch is redelivered. */
@@ -198,8 +173,12 @@ export class ConsumerRunner<T> {
   private pumpQueued = false;
   private lingerTimer: NodeJS.Timeout | undefined;
   private readonly inFlight = new Set<Promise<void>>();
-  /** Set while the next stage is too far behind (`holdBackFor`): nothing more is asked for. */
-  private heldBack = false;
+  /** Shut while the next stage is too far behind (`holdBackFor`): nothing more is asked for. */
+  private readonly holdGate?: BacklogGate;
+
+  private get heldBack(): boolean {
+    return this.holdGate?.shut ?? false;
+  }
 
   constructor(private readonly o: ConsumerRunnerOptions<T>) {
     this.batchSize = o.batchSize ?? 256;
@@ -214,12 +193,11 @@ export class ConsumerRunner<T> {
       );
     o.metrics.initStage(o.contract.stage);
     if (o.holdBackFor) {
-      const { above, below, consumer } = o.holdBackFor;
-      if (!(above > 0 && above <= 1 && below >= 0 && below <= above))
-        throw new Error(
-          `holding ${o.contract.durable} back for ${consumer.durable} needs 0 < above <= 1 and 0 <= below <= above; it has above ${above}, below ${below}`,
-        );
-      o.metrics.consumerHeldBack.set({ consumer: o.contract.durable, downstream: consumer.durable }, 0);
+      this.holdGate = new BacklogGate(o.holdBackFor);
+      o.metrics.consumerHeldBack.set(
+        { consumer: o.contract.durable, downstream: o.holdBackFor.consumer.durable },
+        0,
+      );
     }
   }
 
@@ -644,29 +622,13 @@ export class ConsumerRunner<T> {
   /** Stops asking for messages while the next stage's backlog nears its stream's limit. */
   private async holdBackIfBehind(jsm: JetStreamManager): Promise<void> {
     const hold = this.o.holdBackFor;
-    if (!hold || !this.running) return;
-    let ratio: number;
-    try {
-      ratio = (await consumerBacklog(jsm, hold.consumer)).ratio;
-    } catch (e) {
-      // Not there (yet, or any more): nothing to wait for, and a runner held back goes on
-      // rather than wait on a consumer that may never come back. Any other failure (a
-      // cluster electing a leader, a timeout) changes nothing until the next check.
-      const gone =
-        e instanceof JetStreamApiError &&
-        (e.code === JetStreamApiCodes.ConsumerNotFound || e.code === JetStreamApiCodes.StreamNotFound);
-      if (!gone) return;
-      ratio = 0;
-    }
-    const was = this.heldBack;
-    if (!was && ratio > hold.above) this.heldBack = true;
-    else if (was && ratio < hold.below) this.heldBack = false;
-    else return;
+    const gate = this.holdGate;
+    if (!hold || !gate || !this.running || !(await gate.check(jsm))) return;
     const fields = {
       consumer: this.o.contract.durable,
       downstream: hold.consumer.durable,
       stream: hold.consumer.stream,
-      backlogRatio: Number(ratio.toFixed(3)),
+      backlogRatio: Number(gate.ratio.toFixed(3)),
     };
     this.o.metrics.consumerHeldBack.set(
       { consumer: this.o.contract.durable, downstream: hold.consumer.durable },

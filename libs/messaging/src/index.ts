@@ -6,6 +6,7 @@ export * from './publisher';
 export * from './normalized';
 export * from './end-of-turn';
 export * from './consumer';
+export * from './backlog';
 export * from './transport';
 export * from './kv-view';
 export { jetstream, jetstreamManager } from '@nats-io/jetstream';
