@@ -1,4 +1,4 @@
-import { num, str } from '@iot/config';
+import { num, share, str } from '@iot/config';
 import { parseRateLimit, rateLimitsByModel } from '@iot/mqtt-bridge-domain';
 import { makeValidator, type CleanedEnv } from 'envalid';
 import { hostname } from 'node:os';
@@ -44,6 +44,10 @@ export const bridgeEnv = {
   RATE_LIMITS_BY_MODEL: rateLimitsPerModel({
     default: '',
     desc: 'Per device model, overriding RATE_LIMIT: MODEL=RATE/BURST,..., e.g. gateway=50/500',
+  }),
+  INGEST_REFUSE_RATIO: share({
+    default: 0.9,
+    desc: "HTTP ingest answers 503 (Retry-After) while demux is behind by more than this share of the raw stream's byte limit, and takes messages again below four fifths of it: past the limit the raw stream would discard the oldest unprocessed messages, so a device keeps what it would have lost. MQTT is not refused (the broker's queue holds far less). 0 turns it off",
   }),
   MAX_PAYLOAD_BYTES: num({ default: 64 * 1024, desc: 'Larger messages go to the DLQ as payload-too-large' }),
 };

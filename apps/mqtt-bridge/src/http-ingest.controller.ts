@@ -11,6 +11,7 @@ import {
   Query,
   Req,
   Res,
+  ServiceUnavailableException,
   UnauthorizedException,
 } from '@nestjs/common';
 import { ApiBody, ApiHeader, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
@@ -24,6 +25,7 @@ import { ENV, METRICS, PUBLISHER } from '@iot/service-runtime';
 import { DeviceGate } from './device-gate';
 import type { BridgeEnv } from './env';
 import { STAGE } from './mqtt-ingest';
+import { RawStreamGate, REFUSED_RETRY_AFTER_S } from './raw-stream-gate';
 
 export const HTTP_INGEST_ROUTE = 'v1/telemetry';
 
@@ -36,7 +38,8 @@ function bearer(authorization?: string): string | undefined {
  * HTTP ingest for devices that cannot hold an MQTT session: the same payloads as MQTT,
  * authenticated by a device key, on the same path onward. 202 means JetStream holds the
  * message; any other answer means it does not, and the device should send it again
- * (a resend with the same `message_id` is stored once).
+ * (a resend with the same `message_id` is stored once): 429 and 503 after their Retry-After,
+ * 503 also while the pipeline is too far behind to keep more (`RawStreamGate`).
  */
 @ApiTags('http ingest')
 // Devices authenticate with their device key (checked below), not with a user's access token.
@@ -48,7 +51,10 @@ export class HttpIngestController {
     @Inject(PUBLISHER) private readonly publisher: JetStreamPublisher,
     @Inject(METRICS) private readonly metrics: IotMetrics,
     private readonly gate: DeviceGate,
-  ) {}
+    private readonly rawStream: RawStreamGate,
+  ) {
+    metrics.messagesProcessed.inc({ stage: STAGE, outcome: 'refused' }, 0);
+  }
 
   @Post()
   @HttpCode(202)
@@ -107,6 +113,11 @@ export class HttpIngestController {
         `payload of ${payload.byteLength} bytes exceeds the limit of ${this.env.MAX_PAYLOAD_BYTES} bytes: split it into several messages`,
       );
     this.metrics.messagesReceived.inc({ stage: STAGE });
+    if (await this.rawStream.refusing()) {
+      this.metrics.messagesProcessed.inc({ stage: STAGE, outcome: 'refused' });
+      res.setHeader('Retry-After', String(REFUSED_RETRY_AFTER_S));
+      throw new ServiceUnavailableException(this.rawStream.reason);
+    }
     const decision = this.gate.limiter.take(record.device, record.model, receivedAt);
     if (!decision.allowed) {
       this.metrics.messagesProcessed.inc({ stage: STAGE, outcome: 'dropped' });

@@ -18,6 +18,8 @@ export class IotMetrics {
   readonly consumerBacklogRatio: Gauge<'consumer' | 'stream'>;
   /** 1 while a consumer takes nothing more because the next stage's backlog is near its limit. */
   readonly consumerHeldBack: Gauge<'consumer' | 'downstream'>;
+  /** 1 while the bridge refuses HTTP ingest because the raw stream's backlog is near its limit. */
+  readonly ingestRefusing: Gauge<'transport' | 'consumer'>;
   readonly dlqSize: Gauge<'stream'>;
   readonly workerErrors: Counter<'stage' | 'kind'>;
   readonly pointsSuppressed: Counter<'stage'>;
@@ -41,7 +43,7 @@ export class IotMetrics {
     });
     this.messagesProcessed = new Counter({
       name: 'iot_messages_processed_total',
-      help: 'Messages settled by a stage, by outcome (ok, retry, dlq, dropped)',
+      help: 'Messages settled by a stage, by outcome (ok, retry, dlq, dropped; refused: HTTP ingest answered 503 and kept nothing)',
       labelNames: ['stage', 'outcome'],
       registers,
     });
@@ -68,6 +70,12 @@ export class IotMetrics {
       name: 'iot_consumer_held_back',
       help: "1 while a durable consumer takes no more messages because the next stage's consumer (downstream) is behind by more than BACKPRESSURE_RATIO of its stream's byte limit: the backlog waits in this consumer's stream instead",
       labelNames: ['consumer', 'downstream'],
+      registers,
+    });
+    this.ingestRefusing = new Gauge({
+      name: 'iot_ingest_refusing',
+      help: "1 while the bridge answers 503 to new messages of a transport (http) because the raw stream's consumer is behind by more than INGEST_REFUSE_RATIO of the stream's byte limit: taken, they could be discarded unprocessed",
+      labelNames: ['transport', 'consumer'],
       registers,
     });
     this.dlqSize = new Gauge({
