@@ -1,4 +1,6 @@
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { buildOnce } from '@iot/testing';
 
@@ -9,7 +11,7 @@ function bench(...args: string[]) {
     encoding: 'utf8',
     timeout: 30_000,
   });
-  return { code: r.status, stderr: r.stderr };
+  return { code: r.status, stderr: r.stderr, stdout: r.stdout };
 }
 
 // A mistyped command line stops at once, naming what was wrong, before any server starts
@@ -34,5 +36,54 @@ describe('./platform bench, given a bad command line', () => {
     expect(stderr).toContain(why);
     expect(stderr).toContain('usage: ./platform bench');
     expect(stderr).not.toContain('-->'); // nothing started
+  });
+});
+
+describe('./platform bench compare', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'iot-compare-'));
+  const file = (name: string, body: unknown) => {
+    const path = join(dir, name);
+    writeFileSync(path, typeof body === 'string' ? body : JSON.stringify(body));
+    return path;
+  };
+  const run = (started_at: string, publish: number, p99: number) => ({
+    scenario: 'e2e',
+    started_at,
+    machine: { cores: 2, node: 'v24', cpu: 'x' },
+    baselines: { js_publish: publish },
+    results: { 'e2e @5000/s': { p99_ms: p99, services_over_servers: 0.5 } },
+  });
+  beforeAll(() => buildOnce(ROOT));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('prints two runs side by side, starting nothing', () => {
+    const a = file('a.json', run('2026-12-05T04:29:13.503Z', 60_000, 150));
+    const b = file('b.json', run('2026-12-05T07:49:14.476Z', 36_000, 300));
+    const { code, stdout, stderr } = bench('compare', a, b);
+    expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+    expect(stdout.split('\n').map((l) => l.trim().split(/\s{2,}/))).toEqual([
+      ['e2e 12-05T04:29', 'e2e 12-05T07:49', 'last/first'],
+      ['baseline js_publish', '60000', '36000', '0.60'],
+      ['e2e @5000/s: p99 ms', '150', '300', '2.00'],
+      ['e2e @5000/s: services/servers', '0.5', '0.5', '1.00'],
+      [''],
+    ]);
+  });
+
+  it.each([
+    [['compare', 'x.json'], 'compare takes two or more results files'],
+    [['compare', 'nope.json', 'nope2.json'], "no results file 'nope.json' (looked in . and bench/results)"],
+    [['compare', '{broken}', '{other}'], 'is not JSON'],
+    [['compare', '{other}', '{other}'], 'is not a results file of ./platform bench'],
+    [['compare', '{other}', '{other}', '--only', '(['], '--only takes a regular expression'],
+  ])('%j is refused with exit 2 and says why', (args, why) => {
+    const paths: Record<string, string> = {
+      '{broken}': file('broken.json', '{"scenario": '),
+      '{other}': file('other.json', { name: 'a package' }),
+    };
+    const { code, stderr } = bench(...args.map((a) => paths[a] ?? a));
+    expect(code).toBe(2);
+    expect(stderr).toContain(why);
+    expect(stderr).toContain('usage: ./platform bench');
   });
 });

@@ -3,6 +3,7 @@
  * [--duration S] [--rows N] [--steps R,R,...] [--normalize-in-demux]`: starts its own servers
  * (as the tests do), runs the scenario, prints a table and writes
  * bench/results/<scenario>-<time>.json. It reports; it never fails on a time.
+ * `./platform bench compare FILE FILE... [--only REGEX]` prints runs side by side.
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -16,6 +17,7 @@ import {
 import { measureIdle, runE2e, startE2ePipeline, type E2eRun } from './e2e';
 import { benchDevices, METRICS_PER_MESSAGE } from './load';
 import { runQueries } from './query';
+import { compareReports, readReport } from './compare';
 import { formatReport, newReport, round, writeReport, type BenchReport, type ResultEntry } from './report';
 import { startServers, useLocalServers } from './servers';
 import { bridgeStage, stageContext, workerStage, type StageResult } from './stages';
@@ -29,7 +31,8 @@ type Scenario = (typeof SCENARIOS)[number];
 
 const USAGE =
   'usage: ./platform bench [baselines|stages|writes|e2e|query|all] [--quick] [--messages N] [--rate R]\n' +
-  '       [--duration S] [--rows N] [--steps R,R,...] [--normalize-in-demux]\n';
+  '       [--duration S] [--rows N] [--steps R,R,...] [--normalize-in-demux]\n' +
+  '       ./platform bench compare FILE FILE... [--only REGEX]   (results JSON, side by side)\n';
 
 /** Stops before any server starts: what was wrong with the command line, and the usage. */
 function refuse(problem: string): never {
@@ -49,6 +52,7 @@ function options() {
         rows: { type: 'string' },
         steps: { type: 'string' },
         'normalize-in-demux': { type: 'boolean', default: false },
+        only: { type: 'string' },
       },
     });
   } catch (e) {
@@ -535,12 +539,32 @@ const RUN: Record<Scenario, () => Promise<BenchReport>> = {
   query: queryScenario,
 };
 
+/** `compare FILE FILE...`: runs side by side, nothing started. */
+function compare(files: string[]): number {
+  if (files.length < 2) refuse('compare takes two or more results files (bench/results/*.json)');
+  let only: RegExp | undefined;
+  try {
+    only = values.only === undefined ? undefined : new RegExp(values.only);
+  } catch (e) {
+    refuse(`--only takes a regular expression: ${(e as Error).message}`);
+  }
+  let runs: Array<ReturnType<typeof readReport>>;
+  try {
+    runs = files.map((f) => readReport(ROOT, f));
+  } catch (e) {
+    return refuse((e as Error).message);
+  }
+  process.stdout.write(`${compareReports(runs, only)}\n`);
+  return 0;
+}
+
 async function main(): Promise<number> {
   const wanted = positionals[0] ?? 'all';
+  if (wanted === 'compare') return compare(positionals.slice(1));
   const scenarios: readonly Scenario[] =
     wanted === 'all' ? SCENARIOS : SCENARIOS.includes(wanted as Scenario) ? [wanted as Scenario] : [];
   if (scenarios.length === 0) {
-    refuse(`unknown scenario '${wanted}': use one of ${SCENARIOS.join(', ')} or all`);
+    refuse(`unknown scenario '${wanted}': use one of ${SCENARIOS.join(', ')} or all (or compare)`);
   }
   for (const scenario of scenarios) {
     const report = await RUN[scenario]();

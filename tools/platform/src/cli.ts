@@ -25,7 +25,8 @@ const HELP = `usage: ./platform <command>
   test               lint, typecheck, unit and integration tests, then one summary line
   migrate            apply database migrations to $DATABASE_URL (or the running platform's)
   bench [scenario]   benchmarks: baselines, stages, writes, e2e, query or all (default); --quick
-                     for a short run; prints a table, writes bench/results/*.json (see docs/performance.md)
+                     for a short run; prints a table, writes bench/results/*.json (see docs/performance.md);
+                     'bench compare FILE FILE...' prints results files side by side (--only REGEX)
   chaos [scenario..] fault injection: every scenario (or those named) on a real cluster, each
                      reporting sent, stored, lost, duplicated, DLQ and time to recover; --fast
                      for the small runs of ./platform test (see docs/reliability.md)
