@@ -103,8 +103,8 @@ describe('backpressure: the database away for longer than the normalized stream 
     const refusing = async () =>
       /^iot_ingest_refusing\{[^}]*\} 1$/m.test(await (await fetch(`${bridge}/metrics`)).text());
     await p.pg.stopServer();
-    // Sent one after another, about 150 a second: the stages' checks, every 5 s, see the next
-    // stream fill well before it would overflow.
+    // Sent one after another, at most 150 a second (about 100 here): the stages' checks,
+    // every 5 s, see the next stream fill well before it would overflow.
     let accepted = 0;
     let refused: Response | undefined;
     const until = Date.now() + 120_000;
