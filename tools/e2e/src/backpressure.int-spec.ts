@@ -1,7 +1,7 @@
-import { deviceKeyHash, newDeviceKey } from '@iot/contracts';
 import { sleep } from '@iot/testing';
 import { planMessages, publishPlan } from './load';
 import {
+  deviceWithKey,
   heldBackServices,
   pipelineReport,
   startPipeline,
@@ -12,14 +12,7 @@ import {
 
 const DEVICES = Array.from({ length: 20 }, (_, i) => `bp-${String(i + 1).padStart(2, '0')}`);
 /** A gateway that posts over HTTP, in a tenant of its own. */
-const gatewayKey = newDeviceKey();
-const GATEWAY = {
-  device: 'bp-gateway',
-  tenant: 'bph',
-  model: 'generic',
-  state: 'active' as const,
-  key_hashes: [deviceKeyHash(gatewayKey)],
-};
+const { key: gatewayKey, record: GATEWAY } = deviceWithKey('bp-gateway', 'bph');
 
 /**
  * The streams' limits discard their oldest messages, processed or not. With PostgreSQL down,

@@ -1,25 +1,11 @@
-import { DEVICE_REGISTRY_BUCKET, deviceKeyHash, newDeviceKey } from '@iot/contracts';
+import { DEVICE_REGISTRY_BUCKET, newDeviceKey, type DeviceRecord } from '@iot/contracts';
 import { connectNats, putDeviceRecords } from '@iot/messaging';
 import { createLogger } from '@iot/observability';
 import { sleep, waitFor } from '@iot/testing';
-import { startPipeline, type Pipeline } from './pipeline';
+import { deviceWithKey, startPipeline, type Pipeline } from './pipeline';
 
-const pumpKey = newDeviceKey();
-const retiredKey = newDeviceKey();
-const pump = {
-  device: 'pump-1',
-  tenant: 'plant',
-  model: 'generic',
-  state: 'active' as const,
-  key_hashes: [deviceKeyHash(pumpKey)],
-};
-const retired = {
-  device: 'pump-2',
-  tenant: 'plant',
-  model: 'generic',
-  state: 'disabled' as const,
-  key_hashes: [deviceKeyHash(retiredKey)],
-};
+const { key: pumpKey, record: pump } = deviceWithKey('pump-1', 'plant');
+const { key: retiredKey, record: retired } = deviceWithKey('pump-2', 'plant', 'disabled');
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- response bodies, checked by the assertions
 const json = (res: Response): Promise<any> => res.json();
@@ -110,7 +96,7 @@ describe('HTTP ingest and tenant normalizer profiles', () => {
     }
   });
 
-  const putRecords = async (records: Array<typeof pump | typeof retired>) => {
+  const putRecords = async (records: DeviceRecord[]) => {
     const nc = await connectNats({
       servers: p.nats.urls,
       name: 'e2e',

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { resolve } from 'node:path';
-import type { DeviceRecord } from '@iot/contracts';
+import { deviceKeyHash, newDeviceKey, type DeviceRecord } from '@iot/contracts';
 import {
   buildOnce as buildDistOnce,
   startPipeline as startPipelineAt,
@@ -24,6 +24,20 @@ export function startPipeline(
 ): Promise<Pipeline> {
   buildOnce();
   return startPipelineAt(devices, { root: ROOT, keepLogs: !!process.env.E2E_KEEP_LOGS, ...opts });
+}
+
+/**
+ * A device that sends over HTTP: a fresh device key, and the registry record that names its
+ * hash (as the auth service writes it when it issues the key).
+ */
+export function deviceWithKey(
+  device: string,
+  tenant: string,
+  state: DeviceRecord['state'] = 'active',
+  model = 'generic',
+): { key: string; record: DeviceRecord & { key_hashes: string[] } } {
+  const key = newDeviceKey();
+  return { key, record: { device, tenant, model, state, key_hashes: [deviceKeyHash(key)] } };
 }
 
 /** Publishes one message as a device would, with mosquitto_pub at QoS 1 (client id = device). */
