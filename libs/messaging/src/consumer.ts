@@ -621,30 +621,30 @@ export class ConsumerRunner<T> {
 
   /** Stops asking for messages while the next stage's backlog nears its stream's limit. */
   private async holdBackIfBehind(jsm: JetStreamManager): Promise<void> {
-    const hold = this.o.holdBackFor;
     const gate = this.holdGate;
-    if (!hold || !gate || !this.running || !(await gate.check(jsm))) return;
+    if (!gate || !this.running || !(await gate.check(jsm))) return;
+    const { consumer: next, above, below } = gate.o;
     const fields = {
       consumer: this.o.contract.durable,
-      downstream: hold.consumer.durable,
-      stream: hold.consumer.stream,
+      downstream: next.durable,
+      stream: next.stream,
       backlogRatio: Number(gate.ratio.toFixed(3)),
     };
     this.o.metrics.consumerHeldBack.set(
-      { consumer: this.o.contract.durable, downstream: hold.consumer.durable },
+      { consumer: this.o.contract.durable, downstream: next.durable },
       this.heldBack ? 1 : 0,
     );
     if (this.heldBack) {
       this.o.logger.warn(
         fields,
-        `holding back: ${hold.consumer.durable} is behind by more than ${hold.above} of ${hold.consumer.stream}'s limit; ` +
-          `new messages wait in ${this.o.contract.stream} until it is below ${hold.below}`,
+        `holding back: ${next.durable} is behind by more than ${above} of ${next.stream}'s limit; ` +
+          `new messages wait in ${this.o.contract.stream} until it is below ${below}`,
       );
       // An open pull would go on bringing what arrives until it is full or expires (30 s):
       // closed, only what was already delivered is processed.
       await this.closePulls();
     } else {
-      this.o.logger.info(fields, `going on: ${hold.consumer.durable} has caught up`);
+      this.o.logger.info(fields, `going on: ${next.durable} has caught up`);
       this.ask();
     }
   }

@@ -35,7 +35,7 @@ export function deviceWithKey(
   tenant: string,
   state: DeviceRecord['state'] = 'active',
   model = 'generic',
-): { key: string; record: DeviceRecord & { key_hashes: string[] } } {
+): { key: string; record: DeviceRecord } {
   const key = newDeviceKey();
   return { key, record: { device, tenant, model, state, key_hashes: [deviceKeyHash(key)] } };
 }
