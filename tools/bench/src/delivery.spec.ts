@@ -21,6 +21,24 @@ describe("the simulator's record", () => {
     });
   });
 
+  it("gives the send lag's p99 of each window by the time a message was due", () => {
+    const sent = parseRecord(
+      [
+        'device,message_id,ts_ms,sent_at_ms,acked_at_ms',
+        'd-1,m-1,990,1000,1010', // due before the first window: counted in it
+        'd-2,m-2,1000,1200,1210', // window 0: sent 200 ms late
+        'd-1,m-3,6000,6004,6010', // window 1: 4 ms late
+        'd-2,m-4,6100,6103,0', // window 1, no PUBACK: its lag still counts
+        'd-1,m-5,16000,16001,16002', // window 3; window 2 had nothing due
+      ].join('\n'),
+    );
+    const side = deviceSide(sent, { fromMs: 1000, widthMs: 5000 });
+    expect(side?.sendLagP99ByWindowMs).toEqual([200, 4, undefined, 1]);
+    expect(side?.sendLagMs).toEqual({ p50: 4, p99: 200, max: 200 });
+    // Without windows, nothing by window.
+    expect(deviceSide(sent)?.sendLagP99ByWindowMs).toBeUndefined();
+  });
+
   it('reads a record of the older layout, without send times, and reports no device side', () => {
     const sent = parseRecord('device,message_id,ts_ms,acked_at_ms\nd-1,poison-7,1000,1003\n');
     expect(sent).toHaveLength(1);

@@ -40,6 +40,18 @@ export interface DeviceSide {
    * (the bridge takes it into JetStream after, and acks the broker then).
    */
   pubackMs: Spread;
+  /**
+   * The p99 of the send lag in each window of the run, by the time each message was due
+   * (when asked for, with the windows' start): says whether a slow window of the latency was
+   * the simulator's lag or the platform's.
+   */
+  sendLagP99ByWindowMs?: Array<number | undefined>;
+}
+
+/** Windows of a run: the first starts at `fromMs` (epoch ms), each `widthMs` long. */
+export interface Windows {
+  fromMs: number;
+  widthMs: number;
 }
 
 interface Recorded {
@@ -88,19 +100,37 @@ export function spread(values: Float64Array): Spread | undefined {
   return { p50: rank(0.5), p99: rank(0.99), max: sorted[sorted.length - 1]! };
 }
 
-/** How late the simulator sent and how long PUBACKs took, over the recorded messages. */
-export function deviceSide(sent: readonly Recorded[]): DeviceSide | undefined {
+/**
+ * How late the simulator sent and how long PUBACKs took, over the recorded messages; with
+ * `windows`, also the send lag's p99 in each window (a message due before the first counts in
+ * the first).
+ */
+export function deviceSide(sent: readonly Recorded[], windows?: Windows): DeviceSide | undefined {
   const lag = new Float64Array(sent.length);
   const puback = new Float64Array(sent.length);
+  const lagByWindow: number[][] = [];
   let [nLag, nPuback] = [0, 0];
   for (const m of sent) {
     if (Number.isNaN(m.sentAt)) continue;
-    lag[nLag++] = m.sentAt - Number(m.ts);
+    const due = Number(m.ts);
+    lag[nLag++] = m.sentAt - due;
     if (m.ackedAt > 0) puback[nPuback++] = m.ackedAt - m.sentAt;
+    if (windows) {
+      const i = Math.max(0, Math.floor((due - windows.fromMs) / windows.widthMs));
+      for (let k = lagByWindow.length; k <= i; k++) lagByWindow.push([]);
+      lagByWindow[i]!.push(m.sentAt - due);
+    }
   }
   const sendLagMs = spread(lag.subarray(0, nLag));
   const pubackMs = spread(puback.subarray(0, nPuback));
-  return sendLagMs && pubackMs ? { sendLagMs, pubackMs } : undefined;
+  if (!sendLagMs || !pubackMs) return undefined;
+  return windows
+    ? {
+        sendLagMs,
+        pubackMs,
+        sendLagP99ByWindowMs: lagByWindow.map((w) => spread(Float64Array.from(w))?.p99),
+      }
+    : { sendLagMs, pubackMs };
 }
 
 /**
@@ -108,7 +138,12 @@ export function deviceSide(sent: readonly Recorded[]): DeviceSide | undefined {
  * acknowledged and whose points are not all there is lost; points beyond five of a message,
  * or rows of this tenant's devices that no message explains, are duplicated.
  */
-export async function countDelivery(p: Pipeline, recordFile: string, tenant: string): Promise<DeliveryCount> {
+export async function countDelivery(
+  p: Pipeline,
+  recordFile: string,
+  tenant: string,
+  windows?: Windows,
+): Promise<DeliveryCount> {
   const sent = parseRecord(readFileSync(recordFile, 'utf8'));
   // A loop, not Math.min(...): a 60 s run records 300,000 messages, past the spread's stack limit.
   const firstTs = sent.reduce((min, r) => Math.min(min, Number(r.ts)), Infinity);
@@ -128,7 +163,7 @@ export async function countDelivery(p: Pipeline, recordFile: string, tenant: str
     lostPoints: 0,
     duplicatedPoints: 0,
     poisonStored: 0,
-    deviceSide: deviceSide(sent),
+    deviceSide: deviceSide(sent, windows),
   };
   for (const m of sent) {
     const key = `${m.device}|${m.ts}`;

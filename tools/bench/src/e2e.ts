@@ -45,6 +45,8 @@ export interface E2eRun {
    * window without commits): says whether a tail is spread out or one stall.
    */
   p99ByWindowMs: Array<number | undefined>;
+  /** The same windows' p99 from the bridge's receipt to the commit (ms): the platform's part. */
+  ingestP99ByWindowMs: Array<number | undefined>;
   /** The machine's CPU time in each of those windows: busy, waiting on the disk, stolen (%). */
   machineByWindow: Array<MachineShare | undefined>;
   /** The same over the whole run. */
@@ -118,21 +120,34 @@ async function allBatchCounts(p: Pipeline) {
   return Promise.all(BATCHING.map((s) => batchCounts(p, s)));
 }
 
-/**
- * One of the writer's latency histograms: from the device's timestamp to the commit (the
- * default), or from the bridge receiving the message (`iot_ingest_to_commit_seconds`).
- */
-async function writerLatency(p: Pipeline, metric = 'iot_event_to_commit_seconds') {
-  const text = await (await fetch(`${p.service('tsdb-writer').url}/metrics`)).text();
-  return parseHistogram(text, metric);
-}
+const EVENT_TO_COMMIT = 'iot_event_to_commit_seconds';
 const INGEST_TO_COMMIT = 'iot_ingest_to_commit_seconds';
 
 const WINDOW_MS = 5_000;
 
-/** Scrapes the writer's latency histogram every 5 s and keeps each window's p99. */
+/** Both of the writer's latency histograms, from one scrape. */
+interface Latencies {
+  /** From the device's timestamp to the commit. */
+  event: Buckets;
+  /** From the bridge's receipt to the commit. */
+  ingest: Buckets;
+}
+
+async function writerLatencies(p: Pipeline): Promise<Latencies> {
+  const text = await (await fetch(`${p.service('tsdb-writer').url}/metrics`)).text();
+  return { event: parseHistogram(text, EVENT_TO_COMMIT), ingest: parseHistogram(text, INGEST_TO_COMMIT) };
+}
+
+/**
+ * Scrapes the writer's latency histograms every 5 s and keeps each window's p99, from the
+ * device and from the bridge: a slow window says whether the platform or the device's side
+ * (on this machine the simulator and the broker) was slow in it.
+ */
 class LatencyWindows {
   private readonly p99s: Array<number | undefined> = [];
+  private readonly ingestP99s: Array<number | undefined> = [];
+  /** When the first window began (epoch ms). */
+  readonly fromMs = Date.now();
   /** Where the machine's CPU time went in each window: a stall shows as its cause. */
   readonly machine: Array<MachineShare | undefined> = [];
   private readonly machineMeter = new MachineMeter();
@@ -142,8 +157,8 @@ class LatencyWindows {
   private scraping: Promise<void> = Promise.resolve();
 
   constructor(
-    private readonly scrape: () => Promise<Buckets>,
-    private last: Buckets,
+    private readonly scrape: () => Promise<Latencies>,
+    private last: Latencies,
   ) {
     this.timer = setInterval(() => (this.scraping = this.take()), WINDOW_MS);
   }
@@ -151,21 +166,25 @@ class LatencyWindows {
   private async take(): Promise<void> {
     this.machine.push(this.machineMeter.take());
     const now = await this.scrape().catch(() => undefined);
-    if (!now) return void this.p99s.push(undefined);
-    const p99 = quantile(diffBuckets(now, this.last), 0.99);
-    this.p99s.push(p99 === undefined ? undefined : Math.round(p99 * 1000));
-    this.last = now;
+    const p99 = (now: Buckets, last: Buckets) => {
+      const v = quantile(diffBuckets(now, last), 0.99);
+      return v === undefined ? undefined : Math.round(v * 1000);
+    };
+    this.p99s.push(now ? p99(now.event, this.last.event) : undefined);
+    this.ingestP99s.push(now ? p99(now.ingest, this.last.ingest) : undefined);
+    if (now) this.last = now;
   }
 
   async end(): Promise<{
     p99s: Array<number | undefined>;
+    ingestP99s: Array<number | undefined>;
     machine: Array<MachineShare | undefined>;
     run?: MachineShare;
   }> {
     clearInterval(this.timer);
     await this.scraping;
     await this.take();
-    return { p99s: this.p99s, machine: this.machine, run: this.runMeter.take() };
+    return { p99s: this.p99s, ingestP99s: this.ingestP99s, machine: this.machine, run: this.runMeter.take() };
   }
 }
 
@@ -229,8 +248,7 @@ export async function runE2e(root: string, p: Pipeline, rate: number, durationS:
   const dir = tempDir('bench-e2e');
   try {
     const record = join(dir, 'sent.csv');
-    const before = await writerLatency(p);
-    const ingestBefore = await writerLatency(p, INGEST_TO_COMMIT);
+    const before = await writerLatencies(p);
     const rawBefore = await rawMessages(p);
     const batchesBefore = await allBatchCounts(p);
     const sim = spawnManaged({
@@ -252,7 +270,7 @@ export async function runE2e(root: string, p: Pipeline, rate: number, durationS:
     // rate below the target, which fails the step; its timestamps are taken before sending.
     if (sim.pid) setPriority(sim.pid, SIMULATOR_NICE);
     const meter = new ProcessMeter({ ...pipelineProcesses(p), simulator: { pid: sim.pid } }).begin();
-    const windows = new LatencyWindows(() => writerLatency(p), before);
+    const windows = new LatencyWindows(() => writerLatencies(p), before);
     const { sent, acked, sendingMs, startedAt } = await simulatorFinal(sim, join(dir, 'simulator.log'));
     // Drained: the bridge has taken every acknowledged message from the broker's queue into
     // the raw stream, and no consumer has anything pending. Timed from the last send: what
@@ -260,9 +278,15 @@ export async function runE2e(root: string, p: Pipeline, rate: number, durationS:
     const { drainedAt, complete } = await waitDrained(p, rawBefore, acked);
     await sim.exited(); // its record is written
     const processes = meter.end();
-    const { p99s: p99ByWindowMs, machine: machineByWindow, run: machine } = await windows.end();
-    const latency = diffBuckets(await writerLatency(p), before);
-    const ingestLatency = diffBuckets(await writerLatency(p, INGEST_TO_COMMIT), ingestBefore);
+    const {
+      p99s: p99ByWindowMs,
+      ingestP99s: ingestP99ByWindowMs,
+      machine: machineByWindow,
+      run: machine,
+    } = await windows.end();
+    const after = await writerLatencies(p);
+    const latency = diffBuckets(after.event, before.event);
+    const ingestLatency = diffBuckets(after.ingest, before.ingest);
     const batchesAfter = await allBatchCounts(p);
     const batchSizes = Object.fromEntries(
       BATCHING.map((service, i) => {
@@ -272,7 +296,10 @@ export async function runE2e(root: string, p: Pipeline, rate: number, durationS:
       }),
     );
 
-    const count = await countDelivery(p, record, BENCH_TENANT);
+    const count = await countDelivery(p, record, BENCH_TENANT, {
+      fromMs: windows.fromMs,
+      widthMs: WINDOW_MS,
+    });
     const { lostPoints, duplicatedPoints, storedMessages } = count;
     const drainMs = Math.max(0, drainedAt - (startedAt + sendingMs));
     const q = (x: number, of = latency) => {
@@ -296,6 +323,7 @@ export async function runE2e(root: string, p: Pipeline, rate: number, durationS:
       ingestP50Ms: q(0.5, ingestLatency),
       ingestP99Ms: q(0.99, ingestLatency),
       p99ByWindowMs,
+      ingestP99ByWindowMs,
       machineByWindow,
       machine,
       batchSizes,

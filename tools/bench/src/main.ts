@@ -298,6 +298,9 @@ async function writesScenario(): Promise<BenchReport> {
 function sayWindows(what: string, r: E2eRun): void {
   const row = (values: Array<number | undefined>) => values.map((v) => v ?? '-').join(' ');
   say(`p99 of each 5 s window${what ? ` ${what}` : ''} (ms): ${row(r.p99ByWindowMs)}`);
+  say(`  of it, from the bridge's receipt: ${row(r.ingestP99ByWindowMs)}`);
+  const lag = r.deviceSide?.sendLagP99ByWindowMs;
+  if (lag) say(`  the simulator's lag in sending, by the time due: ${row(lag)}`);
   say(
     `  machine busy (of it kernel) / disk wait / stolen (%): ${r.machineByWindow.map((m) => (m ? `${Math.round(m.busy)} (${Math.round(m.kernel)})/${Math.round(m.iowait)}/${Math.round(m.steal)}` : '-')).join(' ')}`,
   );
@@ -341,6 +344,8 @@ function e2eEntry(r: E2eRun, target: string, met: boolean) {
     p95_ms: round(r.p95Ms, 0),
     p99_ms: round(r.p99Ms, 0),
     p99_by_5s_ms: r.p99ByWindowMs,
+    ingest_p99_by_5s_ms: r.ingestP99ByWindowMs,
+    send_lag_p99_by_5s_ms: r.deviceSide?.sendLagP99ByWindowMs,
     machine_by_5s_pct: {
       busy: r.machineByWindow.map((m) => m?.busy),
       kernel: r.machineByWindow.map((m) => m?.kernel),

@@ -12,6 +12,13 @@ export interface ResultEntry {
   /** e2e: the p99 of each 5-second window of the run (ms), so one stall shows as one window. */
   p99_by_5s_ms?: Array<number | undefined>;
   /**
+   * e2e: the same windows' p99 from the bridge's receipt to the commit (the platform's part),
+   * and of how late the simulator sent, by the time each message was due (the device's side
+   * that this machine adds): a slow window says which side it was.
+   */
+  ingest_p99_by_5s_ms?: Array<number | undefined>;
+  send_lag_p99_by_5s_ms?: Array<number | undefined>;
+  /**
    * e2e: where the machine's CPU time went in each of those windows, in percent of all its
    * cores: running anything (and of that, the kernel's own work: system calls, interrupts),
    * idle waiting on the disk, stolen by the hypervisor. A window with a high p99 and iowait
