@@ -123,7 +123,9 @@ export class LocalPlatform {
         // One box: demux normalizes, one JetStream hop less (docs/adr/0006-normalize-in-demux.md).
         ...(s.name === 'demux' ? { NORMALIZE_IN_DEMUX: process.env.NORMALIZE_IN_DEMUX ?? 'true' } : {}),
         // One bridge on mosquitto: plain subscriptions, which mosquitto 2.0 keeps across its
-        // own restart (shared ones it does not; docs/reliability.md).
+        // own restart (shared ones it does not; docs/reliability.md). Its one connection takes
+        // the window of the default four (4 x 32 in flight); measured, one connection of 128
+        // costs what four of 32 do (docs/performance-history.md, 2026-12-05 11:00).
         ...(s.needs.includes('mqtt')
           ? {
               MQTT_URL: this.mqtt.url,
@@ -132,6 +134,7 @@ export class LocalPlatform {
               MQTT_CLIENT_ID: 'mqtt-bridge-local',
               MQTT_SHARE_GROUP: '',
               MQTT_CONNECTIONS: '1',
+              MQTT_WINDOW: '128',
             }
           : {}),
       };
