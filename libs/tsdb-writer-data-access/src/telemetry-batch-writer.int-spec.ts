@@ -445,4 +445,26 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
       await vacuum.end();
     }
   });
+
+  it('keeps its connection through a lull longer than ten seconds: the next batch meets the same backend', async () => {
+    const url = new URL(pg.url);
+    url.searchParams.set('application_name', 'writer-lull');
+    const writer = TelemetryBatchWriter.connect(url.toString());
+    const backends = () =>
+      pg.query<{ pid: number; started: string }>(
+        `SELECT pid, backend_start::text AS started FROM pg_stat_activity WHERE application_name = 'writer-lull'`,
+      );
+    try {
+      await writer.write([{ ...row('lull', 1), device: 'lull-0001' }]);
+      const before = await backends();
+      expect(before).toHaveLength(1);
+      // pg-pool's default would have closed it after 10 s idle.
+      await new Promise((r) => setTimeout(r, 11_000));
+      expect(await backends()).toEqual(before);
+      await writer.write([{ ...row('lull', 2, now + 1000), device: 'lull-0001' }]);
+      expect(await backends()).toEqual(before);
+    } finally {
+      await writer.close();
+    }
+  }, 30_000);
 });

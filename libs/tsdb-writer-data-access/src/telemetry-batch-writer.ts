@@ -389,7 +389,23 @@ export class TelemetryBatchWriter {
   constructor(private readonly pool: Pool) {}
 
   static connect(url: string, maxConnections = 4): TelemetryBatchWriter {
-    const pool = new Pool({ connectionString: url, max: maxConnections, connectionTimeoutMillis: 5_000 });
+    const pool = new Pool({
+      connectionString: url,
+      max: maxConnections,
+      connectionTimeoutMillis: 5_000,
+      // Connections stay open through lulls. pg-pool closes a client idle for 10 s by default,
+      // so after every quiet spell (a small fleet reporting every minute, a night) the next
+      // batches waited for new connections and PostgreSQL forked backends that had their
+      // catalog caches to fill: at 5,000 msg/s after 20 s at rest, the first 5 s had a p99 from
+      // the bridge to the commit of 176-231 ms against 132-173 with connections kept
+      // (docs/performance-history.md, 2026-12-05 12:00). TCP keepalive finds a connection a
+      // network dropped while it idled; a server that closes one is heard by the pool.
+      idleTimeoutMillis: 0,
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 60_000,
+      // Named in pg_stat_activity (a URL's application_name wins).
+      application_name: 'tsdb-writer',
+    });
     // An idle client losing its server (database restart) must not crash the process.
     pool.on('error', () => undefined);
     return new TelemetryBatchWriter(pool);
