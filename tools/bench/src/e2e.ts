@@ -166,8 +166,8 @@ class LatencyWindows {
   private async take(): Promise<void> {
     this.machine.push(this.machineMeter.take());
     const now = await this.scrape().catch(() => undefined);
-    const p99 = (now: Buckets, last: Buckets) => {
-      const v = quantile(diffBuckets(now, last), 0.99);
+    const p99 = (after: Buckets, before: Buckets) => {
+      const v = quantile(diffBuckets(after, before), 0.99);
       return v === undefined ? undefined : Math.round(v * 1000);
     };
     this.p99s.push(now ? p99(now.event, this.last.event) : undefined);
