@@ -113,12 +113,13 @@ export function deviceSide(sent: readonly Recorded[], windows?: Windows): Device
   for (const m of sent) {
     if (Number.isNaN(m.sentAt)) continue;
     const due = Number(m.ts);
-    lag[nLag++] = m.sentAt - due;
+    const late = m.sentAt - due;
+    lag[nLag++] = late;
     if (m.ackedAt > 0) puback[nPuback++] = m.ackedAt - m.sentAt;
     if (windows) {
       const i = Math.max(0, Math.floor((due - windows.fromMs) / windows.widthMs));
       for (let k = lagByWindow.length; k <= i; k++) lagByWindow.push([]);
-      lagByWindow[i]!.push(m.sentAt - due);
+      lagByWindow[i]!.push(late);
     }
   }
   const sendLagMs = spread(lag.subarray(0, nLag));
