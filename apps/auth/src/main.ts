@@ -1,5 +1,5 @@
 import { Module } from '@nestjs/common';
-import { Pool } from 'pg';
+import type { Pool } from 'pg';
 import { Gauge } from 'prom-client';
 import {
   AccountService,
@@ -12,6 +12,7 @@ import {
 } from '@iot/auth-data-access';
 import { SubjectFilters, type DeviceRecord } from '@iot/contracts';
 import { DeviceDirectory, deviceRegistryView, type KvView } from '@iot/messaging';
+import { openPool } from '@iot/pg-pool';
 import { runService, type ServiceDefinition } from '@iot/service-runtime';
 import { JwksController, KEYS, SessionController, TenantsController } from './auth.controllers';
 import { BROKER_HOOKS, BrokerHooksController } from './broker-hooks.controller';
@@ -38,8 +39,10 @@ export const auth: ServiceDefinition<typeof authEnv> = {
   env: authEnv,
   consumes: false,
   module: async (env, runtime) => {
-    pool = new Pool({ connectionString: env.DATABASE_URL, max: env.DB_POOL_SIZE });
-    pool.on('error', (e) => runtime.logger.warn({ err: String(e) }, 'idle database connection failed'));
+    // Connections kept through lulls: a sign-in after a quiet night does not wait for a backend.
+    pool = openPool(env.DATABASE_URL, { max: env.DB_POOL_SIZE, name: 'auth' }, (e) =>
+      runtime.logger.warn({ err: String(e) }, 'idle database connection failed'),
+    );
     const kek = env.AUTH_KEY_ENCRYPTION_KEY ? Buffer.from(env.AUTH_KEY_ENCRYPTION_KEY, 'base64') : undefined;
     if (kek && kek.length !== 32)
       throw new Error(

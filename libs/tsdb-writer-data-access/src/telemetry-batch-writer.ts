@@ -1,5 +1,6 @@
-import { DatabaseError, Pool, type Connection, type PoolClient, type Submittable } from 'pg';
+import { DatabaseError, type Connection, type Pool, type PoolClient, type Submittable } from 'pg';
 import { ROLLUP_LOCK_KEY, type NormalizedTelemetry } from '@iot/contracts';
+import { openPool } from '@iot/pg-pool';
 
 export type StoreEngine = 'timescaledb' | 'postgres-partitions';
 
@@ -389,25 +390,9 @@ export class TelemetryBatchWriter {
   constructor(private readonly pool: Pool) {}
 
   static connect(url: string, maxConnections = 4): TelemetryBatchWriter {
-    const pool = new Pool({
-      connectionString: url,
-      max: maxConnections,
-      connectionTimeoutMillis: 5_000,
-      // Connections stay open through lulls. pg-pool closes a client idle for 10 s by default,
-      // so after every quiet spell (a small fleet reporting every minute, a night) the next
-      // batches waited for new connections and PostgreSQL forked backends that had their
-      // catalog caches to fill: at 5,000 msg/s after 20 s at rest, the first 5 s had a p99 from
-      // the bridge to the commit of 176-231 ms against 132-173 with connections kept
-      // (docs/performance-history.md, 2026-12-05 12:00). TCP keepalive finds a connection a
-      // network dropped while it idled; a server that closes one is heard by the pool.
-      idleTimeoutMillis: 0,
-      keepAlive: true,
-      keepAliveInitialDelayMillis: 60_000,
-      // Named in pg_stat_activity (a URL's application_name wins).
-      application_name: 'tsdb-writer',
-    });
-    // An idle client losing its server (database restart) must not crash the process.
-    pool.on('error', () => undefined);
+    // Connections kept through lulls (openPool); an idle one losing its server (a database
+    // restart) is dropped by the pool, and the next batch connects again.
+    const pool = openPool(url, { max: maxConnections, name: 'tsdb-writer' }, () => undefined);
     return new TelemetryBatchWriter(pool);
   }
 
