@@ -5,8 +5,6 @@ export interface PoolOptions {
   max: number;
   /** The name the connections carry in pg_stat_activity, unless the URL gives an application_name. */
   name: string;
-  /** How long a query waits for a free connection before it fails (ms). */
-  connectTimeoutMs?: number;
 }
 
 /**
@@ -20,12 +18,13 @@ export interface PoolOptions {
  * 2026-12-05 12:00). TCP keepalive finds a connection a network dropped while it idled; one the
  * server closes is heard by the pool, which drops it. An idle client losing its server (a
  * database restart) emits `error` on the pool: `onIdleError` hears it, and the process goes on.
+ * A query waits at most 5 s for a free connection (or to connect), then fails.
  */
 export function openPool(url: string, options: PoolOptions, onIdleError: (e: Error) => void): Pool {
   const pool = new Pool({
     connectionString: url,
     max: options.max,
-    connectionTimeoutMillis: options.connectTimeoutMs ?? 5_000,
+    connectionTimeoutMillis: 5_000,
     idleTimeoutMillis: 0,
     keepAlive: true,
     keepAliveInitialDelayMillis: 60_000,
