@@ -206,18 +206,32 @@ export function dlqMessages(p: Pipeline): Promise<number> {
   return withJsm(p, async (jsm) => (await jsm.streams.info('DLQ_V1')).state.messages);
 }
 
-/** No worker consumer has anything pending or unacknowledged. */
-export function pipelineIdle(p: Pipeline): Promise<boolean> {
+/** The worker consumers, each on the stream it reads. */
+const WORKERS = [
+  ['TELEMETRY_RAW_V1', 'demux'],
+  ['TELEMETRY_DECODED_V1', 'normalizer'],
+  ['TELEMETRY_NORMALIZED_V1', 'tsdb-writer'],
+] as const;
+
+/**
+ * What JetStream holds for each worker consumer: messages not yet delivered plus those
+ * delivered and not yet acknowledged. Beside `raw`, the messages in the raw stream so far
+ * (what the bridge has taken from the broker).
+ */
+export interface PipelineBacklog {
+  raw: number;
+  consumers: Record<string, number>;
+}
+
+export function pipelineBacklog(p: Pipeline): Promise<PipelineBacklog> {
   return withJsm(p, async (jsm) => {
-    for (const [stream, consumer] of [
-      ['TELEMETRY_RAW_V1', 'demux'],
-      ['TELEMETRY_DECODED_V1', 'normalizer'],
-      ['TELEMETRY_NORMALIZED_V1', 'tsdb-writer'],
-    ] as const) {
+    const consumers: Record<string, number> = {};
+    for (const [stream, consumer] of WORKERS) {
       const c = await jsm.consumers.info(stream, consumer);
-      if (c.num_pending > 0 || c.num_ack_pending > 0) return false;
+      consumers[consumer] = c.num_pending + c.num_ack_pending;
     }
-    return true;
+    const raw = (await jsm.streams.info('TELEMETRY_RAW_V1')).state.messages;
+    return { raw, consumers };
   });
 }
 
@@ -238,8 +252,10 @@ export async function waitDrained(
   let movedAt = Date.now();
   for (;;) {
     try {
-      const raw = (await rawMessages(p)) - rawBefore;
-      const idle = await pipelineIdle(p);
+      const backlog = await pipelineBacklog(p);
+      const raw = backlog.raw - rawBefore;
+      // No worker consumer has anything pending or unacknowledged.
+      const idle = Object.values(backlog.consumers).every((n) => n === 0);
       if (raw >= expected && idle) return { drainedAt: Date.now(), complete: true };
       if (raw !== last) [last, movedAt] = [raw, Date.now()];
       if (Date.now() - movedAt > stallMs && idle) return { drainedAt: Date.now(), complete: false };

@@ -12,7 +12,14 @@ import {
   type ManagedProcess,
   type Pipeline,
 } from '@iot/testing';
-import { countDelivery, rawMessages, waitDrained, type DeviceSide } from './delivery';
+import {
+  countDelivery,
+  pipelineBacklog,
+  rawMessages,
+  waitDrained,
+  type DeviceSide,
+  type PipelineBacklog,
+} from './delivery';
 import { diffBuckets, parseHistogram, quantile, type Buckets } from './histogram';
 import { BENCH_TENANT } from './load';
 import { MachineMeter, ProcessMeter, type MachineShare, type ProcessUsage } from './proc';
@@ -49,6 +56,16 @@ export interface E2eRun {
   ingestP99ByWindowMs: Array<number | undefined>;
   /** The machine's CPU time in each of those windows: busy, waiting on the disk, stolen (%). */
   machineByWindow: Array<MachineShare | undefined>;
+  /** Each process's CPU in each window, in percent of one core. */
+  cpuByWindowPct: Array<Record<string, number> | undefined>;
+  /**
+   * At the end of each window, what JetStream held for each worker consumer (pending and
+   * unacknowledged messages): with `bridgedPerSByWindow`, says where a backlog waited, in the
+   * broker (the bridge taking less than the devices send) or in a stream.
+   */
+  backlogByWindow: Array<Record<string, number> | undefined>;
+  /** Messages the bridge put in the raw stream per second, in each window. */
+  bridgedPerSByWindow: Array<number | undefined>;
   /** The same over the whole run. */
   machine?: MachineShare;
   /** Messages per batch, on average, at the consumers that batch (demux, tsdb-writer). */
@@ -146,6 +163,10 @@ async function writerLatencies(p: Pipeline): Promise<Latencies> {
 class LatencyWindows {
   private readonly p99s: Array<number | undefined> = [];
   private readonly ingestP99s: Array<number | undefined> = [];
+  private readonly cpu: Array<Record<string, number> | undefined> = [];
+  private readonly backlog: Array<Record<string, number> | undefined> = [];
+  private readonly bridged: Array<number | undefined> = [];
+  private windowAt = performance.now();
   /** When the first window began (epoch ms). */
   readonly fromMs = Date.now();
   /** Where the machine's CPU time went in each window: a stall shows as its cause. */
@@ -156,16 +177,42 @@ class LatencyWindows {
   private readonly timer: NodeJS.Timeout;
   private scraping: Promise<void> = Promise.resolve();
 
+  /**
+   * `meter` is read at each window's end for each process's CPU; `readBacklog` for what
+   * JetStream holds, from `last`'s raw stream count on.
+   */
   constructor(
     private readonly scrape: () => Promise<Latencies>,
     private last: Latencies,
+    private readonly meter: ProcessMeter,
+    private readonly readBacklog: () => Promise<PipelineBacklog>,
+    private lastBacklog: PipelineBacklog | undefined,
   ) {
     this.timer = setInterval(() => (this.scraping = this.take()), WINDOW_MS);
   }
 
   private async take(): Promise<void> {
     this.machine.push(this.machineMeter.take());
-    const now = await this.scrape().catch(() => undefined);
+    const at = performance.now();
+    const seconds = (at - this.windowAt) / 1000;
+    this.windowAt = at;
+    const cpuMs = this.meter.window();
+    this.cpu.push(
+      seconds > 0
+        ? Object.fromEntries(Object.entries(cpuMs).map(([n, ms]) => [n, Math.round(ms / seconds / 10)]))
+        : undefined,
+    );
+    const [now, backlog] = await Promise.all([
+      this.scrape().catch(() => undefined),
+      this.readBacklog().catch(() => undefined),
+    ]);
+    this.backlog.push(backlog?.consumers);
+    this.bridged.push(
+      backlog && this.lastBacklog && seconds > 0
+        ? Math.round((backlog.raw - this.lastBacklog.raw) / seconds)
+        : undefined,
+    );
+    if (backlog) this.lastBacklog = backlog;
     const p99 = (after: Buckets, before: Buckets) => {
       const v = quantile(diffBuckets(after, before), 0.99);
       return v === undefined ? undefined : Math.round(v * 1000);
@@ -179,12 +226,23 @@ class LatencyWindows {
     p99s: Array<number | undefined>;
     ingestP99s: Array<number | undefined>;
     machine: Array<MachineShare | undefined>;
+    cpu: Array<Record<string, number> | undefined>;
+    backlog: Array<Record<string, number> | undefined>;
+    bridged: Array<number | undefined>;
     run?: MachineShare;
   }> {
     clearInterval(this.timer);
     await this.scraping;
     await this.take();
-    return { p99s: this.p99s, ingestP99s: this.ingestP99s, machine: this.machine, run: this.runMeter.take() };
+    return {
+      p99s: this.p99s,
+      ingestP99s: this.ingestP99s,
+      machine: this.machine,
+      cpu: this.cpu,
+      backlog: this.backlog,
+      bridged: this.bridged,
+      run: this.runMeter.take(),
+    };
   }
 }
 
@@ -270,7 +328,13 @@ export async function runE2e(root: string, p: Pipeline, rate: number, durationS:
     // rate below the target, which fails the step; its timestamps are taken before sending.
     if (sim.pid) setPriority(sim.pid, SIMULATOR_NICE);
     const meter = new ProcessMeter({ ...pipelineProcesses(p), simulator: { pid: sim.pid } }).begin();
-    const windows = new LatencyWindows(() => writerLatencies(p), before);
+    const windows = new LatencyWindows(
+      () => writerLatencies(p),
+      before,
+      meter,
+      () => pipelineBacklog(p),
+      { raw: rawBefore, consumers: {} },
+    );
     const { sent, acked, sendingMs, startedAt } = await simulatorFinal(sim, join(dir, 'simulator.log'));
     // Drained: the bridge has taken every acknowledged message from the broker's queue into
     // the raw stream, and no consumer has anything pending. Timed from the last send: what
@@ -282,6 +346,9 @@ export async function runE2e(root: string, p: Pipeline, rate: number, durationS:
       p99s: p99ByWindowMs,
       ingestP99s: ingestP99ByWindowMs,
       machine: machineByWindow,
+      cpu: cpuByWindowPct,
+      backlog: backlogByWindow,
+      bridged: bridgedPerSByWindow,
       run: machine,
     } = await windows.end();
     const after = await writerLatencies(p);
@@ -325,6 +392,9 @@ export async function runE2e(root: string, p: Pipeline, rate: number, durationS:
       p99ByWindowMs,
       ingestP99ByWindowMs,
       machineByWindow,
+      cpuByWindowPct,
+      backlogByWindow,
+      bridgedPerSByWindow,
       machine,
       batchSizes,
       deviceSide: count.deviceSide,

@@ -22,7 +22,7 @@ import { formatReport, newReport, round, writeReport, type BenchReport, type Res
 import { startServers, useLocalServers } from './servers';
 import { bridgeStage, stageContext, workerStage, type StageResult } from './stages';
 import { measureWriteForms } from './writes';
-import { ProcessMeter, servicesOverServers, type ProcessUsage } from './proc';
+import { ProcessMeter, seriesByName, servicesOverServers, type ProcessUsage } from './proc';
 import { removeDir, sharedMachineGoMaxProcs, stopEverythingOnSignals } from '@iot/testing';
 
 const ROOT = resolve(__dirname, '..', '..', '..', '..');
@@ -304,6 +304,13 @@ function sayWindows(what: string, r: E2eRun): void {
   say(
     `  machine busy (of it kernel) / disk wait / stolen (%): ${r.machineByWindow.map((m) => (m ? `${Math.round(m.busy)} (${Math.round(m.kernel)})/${Math.round(m.iowait)}/${Math.round(m.steal)}` : '-')).join(' ')}`,
   );
+  const backlog = seriesByName(r.backlogByWindow);
+  say(
+    `  taken by the bridge per second: ${row(r.bridgedPerSByWindow)}; held in JetStream at the end (demux / writer): ` +
+      r.backlogByWindow
+        .map((_, i) => `${backlog['demux']?.[i] ?? '-'}/${backlog['tsdb-writer']?.[i] ?? '-'}`)
+        .join(' '),
+  );
   const d = r.deviceSide;
   say(
     `  bridge to commit p50 ${round(r.ingestP50Ms, 0)} / p99 ${round(r.ingestP99Ms, 0)} ms` +
@@ -352,6 +359,9 @@ function e2eEntry(r: E2eRun, target: string, met: boolean) {
       iowait: r.machineByWindow.map((m) => m?.iowait),
       steal: r.machineByWindow.map((m) => m?.steal),
     },
+    cpu_by_5s_pct_of_core: seriesByName(r.cpuByWindowPct),
+    backlog_by_5s: seriesByName(r.backlogByWindow),
+    bridged_per_s_by_5s: r.bridgedPerSByWindow,
     batch_sizes: r.batchSizes,
     // From the bridge's receipt to the commit: the pipeline's part of the latency above; how
     // late the co-located simulator called publish (counted in the latency above) and how long

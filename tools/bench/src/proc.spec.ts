@@ -1,4 +1,11 @@
-import { machineShare, parseMachineTicks, parseProcStatCpu, servicesOverServers } from './proc';
+import {
+  machineShare,
+  parseMachineTicks,
+  parseProcStatCpu,
+  ProcessMeter,
+  seriesByName,
+  servicesOverServers,
+} from './proc';
 
 describe('machine share', () => {
   it('says how much of the machine was busy, waiting on the disk and stolen between two readings', () => {
@@ -56,5 +63,43 @@ describe('services over servers', () => {
     expect(
       servicesOverServers({ demux: u(10), 'nats-server': u(0), postgres: u(0), mosquitto: u(0) }, services),
     ).toBeUndefined();
+  });
+});
+
+describe('CPU window by window', () => {
+  /** Spins until this process has used `ms` more of CPU (user and system), by its own count. */
+  const burn = (ms: number) => {
+    const from = process.cpuUsage();
+    let x = 0;
+    for (;;) {
+      for (let i = 0; i < 100_000; i++) x += Math.sqrt(i);
+      const used = process.cpuUsage(from);
+      if ((used.user + used.system) / 1000 >= ms) return x;
+    }
+  };
+
+  it("charges each window with the CPU a process took in it, and the whole span stays the meter's", () => {
+    const meter = new ProcessMeter({ self: { pid: process.pid } }).begin();
+    burn(300);
+    const busy = meter.window()['self']!;
+    const quiet = meter.window()['self']!;
+    const whole = meter.end()['self']!.cpuMs;
+    // /proc counts in clock ticks (10 ms): the window that spun took about 300 ms of it.
+    expect(busy).toBeGreaterThanOrEqual(250);
+    expect(quiet).toBeLessThan(busy / 3);
+    expect(whole).toBeGreaterThanOrEqual(busy);
+  });
+
+  it('turns readings by window into one series per name, a gap where a window has none', () => {
+    const windows: Array<Record<string, number> | undefined> = [
+      { demux: 10, 'tsdb-writer': 0 },
+      undefined,
+      { demux: 3 },
+    ];
+    expect(seriesByName(windows)).toEqual({
+      demux: [10, undefined, 3],
+      'tsdb-writer': [0, undefined, undefined],
+    });
+    expect(seriesByName([])).toEqual({});
   });
 });

@@ -97,6 +97,8 @@ export class ProcessMeter {
   private readonly maxRss = new Map<string, number>();
   /** The last CPU reading of each name: a process that exits keeps what it used until then. */
   private readonly lastCpu = new Map<string, CpuTime>();
+  /** Each name's CPU at the end of the last `window()` (or at `begin()`). */
+  private readonly windowFrom = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly processes: Record<string, { pid: number | undefined; tree?: boolean }>) {}
@@ -135,12 +137,30 @@ export class ProcessMeter {
   }
 
   begin(): this {
-    for (const name of Object.keys(this.processes)) this.start.set(name, this.cpu(name));
+    for (const name of Object.keys(this.processes)) {
+      const cpu = this.cpu(name);
+      this.start.set(name, cpu);
+      this.windowFrom.set(name, cpu.total);
+    }
     this.maxRss.clear();
     this.sampleRss();
     this.timer = setInterval(() => this.sampleRss(), 250);
     this.timer.unref();
     return this;
+  }
+
+  /**
+   * CPU time of each process since the last call (or `begin()`), in ms: one window of a run,
+   * so a process that took more in some seconds than in others shows when.
+   */
+  window(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const name of Object.keys(this.processes)) {
+      const now = this.latest(name).total;
+      out[name] = Math.max(0, now - (this.windowFrom.get(name) ?? now));
+      this.windowFrom.set(name, now);
+    }
+    return out;
   }
 
   end(): Record<string, ProcessUsage> {
@@ -243,4 +263,16 @@ export function servicesOverServers(
   if (!(serversMs > 0)) return undefined;
   const ours = services.reduce((t, n) => t + (usage[n]?.cpuMs ?? 0), 0);
   return ours / serversMs;
+}
+
+/**
+ * Readings taken window by window, one record per window, as one series per name: what the
+ * results JSON keeps (`{ "nats-server": [41, 43, ...] }`), with undefined for a window that
+ * has no reading of that name.
+ */
+export function seriesByName(
+  windows: Array<Record<string, number> | undefined>,
+): Record<string, Array<number | undefined>> {
+  const names = [...new Set(windows.flatMap((w) => (w ? Object.keys(w) : [])))];
+  return Object.fromEntries(names.map((name) => [name, windows.map((w) => w?.[name])]));
 }

@@ -30,6 +30,19 @@ export interface ResultEntry {
     iowait: Array<number | undefined>;
     steal: Array<number | undefined>;
   };
+  /**
+   * e2e: each process's CPU in each of those windows, in percent of one core
+   * (`{ "nats-server": [41, 43, ...] }`): which process took the machine when.
+   */
+  cpu_by_5s_pct_of_core?: Record<string, Array<number | undefined>>;
+  /**
+   * e2e: at the end of each window, the messages JetStream held for each worker consumer
+   * (pending and unacknowledged), and how many the bridge put in the raw stream per second in
+   * it. With the devices' rate they say where a backlog waited: in the broker (the bridge
+   * taking less than was sent) or in a stream.
+   */
+  backlog_by_5s?: Record<string, Array<number | undefined>>;
+  bridged_per_s_by_5s?: Array<number | undefined>;
   /** e2e: messages per batch, on average, at each consumer that batches. */
   batch_sizes?: Record<string, number | undefined>;
   lost?: number;
