@@ -178,8 +178,8 @@ class LatencyWindows {
   private scraping: Promise<void> = Promise.resolve();
 
   /**
-   * `meter` is read at each window's end for each process's CPU; `readBacklog` for what
-   * JetStream holds, from `last`'s raw stream count on.
+   * At each window's end `meter` gives each process's CPU, and `readBacklog` what JetStream
+   * holds and the raw stream's count, whose growth since `lastBacklog` is what the bridge took.
    */
   constructor(
     private readonly scrape: () => Promise<Latencies>,
