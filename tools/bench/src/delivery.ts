@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { Consumers } from '@iot/contracts';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { sleep, type Pipeline } from '@iot/testing';
@@ -206,12 +207,8 @@ export function dlqMessages(p: Pipeline): Promise<number> {
   return withJsm(p, async (jsm) => (await jsm.streams.info('DLQ_V1')).state.messages);
 }
 
-/** The worker consumers, each on the stream it reads. */
-const WORKERS = [
-  ['TELEMETRY_RAW_V1', 'demux'],
-  ['TELEMETRY_DECODED_V1', 'normalizer'],
-  ['TELEMETRY_NORMALIZED_V1', 'tsdb-writer'],
-] as const;
+/** The worker consumers, as their contracts name them and the stream each reads. */
+const WORKERS = [Consumers.demux, Consumers.normalizer, Consumers.tsdbWriter];
 
 /**
  * What JetStream holds for each worker consumer: messages not yet delivered plus those
@@ -226,11 +223,11 @@ export interface PipelineBacklog {
 export function pipelineBacklog(p: Pipeline): Promise<PipelineBacklog> {
   return withJsm(p, async (jsm) => {
     const consumers: Record<string, number> = {};
-    for (const [stream, consumer] of WORKERS) {
-      const c = await jsm.consumers.info(stream, consumer);
-      consumers[consumer] = c.num_pending + c.num_ack_pending;
+    for (const { stream, durable } of WORKERS) {
+      const c = await jsm.consumers.info(stream, durable);
+      consumers[durable] = c.num_pending + c.num_ack_pending;
     }
-    const raw = (await jsm.streams.info('TELEMETRY_RAW_V1')).state.messages;
+    const raw = (await jsm.streams.info(Consumers.demux.stream)).state.messages;
     return { raw, consumers };
   });
 }

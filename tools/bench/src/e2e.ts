@@ -179,14 +179,14 @@ class LatencyWindows {
 
   /**
    * At each window's end `meter` gives each process's CPU, and `readBacklog` what JetStream
-   * holds and the raw stream's count, whose growth since `lastBacklog` is what the bridge took.
+   * holds and the raw stream's count, whose growth since `lastRaw` is what the bridge took.
    */
   constructor(
     private readonly scrape: () => Promise<Latencies>,
     private last: Latencies,
     private readonly meter: ProcessMeter,
     private readonly readBacklog: () => Promise<PipelineBacklog>,
-    private lastBacklog: PipelineBacklog | undefined,
+    private lastRaw: number,
   ) {
     this.timer = setInterval(() => (this.scraping = this.take()), WINDOW_MS);
   }
@@ -208,11 +208,9 @@ class LatencyWindows {
     ]);
     this.backlog.push(backlog?.consumers);
     this.bridged.push(
-      backlog && this.lastBacklog && seconds > 0
-        ? Math.round((backlog.raw - this.lastBacklog.raw) / seconds)
-        : undefined,
+      backlog && seconds > 0 ? Math.round((backlog.raw - this.lastRaw) / seconds) : undefined,
     );
-    if (backlog) this.lastBacklog = backlog;
+    if (backlog) this.lastRaw = backlog.raw;
     const p99 = (after: Buckets, before: Buckets) => {
       const v = quantile(diffBuckets(after, before), 0.99);
       return v === undefined ? undefined : Math.round(v * 1000);
@@ -333,7 +331,7 @@ export async function runE2e(root: string, p: Pipeline, rate: number, durationS:
       before,
       meter,
       () => pipelineBacklog(p),
-      { raw: rawBefore, consumers: {} },
+      rawBefore,
     );
     const { sent, acked, sendingMs, startedAt } = await simulatorFinal(sim, join(dir, 'simulator.log'));
     // Drained: the bridge has taken every acknowledged message from the broker's queue into

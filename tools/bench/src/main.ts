@@ -304,12 +304,9 @@ function sayWindows(what: string, r: E2eRun): void {
   say(
     `  machine busy (of it kernel) / disk wait / stolen (%): ${r.machineByWindow.map((m) => (m ? `${Math.round(m.busy)} (${Math.round(m.kernel)})/${Math.round(m.iowait)}/${Math.round(m.steal)}` : '-')).join(' ')}`,
   );
-  const backlog = seriesByName(r.backlogByWindow);
   say(
     `  taken by the bridge per second: ${row(r.bridgedPerSByWindow)}; held in JetStream at the end (demux / writer): ` +
-      r.backlogByWindow
-        .map((_, i) => `${backlog['demux']?.[i] ?? '-'}/${backlog['tsdb-writer']?.[i] ?? '-'}`)
-        .join(' '),
+      r.backlogByWindow.map((b) => `${b?.['demux'] ?? '-'}/${b?.['tsdb-writer'] ?? '-'}`).join(' '),
   );
   const d = r.deviceSide;
   say(
