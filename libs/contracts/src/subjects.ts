@@ -81,3 +81,27 @@ export function parseDeviceSubject(subject: string): { tenant: string; device: s
   if (parts.length !== 5 || parts[0] !== 'iot') return undefined;
   return { tenant: parts[3]!, device: parts[4]! };
 }
+
+/**
+ * Whether a subject matches one of NATS subject filters (`*` one token, a last `>` one or
+ * more), as nats-server matches them. Compiled once: a filter ending in `>` with no `*`
+ * before it, the common case, is a prefix test with no allocation per subject.
+ */
+export function subjectMatcher(filters: readonly string[]): (subject: string) => boolean {
+  const tests = filters.map((filter): ((subject: string) => boolean) => {
+    const tokens = filter.split('.');
+    const tail = tokens[tokens.length - 1] === '>';
+    if (tail && !tokens.includes('*')) {
+      const prefix = filter.slice(0, -1);
+      return (subject) => subject.length > prefix.length && subject.startsWith(prefix);
+    }
+    const fixed = tail ? tokens.length - 1 : tokens.length;
+    return (subject) => {
+      const s = subject.split('.');
+      if (tail ? s.length <= fixed : s.length !== fixed) return false;
+      for (let i = 0; i < fixed; i++) if (tokens[i] !== '*' && tokens[i] !== s[i]) return false;
+      return true;
+    };
+  });
+  return (subject) => tests.some((test) => test(subject));
+}

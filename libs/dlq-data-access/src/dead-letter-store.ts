@@ -1,5 +1,5 @@
 import type { JetStreamManager, StoredMsg } from '@nats-io/jetstream';
-import { Headers, isValidToken, Streams, Subjects, type DeviceRecord } from '@iot/contracts';
+import { Headers, isValidToken, Streams, subjectMatcher, Subjects, type DeviceRecord } from '@iot/contracts';
 import type { JetStreamPublisher } from '@iot/messaging';
 
 const DLQ = Streams.DLQ_V1.name;
@@ -79,7 +79,7 @@ export class DeadLetterStore {
 
   async get(tenant: string, seq: number): Promise<DlqMessage | undefined> {
     const m = await this.jsm.direct.getMessage(DLQ, { seq }).catch(() => null);
-    if (!m || !subjectMatches(m.subject, this.subjectFilter(tenant))) return undefined;
+    if (!m || !subjectMatcher([this.subjectFilter(tenant)])(m.subject)) return undefined;
     let text: string | undefined;
     try {
       text = textDecoder.decode(m.data);
@@ -197,10 +197,4 @@ function matches(e: DlqEntry, f: DlqFilter): boolean {
     (!f.reason || e.reason === f.reason) &&
     (!f.device || e.device === f.device)
   );
-}
-
-function subjectMatches(subject: string, filter: string): boolean {
-  const s = subject.split('.');
-  const f = filter.split('.');
-  return s.length === f.length && f.every((t, i) => t === '*' || t === s[i]);
 }
