@@ -117,6 +117,58 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
     expect(info.num_ack_pending + info.num_pending).toBe(0);
   });
 
+  it("hands over only the subjects it handles, and acks another service's unhandled (handledSubjects)", async () => {
+    const seen: string[] = [];
+    const contract: ConsumerContract = {
+      ...Consumers.demux,
+      durable: 'test-skip',
+      stage: 'demux',
+      // The whole raw stream, as demux takes it: device status and the other tests' messages too.
+      filterSubjects: [],
+      handledSubjects: ['iot.raw.v1.skip.>'],
+      ackWaitMs: 5_000,
+    };
+    const metrics = new IotMetrics('test');
+    const sut = new ConsumerRunner<Uint8Array>({
+      nc,
+      js,
+      contract,
+      decoder: 'bytes',
+      handler: {
+        kind: 'message',
+        fn: async (p, meta) => void seen.push(`${meta.subject} ${new TextDecoder().decode(p)}`),
+      },
+      publisher,
+      logger,
+      metrics,
+      batchSize: 16,
+    });
+    await sut.start();
+    for (let i = 0; i < 5; i++) {
+      await publisher.publish('iot.raw.v1.skip.d1', `m${i}`, { msgId: `skip-raw-${i}` });
+      if (i % 2 === 0)
+        await publisher.publish('iot.status.v1.skip.d1', `s${i}`, { msgId: `skip-status-${i}` });
+    }
+    const jsm = await jetstreamManager(nc);
+    await waitFor(
+      'every message settled',
+      async () => {
+        const info = await jsm.consumers.info('TELEMETRY_RAW_V1', 'test-skip');
+        return info.delivered.stream_seq > 0 && info.num_pending + info.num_ack_pending === 0;
+      },
+      10_000,
+    );
+    await sut.stop();
+    expect(seen.sort()).toEqual(Array.from({ length: 5 }, (_, i) => `iot.raw.v1.skip.d1 m${i}`));
+    const inStream = (await jsm.streams.info('TELEMETRY_RAW_V1')).state.messages;
+    const text = await metrics.metricsText();
+    expect(text).toContain(
+      `iot_messages_processed_total{stage="demux",outcome="skipped",service="test"} ${inStream - 5}`,
+    );
+    expect(text).toContain('iot_messages_processed_total{stage="demux",outcome="ok",service="test"} 5');
+    expect(await dlqMessages('skip')).toEqual([]);
+  });
+
   it('retries a retryable failure with backoff until it passes', async () => {
     const deliveries: number[] = [];
     const { sut } = newTestService('retry', async (_p, meta) => {

@@ -12,13 +12,14 @@ import {
   Headers,
   parseDeviceSubject,
   Streams,
+  subjectMatcher,
   UNKNOWN_TENANT,
   type CompiledValidator,
   type ConsumerContract,
 } from '@iot/contracts';
 import { withExtractedContext, type HeaderCarrier, type IotMetrics, type Logger } from '@iot/observability';
 import { BacklogGate, consumerBacklog } from './backlog';
-import { ensureConsumer, whenJetStreamAnswers } from './provisioning';
+import { ensureConsumer, keptFilter, whenJetStreamAnswers } from './provisioning';
 import { ACK, PermanentError, settle, type Settlement } from './errors';
 import { JetStreamPublisher } from './publisher';
 import { receivedHeaders } from './headers';
@@ -173,6 +174,8 @@ export class ConsumerRunner<T> {
   private pumpQueued = false;
   private lingerTimer: NodeJS.Timeout | undefined;
   private readonly inFlight = new Set<Promise<void>>();
+  /** The subjects the handler takes, when the contract says (`handledSubjects`); else all. */
+  private readonly handles?: (subject: string) => boolean;
   /** Shut while the next stage is too far behind (`holdBackFor`): nothing more is asked for. */
   private readonly holdGate?: BacklogGate;
 
@@ -192,6 +195,7 @@ export class ConsumerRunner<T> {
         `batch size ${this.batchSize} x (concurrency ${this.concurrency} + 1) of ${o.contract.durable} needs max ack pending >= ${this.pullSize}, it is ${o.contract.maxAckPending}`,
       );
     o.metrics.initStage(o.contract.stage);
+    if (o.contract.handledSubjects) this.handles = subjectMatcher(o.contract.handledSubjects);
     if (o.holdBackFor) {
       this.holdGate = new BacklogGate(o.holdBackFor);
       o.metrics.consumerHeldBack.set(
@@ -214,11 +218,18 @@ export class ConsumerRunner<T> {
   }
 
   async start(): Promise<void> {
-    await whenJetStreamAnswers(
-      `consumer ${this.o.contract.durable}`,
-      async () => ensureConsumer(await jetstreamManager(this.o.nc), this.o.contract),
-      this.o.logger,
+    const { contract, logger } = this.o;
+    const info = await whenJetStreamAnswers(
+      `consumer ${contract.durable}`,
+      async () => ensureConsumer(await jetstreamManager(this.o.nc), contract),
+      logger,
     );
+    const kept = keptFilter(info, contract);
+    if (kept)
+      logger.info(
+        { consumer: contract.durable, filter: kept, contract: contract.filterSubjects },
+        "nats-server kept the consumer's earlier filter (before 2.10 an update cannot change it): it works as before",
+      );
     this.running = true;
     this.stopped = new Promise((resolve) => (this.markStopped = resolve));
     // The first report comes before the first pull when the runner may be held back: started
@@ -371,6 +382,7 @@ export class ConsumerRunner<T> {
   }
 
   private enqueue(m: JsMsg): void {
+    if (this.handles && !this.handles(m.subject)) return this.skip(m);
     this.held++;
     if (this.buffer.length === 0) this.oldestAt = performance.now();
     this.buffer.push(m);
@@ -383,6 +395,14 @@ export class ConsumerRunner<T> {
         this.pump();
       });
     }
+  }
+
+  /** Another service's message in a stream taken whole (`handledSubjects`): acked, unhandled. */
+  private skip(m: JsMsg): void {
+    const stage = this.o.contract.stage;
+    m.ack();
+    this.o.metrics.messagesReceived.inc({ stage });
+    this.o.metrics.messagesProcessed.inc({ stage, outcome: 'skipped' });
   }
 
   /**

@@ -1,5 +1,6 @@
-import { Streams } from '@iot/contracts';
-import { isJetStreamUnavailable, streamMaxBytes, whenJetStreamAnswers } from './provisioning';
+import type { ConsumerInfo } from '@nats-io/jetstream';
+import { Consumers, Streams } from '@iot/contracts';
+import { isJetStreamUnavailable, keptFilter, streamMaxBytes, whenJetStreamAnswers } from './provisioning';
 
 describe('whenJetStreamAnswers', () => {
   const logger = {
@@ -83,5 +84,22 @@ describe('streamMaxBytes', () => {
 
   it('leaves no stream without a limit however small the budget (0 would mean none)', () => {
     for (const limit of streamMaxBytes(streams, 4 * MIB).values()) expect(limit).toBeGreaterThanOrEqual(MIB);
+  });
+});
+
+describe('keptFilter', () => {
+  const info = (config: Partial<ConsumerInfo['config']>) => ({ config }) as ConsumerInfo;
+
+  it("names the filter a durable kept through an update (nats-server 2.9), not the contract's", () => {
+    // Demux's consumer takes the whole raw stream now; one made before had a filter.
+    expect(keptFilter(info({ filter_subject: 'iot.raw.v1.>' }), Consumers.demux)).toEqual(['iot.raw.v1.>']);
+    expect(keptFilter(info({}), Consumers.normalizer)).toEqual([]);
+  });
+
+  it("says nothing where the durable has its contract's filter, in either form", () => {
+    expect(keptFilter(info({}), Consumers.demux)).toBeUndefined();
+    expect(keptFilter(info({ filter_subject: '' }), Consumers.demux)).toBeUndefined();
+    expect(keptFilter(info({ filter_subject: 'iot.decoded.v1.>' }), Consumers.normalizer)).toBeUndefined();
+    expect(keptFilter(info({ filter_subjects: ['iot.decoded.v1.>'] }), Consumers.normalizer)).toBeUndefined();
   });
 });

@@ -6,6 +6,7 @@ import {
   jetstreamManager,
   RetentionPolicy,
   StorageType,
+  type ConsumerInfo,
   type JetStreamManager,
 } from '@nats-io/jetstream';
 import { nanos } from '@nats-io/transport-node';
@@ -119,16 +120,21 @@ export async function ensureAllStreams(nc: NatsConnection, opts: ProvisionOption
   }
 }
 
-/** Creates or updates the durable pull consumer of a contract. */
-export async function ensureConsumer(jsm: JetStreamManager, c: ConsumerContract): Promise<void> {
+/**
+ * Creates or updates the durable pull consumer of a contract. nats-server before 2.10 keeps
+ * an existing durable's filter through an update (`keptFilter` says so).
+ */
+export async function ensureConsumer(jsm: JetStreamManager, c: ConsumerContract): Promise<ConsumerInfo> {
   const config = {
     durable_name: c.durable,
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,
     // nats-server 2.9 (Debian) knows only the single filter_subject; 2.10+ takes several.
-    ...(c.filterSubjects.length === 1
-      ? { filter_subject: c.filterSubjects[0] }
-      : { filter_subjects: [...c.filterSubjects] }),
+    ...(c.filterSubjects.length === 0
+      ? {}
+      : c.filterSubjects.length === 1
+        ? { filter_subject: c.filterSubjects[0] }
+        : { filter_subjects: [...c.filterSubjects] }),
     max_deliver: c.maxDeliver,
     ack_wait: nanos(c.ackWaitMs),
     max_ack_pending: c.maxAckPending,
@@ -136,11 +142,19 @@ export async function ensureConsumer(jsm: JetStreamManager, c: ConsumerContract)
   try {
     await jsm.consumers.info(c.stream, c.durable);
     const { durable_name: _d, deliver_policy: _p, ...update } = config;
-    await jsm.consumers.update(c.stream, c.durable, update);
+    return await jsm.consumers.update(c.stream, c.durable, update);
   } catch (e) {
     if (!isNotFound(e)) throw e;
-    await jsm.consumers.add(c.stream, config);
+    return await jsm.consumers.add(c.stream, config);
   }
+}
+
+/** The filter a durable has where it is not its contract's (nats-server 2.9 kept it), else undefined. */
+export function keptFilter(info: ConsumerInfo, c: ConsumerContract): string[] | undefined {
+  const { filter_subject: one, filter_subjects: several } = info.config;
+  const has = several?.length ? several : one ? [one] : [];
+  const same = has.length === c.filterSubjects.length && has.every((f) => c.filterSubjects.includes(f));
+  return same ? undefined : has;
 }
 
 export function isNotFound(e: unknown): boolean {

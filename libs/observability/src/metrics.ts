@@ -43,7 +43,7 @@ export class IotMetrics {
     });
     this.messagesProcessed = new Counter({
       name: 'iot_messages_processed_total',
-      help: 'Messages settled by a stage, by outcome (ok, retry, dlq, dropped; refused: HTTP ingest answered 503 and kept nothing)',
+      help: 'Messages settled by a stage, by outcome (ok, retry, dlq, dropped; refused: HTTP ingest answered 503 and kept nothing; skipped: meant for another service, in a stream taken whole)',
       labelNames: ['stage', 'outcome'],
       registers,
     });

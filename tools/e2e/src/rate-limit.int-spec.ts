@@ -1,5 +1,6 @@
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
+import mqtt from 'mqtt';
 import { sleep, waitFor } from '@iot/testing';
 import { planMessages, publishPlan } from './load';
 import { startPipeline, type Pipeline } from './pipeline';
@@ -59,6 +60,48 @@ describe('per-device rate limit at the bridge', () => {
       expect(status!.json()).toEqual(
         expect.objectContaining({ status: 'rate-limited', device: 'chatty-1', dropped: 1 }),
       );
+    } finally {
+      await nc.close();
+    }
+  });
+
+  it('leaves device status to its own consumers: demux, which takes the raw stream whole, acks it unhandled', async () => {
+    const nc = await connect({ servers: p.nats.urls });
+    try {
+      const jsm = await jetstreamManager(nc);
+      const statuses = async () =>
+        Object.values(
+          (await jsm.streams.info('TELEMETRY_RAW_V1', { subjects_filter: 'iot.status.v1.>' })).state
+            .subjects ?? {},
+        ).reduce((n, count) => n + count, 0);
+      const before = await statuses();
+      const device = await mqtt.connectAsync(p.mqtt.url, { clientId: 'calm-1', clean: true });
+      try {
+        await device.publishAsync('zenthos/calm/calm-1/status', JSON.stringify({ status: 'online' }), {
+          qos: 1,
+        });
+      } finally {
+        await device.endAsync();
+      }
+      await waitFor(
+        'the device status in the raw stream',
+        async () => (await statuses()) === before + 1,
+        10_000,
+      );
+      await waitFor(
+        'demux to settle everything in the raw stream',
+        async () => {
+          const c = await jsm.consumers.info('TELEMETRY_RAW_V1', 'demux');
+          return c.num_pending === 0 && c.num_ack_pending === 0;
+        },
+        10_000,
+      );
+      const metrics = await (await fetch(`${p.service('demux').url}/metrics`)).text();
+      expect(metrics).toContain(
+        `iot_messages_processed_total{stage="demux",outcome="skipped",service="demux"} ${before + 1}`,
+      );
+      // Not dead-lettered as telemetry that does not decode.
+      expect((await jsm.streams.info('DLQ_V1')).state.messages).toBe(0);
     } finally {
       await nc.close();
     }
