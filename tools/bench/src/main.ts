@@ -19,7 +19,7 @@ import { benchDevices, METRICS_PER_MESSAGE } from './load';
 import { runQueries } from './query';
 import { compareReports, readReport } from './compare';
 import { formatReport, newReport, round, writeReport, type BenchReport, type ResultEntry } from './report';
-import { startServers, useLocalServers } from './servers';
+import { serverVersions, startServers, useLocalServers } from './servers';
 import { bridgeStage, stageContext, workerStage, type StageResult } from './stages';
 import { measureWriteForms } from './writes';
 import { ProcessMeter, seriesByName, servicesOverServers, type ProcessUsage } from './proc';
@@ -137,6 +137,7 @@ function idleTable(usage: Record<string, ProcessUsage>, seconds: number) {
 async function baselinesScenario(): Promise<BenchReport> {
   const report = newReport('baselines', settings);
   const s = await startServers(benchDevices(100));
+  report.servers = await serverVersions(s);
   try {
     say(`raw baselines with ${settings.messages} messages`);
     addBaselines(report, await measureBaselines(s, settings.messages));
@@ -151,6 +152,7 @@ async function stagesScenario(): Promise<BenchReport> {
   const report = newReport('stages', settings);
   const n = settings.messages;
   const s = await startServers(benchDevices(100));
+  report.servers = await serverVersions(s);
   const ctx = stageContext(ROOT, s);
   try {
     say(`raw baselines with ${n} messages`);
@@ -261,6 +263,7 @@ async function writesScenario(): Promise<BenchReport> {
   const n = settings.messages;
   const rows = n * METRICS_PER_MESSAGE;
   const s = await startServers([]);
+  report.servers = await serverVersions(s);
   try {
     say(`psql \\copy of ${rows} rows, then the writer's statement forms on ${rows} rows each`);
     const meter = new ProcessMeter({ postgres: { pid: s.pg.process.pid, tree: true } }).begin();
@@ -392,6 +395,7 @@ async function e2eScenario(): Promise<BenchReport> {
   const report = newReport('e2e', settings);
   {
     const s = await startServers(benchDevices(100));
+    report.servers = await serverVersions(s);
     try {
       say('raw baselines (50,000 messages) on their own servers');
       addBaselines(report, await measureBaselines(s, 50_000));
@@ -522,6 +526,7 @@ async function e2eScenario(): Promise<BenchReport> {
 async function queryScenario(): Promise<BenchReport> {
   const report = newReport('query', settings);
   const s = await startServers([]);
+  report.servers = await serverVersions(s);
   try {
     say(`filling ${settings.rows} rows (100 devices x 5 metrics over 30 days) and the 5-minute rollup`);
     const q = await runQueries(s, settings.rows);

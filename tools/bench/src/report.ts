@@ -1,6 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
+import type { ServerVersions } from './servers';
 
 /** One figure of a run; fields that do not apply are left out (ARCHITECTURE.md, results JSON). */
 export interface ResultEntry {
@@ -79,6 +80,8 @@ export interface BenchReport {
   scenario: string;
   started_at: string;
   machine: { cores: number; node: string; cpu: string };
+  /** The servers' versions, as they said (`serverVersions`). */
+  servers?: ServerVersions;
   baselines: Record<string, number>;
   results: Record<string, ResultEntry>;
   /**
@@ -158,8 +161,18 @@ export function formatReport(report: BenchReport): string {
     .filter(([, r]) => r.note)
     .map(([n, r]) => `  ${n}: ${r.note}`);
   return [
-    `${report.scenario} (${report.started_at}, ${report.machine.cores} cores, Node ${report.machine.node})`,
+    `${report.scenario} (${report.started_at}, ${report.machine.cores} cores, Node ${report.machine.node}${serversLine(report.servers)})`,
     ...lines,
     ...(notes.length ? ['notes:', ...notes] : []),
   ].join('\n');
+}
+
+function serversLine(v: ServerVersions | undefined): string {
+  if (!v) return '';
+  const named = [
+    v.nats_server && `nats-server ${v.nats_server}`,
+    v.postgres && `PostgreSQL ${v.postgres}${v.timescaledb ? ` with TimescaleDB ${v.timescaledb}` : ''}`,
+    v.mosquitto && `mosquitto ${v.mosquitto}`,
+  ].filter(Boolean);
+  return named.length ? `, ${named.join(', ')}` : '';
 }

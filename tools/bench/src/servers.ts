@@ -1,6 +1,7 @@
 import { DEVICE_REGISTRY_BUCKET } from '@iot/contracts';
 import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import mqtt from 'mqtt';
 import { runMigrations } from '@iot/persistence';
 import {
   startMosquitto,
@@ -69,4 +70,56 @@ export async function registerDevices(
  */
 export function useLocalServers(): void {
   process.env.IOT_TEST_SERVERS ??= 'local';
+}
+
+/** The versions of the servers a run measured, as each says of itself; absent where one did not say. */
+export interface ServerVersions {
+  nats_server?: string;
+  postgres?: string;
+  timescaledb?: string;
+  mosquitto?: string;
+}
+
+/**
+ * Asks each server its version: nats-server in its INFO, PostgreSQL `server_version` (and
+ * the TimescaleDB extension's, where installed), mosquitto the retained
+ * `$SYS/broker/version`. A run's figures depend on them (nats-server 2.9 and 2.10 differ,
+ * docs/adr/0009), and a run on a GitHub runner or in containers has other versions than here.
+ */
+export async function serverVersions(s: BenchServers): Promise<ServerVersions> {
+  const [postgres, mosquitto] = await Promise.all([
+    s.pg
+      .query<{ version: string; timescaledb: string | null }>(
+        `SELECT split_part(current_setting('server_version'), ' ', 1) AS version,
+                (SELECT extversion FROM pg_extension WHERE extname = 'timescaledb') AS timescaledb`,
+      )
+      .then(
+        ([row]) => row,
+        () => undefined,
+      ),
+    mosquittoVersion(s.mqtt.url),
+  ]);
+  return {
+    ...(s.nc.info?.version ? { nats_server: s.nc.info.version } : {}),
+    ...(postgres?.version ? { postgres: postgres.version } : {}),
+    ...(postgres?.timescaledb ? { timescaledb: postgres.timescaledb } : {}),
+    ...(mosquitto ? { mosquitto } : {}),
+  };
+}
+
+async function mosquittoVersion(url: string, timeoutMs = 2_000): Promise<string | undefined> {
+  const client = mqtt.connect(url, { clientId: `bench-version-${process.pid}`, reconnectPeriod: 0 });
+  try {
+    return await new Promise<string | undefined>((resolve) => {
+      const timer = setTimeout(() => resolve(undefined), timeoutMs);
+      client.on('error', () => (clearTimeout(timer), resolve(undefined)));
+      client.on('message', (_topic, payload) => {
+        clearTimeout(timer);
+        resolve(payload.toString().replace(/^mosquitto version /, ''));
+      });
+      client.on('connect', () => client.subscribe('$SYS/broker/version'));
+    });
+  } finally {
+    await client.endAsync(true).catch(() => undefined);
+  }
 }
