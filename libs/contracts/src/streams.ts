@@ -114,7 +114,7 @@ export const Consumers = {
     // The whole stream, device status too, which demux acks unhandled (the asset-worker's):
     // a filtered consumer behind while messages keep arriving has nats-server 2.9 recount
     // its pending messages as it delivers: at 8,000 msg/s 69-113 µs of nats-server's CPU per
-    // message against 60-66 unfiltered, drains twice as long (docs/adr/0009).
+    // message against 60-66 unfiltered, drains 1.2-2.5 times as long (docs/adr/0009).
     filterSubjects: [],
     handledSubjects: [SubjectFilters.raw],
     maxDeliver: 5,
