@@ -34,6 +34,7 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
     handler: (payload: Uint8Array, meta: MessageMeta) => Promise<void>,
     maxDeliver = 3,
     concurrency = 1,
+    contractChanges: Partial<ConsumerContract> = {},
   ) {
     const contract: ConsumerContract = {
       ...Consumers.demux,
@@ -42,6 +43,7 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
       filterSubjects: [`iot.raw.v1.${tenant}.>`],
       maxDeliver,
       ackWaitMs: 5_000,
+      ...contractChanges,
     };
     const metrics = new IotMetrics('test');
     const sut = new ConsumerRunner<Uint8Array>({
@@ -119,30 +121,14 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
 
   it("hands over only the subjects it handles, and acks another service's unhandled (handledSubjects)", async () => {
     const seen: string[] = [];
-    const contract: ConsumerContract = {
-      ...Consumers.demux,
-      durable: 'test-skip',
-      stage: 'demux',
+    const { sut, metrics } = newTestService(
+      'skip',
+      async (p, meta) => void seen.push(`${meta.subject} ${new TextDecoder().decode(p)}`),
+      3,
+      1,
       // The whole raw stream, as demux takes it: device status and the other tests' messages too.
-      filterSubjects: [],
-      handledSubjects: ['iot.raw.v1.skip.>'],
-      ackWaitMs: 5_000,
-    };
-    const metrics = new IotMetrics('test');
-    const sut = new ConsumerRunner<Uint8Array>({
-      nc,
-      js,
-      contract,
-      decoder: 'bytes',
-      handler: {
-        kind: 'message',
-        fn: async (p, meta) => void seen.push(`${meta.subject} ${new TextDecoder().decode(p)}`),
-      },
-      publisher,
-      logger,
-      metrics,
-      batchSize: 16,
-    });
+      { filterSubjects: [], handledSubjects: ['iot.raw.v1.skip.>'] },
+    );
     await sut.start();
     for (let i = 0; i < 5; i++) {
       await publisher.publish('iot.raw.v1.skip.d1', `m${i}`, { msgId: `skip-raw-${i}` });
