@@ -137,8 +137,8 @@ function idleTable(usage: Record<string, ProcessUsage>, seconds: number) {
 async function baselinesScenario(): Promise<BenchReport> {
   const report = newReport('baselines', settings);
   const s = await startServers(benchDevices(100));
-  report.servers = await serverVersions(s);
   try {
+    report.servers = await serverVersions(s);
     say(`raw baselines with ${settings.messages} messages`);
     addBaselines(report, await measureBaselines(s, settings.messages));
     report.baselines.pg_copy_msgs = round(report.baselines.pg_copy_rows! / 5, 0)!;
@@ -152,9 +152,9 @@ async function stagesScenario(): Promise<BenchReport> {
   const report = newReport('stages', settings);
   const n = settings.messages;
   const s = await startServers(benchDevices(100));
-  report.servers = await serverVersions(s);
   const ctx = stageContext(ROOT, s);
   try {
+    report.servers = await serverVersions(s);
     say(`raw baselines with ${n} messages`);
     const b = await measureBaselines(s, n);
     addBaselines(report, b);
@@ -263,8 +263,8 @@ async function writesScenario(): Promise<BenchReport> {
   const n = settings.messages;
   const rows = n * METRICS_PER_MESSAGE;
   const s = await startServers([]);
-  report.servers = await serverVersions(s);
   try {
+    report.servers = await serverVersions(s);
     say(`psql \\copy of ${rows} rows, then the writer's statement forms on ${rows} rows each`);
     const meter = new ProcessMeter({ postgres: { pid: s.pg.process.pid, tree: true } }).begin();
     const copy = await pgCopyBaseline(s, n);
@@ -395,8 +395,8 @@ async function e2eScenario(): Promise<BenchReport> {
   const report = newReport('e2e', settings);
   {
     const s = await startServers(benchDevices(100));
-    report.servers = await serverVersions(s);
     try {
+      report.servers = await serverVersions(s);
       say('raw baselines (50,000 messages) on their own servers');
       addBaselines(report, await measureBaselines(s, 50_000));
     } finally {
@@ -526,8 +526,8 @@ async function e2eScenario(): Promise<BenchReport> {
 async function queryScenario(): Promise<BenchReport> {
   const report = newReport('query', settings);
   const s = await startServers([]);
-  report.servers = await serverVersions(s);
   try {
+    report.servers = await serverVersions(s);
     say(`filling ${settings.rows} rows (100 devices x 5 metrics over 30 days) and the 5-minute rollup`);
     const q = await runQueries(s, settings.rows);
     report.results['history 24 h of one device'] = {
