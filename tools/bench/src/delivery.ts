@@ -200,7 +200,7 @@ async function withJsm<T>(
 }
 
 export function rawMessages(p: Pipeline): Promise<number> {
-  return withJsm(p, async (jsm) => (await jsm.streams.info('TELEMETRY_RAW_V1')).state.messages);
+  return withJsm(p, async (jsm) => (await jsm.streams.info(Consumers.demux.stream)).state.messages);
 }
 
 export function dlqMessages(p: Pipeline): Promise<number> {

@@ -1,6 +1,8 @@
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import mqtt from 'mqtt';
+import { Consumers } from '@iot/contracts';
+import { consumerBacklog } from '@iot/messaging';
 import { sleep, waitFor } from '@iot/testing';
 import { planMessages, publishPlan } from './load';
 import { startPipeline, type Pipeline } from './pipeline';
@@ -90,10 +92,7 @@ describe('per-device rate limit at the bridge', () => {
       );
       await waitFor(
         'demux to settle everything in the raw stream',
-        async () => {
-          const c = await jsm.consumers.info('TELEMETRY_RAW_V1', 'demux');
-          return c.num_pending === 0 && c.num_ack_pending === 0;
-        },
+        async () => (await consumerBacklog(jsm, Consumers.demux)).lag === 0,
         10_000,
       );
       const metrics = await (await fetch(`${p.service('demux').url}/metrics`)).text();
