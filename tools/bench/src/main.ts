@@ -22,6 +22,7 @@ import { formatReport, newReport, round, writeReport, type BenchReport, type Res
 import { serverVersions, startServers, useLocalServers } from './servers';
 import { bridgeStage, stageContext, workerStage, type StageResult } from './stages';
 import { measureWriteForms } from './writes';
+import { nextFullRun, nextStep, type SearchRun } from './search';
 import { ProcessMeter, seriesByName, servicesOverServers, type ProcessUsage } from './proc';
 import { removeDir, sharedMachineGoMaxProcs, stopEverythingOnSignals } from '@iot/testing';
 
@@ -451,10 +452,16 @@ async function e2eScenario(): Promise<BenchReport> {
       p99ok && fixed.lostPoints === 0 && fixed.duplicatedPoints === 0,
     );
     report.processes[`e2e @${settings.rate}/s`] = processTable(fixed.processes, fixed.storedMessages);
-    let lastHeld: number | undefined;
     const runs: E2eRun[] = [];
+    const searched = (r: E2eRun, ok: boolean): SearchRun => ({
+      rate: r.targetRate,
+      ok,
+      storedPerS: r.msgsPerS,
+    });
     const stepS = Math.max(10, Math.round(settings.durationS / 3));
-    const step = async (rate: number): Promise<E2eRun> => {
+    // Short steps find the edge (search.ts `nextStep`: up the steps, then halving the gap to
+    // the first missed, or below the lowest when it is missed).
+    for (let rate = nextStep(settings.steps, []); rate !== undefined;) {
       say(`searching the highest sustained rate: ${rate} msg/s for ${stepS} s`);
       const r = await runE2e(ROOT, p, rate, stepS);
       runs.push(r);
@@ -462,33 +469,23 @@ async function e2eScenario(): Promise<BenchReport> {
       report.results[`e2e step ${rate}/s`] = {
         ...e2eEntry(r, 'sustained: sent at rate, drained within 5 s, 0 lost', r.sustained),
       };
-      return r;
-    };
-    for (const rate of settings.steps) {
-      const r = await step(rate);
-      if (!r.sustained) {
-        // Once between the last rate held and the first missed, so that the figure is not
-        // only as fine as the steps (2,000 apart by default).
-        const mid = lastHeld ? Math.round((lastHeld + rate) / 2 / 500) * 500 : 0;
-        if (lastHeld && mid > lastHeld && mid < rate) await step(mid);
-        break;
-      }
-      lastHeld = rate;
+      rate = nextStep(
+        settings.steps,
+        runs.map((x) => searched(x, x.sustained)),
+      );
     }
     // The steps find the edge in a third of the duration each; the issue asks for the highest
     // rate sustained for the whole duration. So the highest step held runs again for the full
-    // --duration and must keep up (`keptUp`); if it does not, the next lower step held gets one
-    // more try. "e2e max sustained" is the run that kept up, or the last that did not.
-    const candidates = runs
-      .filter((r) => r.sustained)
-      .map((r) => r.targetRate)
-      .sort((a, b) => b - a)
-      .slice(0, 2);
+    // --duration and must keep up (`keptUp`); if it does not, the next try is lower, guided by
+    // what it stored (search.ts `nextFullRun`). "e2e max sustained" is the run that kept up,
+    // or the last that did not.
+    const held = runs.filter((r) => r.sustained).map((r) => r.targetRate);
+    const fullRuns: E2eRun[] = [];
     let confirmed: E2eRun | undefined;
-    let last: E2eRun | undefined;
-    for (const rate of candidates) {
-      say(`the highest rate held for ${stepS} s, ${rate} msg/s, again for ${settings.durationS} s`);
+    for (let rate = nextFullRun(held, []); rate !== undefined;) {
+      say(`the highest rate held so far, ${rate} msg/s, for ${settings.durationS} s`);
       const r = await runE2e(ROOT, p, rate, settings.durationS);
+      fullRuns.push(r);
       sayWindows('', r);
       const ok = keptUp(r);
       const name = `e2e ${settings.durationS} s at ${rate}/s`;
@@ -498,12 +495,13 @@ async function e2eScenario(): Promise<BenchReport> {
         ok,
       );
       report.processes[name] = processTable(r.processes, r.storedMessages);
-      last = r;
-      if (ok) {
-        confirmed = r;
-        break;
-      }
+      if (ok) confirmed = r;
+      rate = nextFullRun(
+        held,
+        fullRuns.map((x) => searched(x, keptUp(x))),
+      );
     }
+    const last = fullRuns[fullRuns.length - 1];
     const shown = confirmed ?? last;
     if (shown) {
       const entry = e2eEntry(
@@ -513,7 +511,7 @@ async function e2eScenario(): Promise<BenchReport> {
       );
       entry.note += confirmed
         ? `; kept up for ${settings.durationS} s at ${confirmed.targetRate} msg/s`
-        : `; held for ${stepS} s but did not keep up for ${settings.durationS} s at ${candidates.join(' or ')} msg/s`;
+        : `; did not keep up for ${settings.durationS} s at ${fullRuns.map((r) => r.targetRate).join(', ')} msg/s`;
       report.results['e2e max sustained'] = entry;
       report.processes['e2e max sustained'] = processTable(shown.processes, shown.storedMessages);
     }
