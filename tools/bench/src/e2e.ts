@@ -167,6 +167,8 @@ class LatencyWindows {
   private readonly backlog: Array<Record<string, number> | undefined> = [];
   private readonly bridged: Array<number | undefined> = [];
   private windowAt = performance.now();
+  /** When `lastRaw` was read (the run's start for the count taken before it). */
+  private lastRawAt = this.windowAt;
   /** When the first window began (epoch ms). */
   readonly fromMs = Date.now();
   /** Where the machine's CPU time went in each window: a stall shows as its cause. */
@@ -207,10 +209,16 @@ class LatencyWindows {
       this.readBacklog().catch(() => undefined),
     ]);
     this.backlog.push(backlog?.consumers);
+    // Over the time since the last reading that answered: after one that failed, that is two
+    // windows, and their growth is spread over both.
+    const sinceRaw = (at - this.lastRawAt) / 1000;
     this.bridged.push(
-      backlog && seconds > 0 ? Math.round((backlog.raw - this.lastRaw) / seconds) : undefined,
+      backlog && sinceRaw > 0 ? Math.round((backlog.raw - this.lastRaw) / sinceRaw) : undefined,
     );
-    if (backlog) this.lastRaw = backlog.raw;
+    if (backlog) {
+      this.lastRaw = backlog.raw;
+      this.lastRawAt = at;
+    }
     const p99 = (after: Buckets, before: Buckets) => {
       const v = quantile(diffBuckets(after, before), 0.99);
       return v === undefined ? undefined : Math.round(v * 1000);
