@@ -77,8 +77,15 @@ describe('nextFullRun', () => {
     expect(full([8000, 8500], 9000)).toEqual(['8500']);
   });
 
-  it('goes down to what the missed run stored when that is below the next held step', () => {
-    expect(full([7000, 8000, 8500], 6700)).toEqual(['8500 missed', '6500']);
+  it('goes down to what the missed run stored when that is below the next held step, then once midway', () => {
+    // 8,500 stored 6,700 per second: 6,500 keeps up, then 7,500 (midway, to 250) does not.
+    expect(full([7000, 8000, 8500], 6700)).toEqual(['8500 missed', '6500', '7500 missed']);
+    // Not midway when the two are 500 apart or less.
+    const close: SearchRun[] = [
+      { rate: 7000, ok: false, storedPerS: 6600 },
+      { rate: 6500, ok: true, storedPerS: 6500 },
+    ];
+    expect(nextFullRun([7000], close)).toBeUndefined();
   });
 
   it('takes the next held step when the missed run stored more than it', () => {

@@ -63,12 +63,24 @@ export function nextStep(steps: readonly number[], runs: readonly SearchRun[]): 
 /**
  * The next full-duration run: the highest step held first; after one that does not keep up,
  * the highest held step below it or what it stored per second (rounded down), whichever is
- * lower, so that an overloaded run's throughput guides the next; MAX_FULL_RUNS at most, and
- * none once a run has kept up.
+ * lower, so that an overloaded run's throughput guides the next. Once one has kept up below
+ * one that did not, once midway between them (to 250) if they are more than 500 apart.
+ * MAX_FULL_RUNS at most.
  */
 export function nextFullRun(held: readonly number[], runs: readonly SearchRun[]): number | undefined {
-  if (runs.some((r) => r.ok) || runs.length >= MAX_FULL_RUNS) return undefined;
+  if (runs.length >= MAX_FULL_RUNS) return undefined;
   if (runs.length === 0) return held.length > 0 ? Math.max(...held) : undefined;
+  const kept = runs.filter((r) => r.ok).map((r) => r.rate);
+  if (kept.length > 0) {
+    const best = Math.max(...kept);
+    const missedAbove = runs.filter((r) => !r.ok && r.rate > best).map((r) => r.rate);
+    if (missedAbove.length === 0) return undefined;
+    const lowestMissed = Math.min(...missedAbove);
+    if (lowestMissed - best <= SEARCH_RESOLUTION) return undefined;
+    const step = SEARCH_RESOLUTION / 2;
+    const mid = Math.round((best + lowestMissed) / 2 / step) * step;
+    return runs.some((r) => r.rate === mid) ? undefined : mid;
+  }
   const last = runs[runs.length - 1]!;
   const heldBelow = held.filter((rate) => rate < last.rate);
   const byThroughput = Math.min(
