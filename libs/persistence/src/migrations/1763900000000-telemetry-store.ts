@@ -13,6 +13,30 @@ const TELEMETRY_COLUMNS = `
   PRIMARY KEY (tenant_id, device_id, metric, ts)`;
 
 /**
+ * Daily partitions named telemetry_pYYYYMMDD, from `days_behind` ago to `days_ahead` ahead
+ * (replaced by migration SeriesKey1765000000000, which restores it on the way down).
+ */
+export const ENSURE_PARTITIONS_V1 = `
+      CREATE OR REPLACE FUNCTION telemetry_ensure_partitions(days_behind int, days_ahead int) RETURNS int
+      LANGUAGE plpgsql AS $$
+      DECLARE d date; created int := 0; name text;
+      BEGIN
+        FOR d IN SELECT generate_series(current_date - days_behind, current_date + days_ahead, interval '1 day')::date LOOP
+          name := 'telemetry_p' || to_char(d, 'YYYYMMDD');
+          IF to_regclass(name) IS NULL THEN
+            BEGIN
+              EXECUTE format('CREATE TABLE %I PARTITION OF telemetry FOR VALUES FROM (%L) TO (%L)', name, d, d + 1);
+              created := created + 1;
+            EXCEPTION WHEN check_violation THEN
+              -- Rows for that day already sit in the default partition: leave them there.
+              RAISE NOTICE 'partition % skipped: the default partition holds rows of that day', name;
+            END;
+          END IF;
+        END LOOP;
+        RETURN created;
+      END $$`;
+
+/**
  * Retention on plain PostgreSQL as this migration made it: drop whole daily partitions older
  * than the window (cheap, unlike DELETE) and the rollup rows past theirs. Migration
  * DefaultPartitionRetention1764800000000 replaces it and restores it on the way down.
@@ -99,26 +123,7 @@ export class TelemetryStore1763900000000 implements MigrationInterface {
         max       double precision NOT NULL,
         PRIMARY KEY (tenant_id, device_id, metric, bucket)
       )`);
-    // Daily partitions named telemetry_pYYYYMMDD, from `days_behind` ago to `days_ahead` ahead.
-    await q.query(`
-      CREATE OR REPLACE FUNCTION telemetry_ensure_partitions(days_behind int, days_ahead int) RETURNS int
-      LANGUAGE plpgsql AS $$
-      DECLARE d date; created int := 0; name text;
-      BEGIN
-        FOR d IN SELECT generate_series(current_date - days_behind, current_date + days_ahead, interval '1 day')::date LOOP
-          name := 'telemetry_p' || to_char(d, 'YYYYMMDD');
-          IF to_regclass(name) IS NULL THEN
-            BEGIN
-              EXECUTE format('CREATE TABLE %I PARTITION OF telemetry FOR VALUES FROM (%L) TO (%L)', name, d, d + 1);
-              created := created + 1;
-            EXCEPTION WHEN check_violation THEN
-              -- Rows for that day already sit in the default partition: leave them there.
-              RAISE NOTICE 'partition % skipped: the default partition holds rows of that day', name;
-            END;
-          END IF;
-        END LOOP;
-        RETURN created;
-      END $$`);
+    await q.query(ENSURE_PARTITIONS_V1);
     await q.query(APPLY_RETENTION_V1);
     await q.query(`SELECT telemetry_ensure_partitions(7, 7)`);
   }

@@ -12,7 +12,7 @@ import { APPLY_RETENTION_V1 } from './1763900000000-telemetry-store';
  */
 /** Version 1, and the rows of the default partition past the raw window deleted too. */
 const ROLLUP_DELETE = 'DELETE FROM telemetry_5m';
-const APPLY_RETENTION_V2 = APPLY_RETENTION_V1.replace(
+export const APPLY_RETENTION_V2 = APPLY_RETENTION_V1.replace(
   ROLLUP_DELETE,
   `DELETE FROM telemetry_default WHERE ts < now() - raw_keep;\n        ${ROLLUP_DELETE}`,
 );

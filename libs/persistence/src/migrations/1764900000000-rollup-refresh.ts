@@ -3,6 +3,59 @@ import { isPartitionedStore } from './plain-postgres';
 import { ROLLUP_LOCK_KEY } from '@iot/contracts';
 
 /**
+ * `telemetry_5m_refresh`, after CREATE or CREATE OR REPLACE (migration SeriesKey1765000000000
+ * replaces it, and restores it on the way down).
+ */
+export const REFRESH_ROLLUP_V1 = `
+      FUNCTION telemetry_5m_refresh(max_buckets int) RETURNS int
+      -- As the owner of the indexes: only their owner may summarize them. The planner
+      -- misjudges a bucket of the newest rows, past the statistics or in a partition never
+      -- analyzed: it would scan the whole day, sort millions of rows on disk to group them,
+      -- or start parallel workers for every empty bucket. A bucket is read by the BRIN index
+      -- and grouped in memory (a few thousand series).
+      LANGUAGE plpgsql SECURITY DEFINER
+      SET search_path = public SET enable_seqscan = off SET enable_sort = off
+      SET max_parallel_workers_per_gather = 0 AS $$
+      DECLARE b timestamptz; done int := 0; saved_lock_timeout text;
+        raw_keep interval := (SELECT value::interval FROM telemetry_settings WHERE key = 'raw_retention');
+      BEGIN
+        -- Buckets a batch is writing into right now are skipped: they come next time.
+        FOR b IN
+          DELETE FROM telemetry_5m_dirty WHERE bucket IN (
+            SELECT bucket FROM telemetry_5m_dirty ORDER BY bucket LIMIT max_buckets FOR UPDATE SKIP LOCKED)
+          RETURNING bucket
+        LOOP
+          IF done = 0 THEN
+            -- Pages written since the last summary get one, so that each bucket below reads
+            -- only its own page ranges, not every page autovacuum has not summarized yet.
+            -- Autovacuum takes the same lock on a partition (and summarizes it too): waiting
+            -- past deadlock_timeout would cancel it, every 30 s; after 100 ms this time goes
+            -- without, and reads the ranges left unsummarized.
+            BEGIN
+              saved_lock_timeout := current_setting('lock_timeout');
+              PERFORM set_config('lock_timeout', '100ms', true);
+              PERFORM brin_summarize_new_values(i.inhrelid)
+              FROM pg_inherits i WHERE i.inhparent = 'telemetry_ts_brin'::regclass;
+              PERFORM set_config('lock_timeout', saved_lock_timeout, true);
+            EXCEPTION WHEN lock_not_available THEN
+              NULL;
+            END;
+          END IF;
+          done := done + 1;
+          -- Past the raw window retention may have deleted some of a bucket's rows: its
+          -- rollup, computed while they were all there, stays as it is.
+          CONTINUE WHEN b < now() - raw_keep;
+          INSERT INTO telemetry_5m AS r (tenant_id, device_id, metric, bucket, count, sum, min, max)
+            SELECT tenant_id, device_id, metric, b, count(*), sum(value), min(value), max(value)
+            FROM telemetry WHERE ts >= b AND ts < b + interval '5 minutes'
+            GROUP BY 1, 2, 3
+          ON CONFLICT (tenant_id, device_id, metric, bucket) DO UPDATE SET
+            count = EXCLUDED.count, sum = EXCLUDED.sum, min = EXCLUDED.min, max = EXCLUDED.max;
+        END LOOP;
+        RETURN done;
+      END $$`;
+
+/**
  * On plain PostgreSQL the 5-minute rollup is materialized as TimescaleDB's continuous
  * aggregate is: each bucket once it has closed, from its rows, instead of by the writer in
  * every batch. A batch of a few hundred messages from as many devices updated about one
@@ -67,54 +120,7 @@ export class RollupRefresh1764900000000 implements MigrationInterface {
         UPDATE telemetry_5m_state SET materialized_upto = target;
         RETURN queued;
       END $$`);
-    await q.query(`
-      CREATE FUNCTION telemetry_5m_refresh(max_buckets int) RETURNS int
-      -- As the owner of the indexes: only their owner may summarize them. The planner
-      -- misjudges a bucket of the newest rows, past the statistics or in a partition never
-      -- analyzed: it would scan the whole day, sort millions of rows on disk to group them,
-      -- or start parallel workers for every empty bucket. A bucket is read by the BRIN index
-      -- and grouped in memory (a few thousand series).
-      LANGUAGE plpgsql SECURITY DEFINER
-      SET search_path = public SET enable_seqscan = off SET enable_sort = off
-      SET max_parallel_workers_per_gather = 0 AS $$
-      DECLARE b timestamptz; done int := 0; saved_lock_timeout text;
-        raw_keep interval := (SELECT value::interval FROM telemetry_settings WHERE key = 'raw_retention');
-      BEGIN
-        -- Buckets a batch is writing into right now are skipped: they come next time.
-        FOR b IN
-          DELETE FROM telemetry_5m_dirty WHERE bucket IN (
-            SELECT bucket FROM telemetry_5m_dirty ORDER BY bucket LIMIT max_buckets FOR UPDATE SKIP LOCKED)
-          RETURNING bucket
-        LOOP
-          IF done = 0 THEN
-            -- Pages written since the last summary get one, so that each bucket below reads
-            -- only its own page ranges, not every page autovacuum has not summarized yet.
-            -- Autovacuum takes the same lock on a partition (and summarizes it too): waiting
-            -- past deadlock_timeout would cancel it, every 30 s; after 100 ms this time goes
-            -- without, and reads the ranges left unsummarized.
-            BEGIN
-              saved_lock_timeout := current_setting('lock_timeout');
-              PERFORM set_config('lock_timeout', '100ms', true);
-              PERFORM brin_summarize_new_values(i.inhrelid)
-              FROM pg_inherits i WHERE i.inhparent = 'telemetry_ts_brin'::regclass;
-              PERFORM set_config('lock_timeout', saved_lock_timeout, true);
-            EXCEPTION WHEN lock_not_available THEN
-              NULL;
-            END;
-          END IF;
-          done := done + 1;
-          -- Past the raw window retention may have deleted some of a bucket's rows: its
-          -- rollup, computed while they were all there, stays as it is.
-          CONTINUE WHEN b < now() - raw_keep;
-          INSERT INTO telemetry_5m AS r (tenant_id, device_id, metric, bucket, count, sum, min, max)
-            SELECT tenant_id, device_id, metric, b, count(*), sum(value), min(value), max(value)
-            FROM telemetry WHERE ts >= b AND ts < b + interval '5 minutes'
-            GROUP BY 1, 2, 3
-          ON CONFLICT (tenant_id, device_id, metric, bucket) DO UPDATE SET
-            count = EXCLUDED.count, sum = EXCLUDED.sum, min = EXCLUDED.min, max = EXCLUDED.max;
-        END LOOP;
-        RETURN done;
-      END $$`);
+    await q.query(`CREATE ${REFRESH_ROLLUP_V1}`);
   }
 
   async down(q: QueryRunner): Promise<void> {
