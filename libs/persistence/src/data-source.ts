@@ -5,6 +5,7 @@ import { Devices1764100000000 } from './migrations/1764100000000-devices';
 import { RollupFillfactor1764700000000 } from './migrations/1764700000000-rollup-fillfactor';
 import { DefaultPartitionRetention1764800000000 } from './migrations/1764800000000-default-partition-retention';
 import { RollupRefresh1764900000000 } from './migrations/1764900000000-rollup-refresh';
+import { SeriesKey1765000000000 } from './migrations/1765000000000-series-key';
 
 /** Every migration, in order. New ones are appended, never edited once released. */
 export const MIGRATIONS = [
@@ -14,6 +15,7 @@ export const MIGRATIONS = [
   RollupFillfactor1764700000000,
   DefaultPartitionRetention1764800000000,
   RollupRefresh1764900000000,
+  SeriesKey1765000000000,
 ];
 
 /** The TypeORM data source: schema changes come only from migrations, never from entities. */

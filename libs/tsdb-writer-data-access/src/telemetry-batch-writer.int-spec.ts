@@ -1,4 +1,4 @@
-import { runMigrations } from '@iot/persistence';
+import { createDataSource, runMigrations } from '@iot/persistence';
 import { startPostgres, type PostgresHandle } from '@iot/testing';
 import type { NormalizedTelemetry } from '@iot/contracts';
 import { Client } from 'pg';
@@ -6,6 +6,7 @@ import {
   copyMicros,
   IDEMPOTENT_INSERT,
   ROLLUP_SHARED_LOCK,
+  SeriesIds,
   TelemetryBatchWriter,
   TelemetryColumns,
 } from './telemetry-batch-writer';
@@ -112,6 +113,64 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
     expect(rollup).toEqual({ count: '3', sum: 1230 });
   });
 
+  it('numbers a series once when writers meet it at the same moment, and each stores its points under that number', async () => {
+    const writers = [0, 1, 2].map(() => TelemetryBatchWriter.connect(pg.url));
+    const t = now + 120_000;
+    // 40 devices x 2 metrics new to every writer, each writer its own timestamps.
+    const batch = (w: number) =>
+      Array.from({ length: 40 }, (_, d) => ({
+        ...row('series-a', d, t + w),
+        device: `demo-series-${d}`,
+        points: [
+          { metric: 'series-a', value: d, unit: 'Cel', quality: 'good' as const },
+          { metric: 'series-b', value: 100 + d, unit: '%', quality: 'good' as const },
+        ],
+      }));
+    try {
+      expect(await Promise.all(writers.map((w, i) => w.write(batch(i))))).toEqual([80, 80, 80]);
+    } finally {
+      await Promise.all(writers.map((w) => w.close()));
+    }
+    const [series] = await pg.query<{ n: string; distinct_keys: string }>(
+      `SELECT count(*)::text AS n, count(DISTINCT (tenant_id, device_id, metric, unit))::text AS distinct_keys
+         FROM telemetry_series WHERE device_id LIKE 'demo-series-%'`,
+    );
+    expect(series).toEqual({ n: '80', distinct_keys: '80' });
+    // Every point under its own series: the view gives back each device's own values and units.
+    const rows = await pg.query<{ device_id: string; metric: string; unit: string; n: string; sum: number }>(
+      `SELECT device_id, metric, unit, count(*)::text AS n, sum(value) AS sum FROM telemetry
+        WHERE device_id IN ('demo-series-0', 'demo-series-39') GROUP BY 1, 2, 3 ORDER BY 1, 2`,
+    );
+    expect(rows).toEqual([
+      { device_id: 'demo-series-0', metric: 'series-a', unit: 'Cel', n: '3', sum: 0 },
+      { device_id: 'demo-series-0', metric: 'series-b', unit: '%', n: '3', sum: 300 },
+      { device_id: 'demo-series-39', metric: 'series-a', unit: 'Cel', n: '3', sum: 117 },
+      { device_id: 'demo-series-39', metric: 'series-b', unit: '%', n: '3', sum: 417 },
+    ]);
+  });
+
+  it('numbers the series of a write after its cache of series started again, the same numbers as before', async () => {
+    const ids = new SeriesIds(3);
+    const client = new Client({ connectionString: pg.url });
+    await client.connect();
+    try {
+      const device = (d: string) => [
+        { ...row('cache-a', 1), device: d },
+        { ...row('cache-b', 2), device: d },
+      ];
+      await ids.resolve(client, device('demo-cache-1'));
+      const first = ids.id('demo', 'demo-cache-1', 'cache-a', 'Cel');
+      await ids.resolve(client, device('demo-cache-2'));
+      // Four series held, more than 3: the next write starts the cache again, and still
+      // finds every series it needs, under the numbers they had.
+      await ids.resolve(client, device('demo-cache-1'));
+      expect(ids.id('demo', 'demo-cache-1', 'cache-a', 'Cel')).toBe(first);
+      expect(() => ids.id('demo', 'demo-cache-2', 'cache-a', 'Cel')).toThrow('not resolved');
+    } finally {
+      await client.end();
+    }
+  });
+
   it('stores texts with quotes, backslashes, tabs, line breaks, commas, braces and non-ASCII as sent, and every point of a message', async () => {
     const odd = [
       'we"ird\\name',
@@ -201,7 +260,9 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
     expect(rows.map((r) => r.ts.toISOString())).toEqual(times);
     expect(rows.map((r) => r.received_at.getTime() - r.ts.getTime())).toEqual(times.map(() => 1));
     // Out of the default partition, which a later spec counts.
-    await pg.query(`DELETE FROM telemetry WHERE device_id = 'demo-epoch'`);
+    await pg.query(
+      `DELETE FROM telemetry_points WHERE series_id IN (SELECT series_id FROM telemetry_series WHERE device_id = 'demo-epoch')`,
+    );
   });
 
   it('keeps event time and ingest time apart, with millisecond precision', async () => {
@@ -224,21 +285,21 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
     const old = Date.UTC(2020, 0, 1);
     await write(sut, [row('temperature', 1, old)]);
     const [r] = await pg.query<{ part: string }>(
-      `SELECT tableoid::regclass::text AS part FROM telemetry WHERE ts = to_timestamp($1 / 1000.0)`,
+      `SELECT tableoid::regclass::text AS part FROM telemetry_points WHERE ts = to_timestamp($1 / 1000.0)`,
       [old],
     );
-    expect(r!.part).toBe('telemetry_default');
+    expect(r!.part).toBe('telemetry_points_default');
     // A clock 20 days ahead, past the partitions made ahead: the default partition too.
     const ahead = Date.now() + 20 * 86_400_000;
     await write(sut, [row('temperature', 2, ahead)]);
     await sut.maintainPartitions(7);
     const [today] = await pg.query<{ part: string }>(
-      `SELECT tableoid::regclass::text AS part FROM telemetry WHERE metric = 'humidity'`,
+      `SELECT p.tableoid::regclass::text AS part FROM telemetry_points p JOIN telemetry_series s USING (series_id) WHERE s.metric = 'humidity'`,
     );
-    expect(today!.part).toMatch(/^telemetry_p\d{8}$/);
+    expect(today!.part).toMatch(/^telemetry_points_p\d{8}$/);
     // Retention deletes the default partition's rows past the raw window (7 days), as it
     // drops whole daily partitions, and keeps the others.
-    const kept = await pg.query<{ ts: Date }>(`SELECT ts FROM telemetry_default ORDER BY ts`);
+    const kept = await pg.query<{ ts: Date }>(`SELECT ts FROM telemetry_points_default ORDER BY ts`);
     expect(kept.map((k) => k.ts.getTime())).toEqual([ahead]);
   });
 
@@ -384,10 +445,11 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
     const batch = new Client({ connectionString: pg.url });
     await batch.connect();
     try {
+      await sut.series.resolve(batch, [late(2, ts + 1)]);
       await batch.query('BEGIN');
       await batch.query(
         IDEMPOTENT_INSERT['postgres-partitions'],
-        TelemetryColumns.of([late(2, ts + 1)]).params(),
+        TelemetryColumns.of([late(2, ts + 1)], sut.series).params(),
       );
       await sut.refreshRollup();
       expect(await rollupOf('demo-open')).toEqual([[ts, '1', 1]]);
@@ -406,11 +468,13 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
     const batch = new Client({ connectionString: pg.url });
     await batch.connect();
     try {
+      const waiting = [{ ...row('waiting', 7, ts), device: 'demo-wait' }];
+      await sut.series.resolve(batch, waiting);
       // Written while its bucket was not materialized, so not queued; still open.
       await batch.query(`BEGIN;${ROLLUP_SHARED_LOCK}`);
       await batch.query(
         IDEMPOTENT_INSERT['postgres-partitions'],
-        TelemetryColumns.of([{ ...row('waiting', 7, ts), device: 'demo-wait' }]).params(),
+        TelemetryColumns.of(waiting, sut.series).params(),
       );
       let done = false;
       const refreshed = sut.refreshRollup().then(() => (done = true));
@@ -434,7 +498,7 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
     await vacuum.connect();
     try {
       const [{ part }] = await pg.query<{ part: string }>(
-        `SELECT tableoid::regclass::text AS part FROM telemetry WHERE device_id = 'demo-vacuum'`,
+        `SELECT p.tableoid::regclass::text AS part FROM telemetry_points p JOIN telemetry_series s USING (series_id) WHERE s.device_id = 'demo-vacuum'`,
       );
       await vacuum.query('BEGIN');
       await vacuum.query(`LOCK TABLE ${part} IN SHARE UPDATE EXCLUSIVE MODE`);
@@ -467,4 +531,85 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
       await writer.close();
     }
   }, 30_000);
+});
+
+describe('migration SeriesKey1765000000000 (real PostgreSQL)', () => {
+  let pg: PostgresHandle;
+
+  beforeAll(async () => {
+    pg = await startPostgres();
+  });
+  afterAll(async () => {
+    await pg?.stop();
+  });
+
+  /** Undoes the last migration, as `platform migrate --revert` would. */
+  const revertLast = async () => {
+    const ds = createDataSource(pg.url);
+    await ds.initialize();
+    try {
+      await ds.undoLastMigration({ transaction: 'each' });
+    } finally {
+      await ds.destroy();
+    }
+  };
+
+  it('keeps the rows stored before it readable, in the rollup too, and gives back the rows stored after it when reverted', async () => {
+    await runMigrations(pg.url);
+    await revertLast();
+    // The table as it was: rows of a device stored before the migration, one of them far back.
+    const bucket = Math.floor((Date.now() - 3_600_000) / 300_000) * 300_000;
+    await pg.query(
+      `INSERT INTO telemetry (tenant_id, device_id, metric, ts, value, unit, quality, received_at)
+       VALUES ('demo', 'old-1', 'temperature', to_timestamp($1 / 1000.0), 20, 'Cel', 'good', now()),
+              ('demo', 'old-1', 'temperature', to_timestamp($1 / 1000.0 + 60), 22, 'Cel', 'good', now()),
+              ('demo', 'old-1', 'temperature', timestamptz '2020-01-01', 1, 'Cel', 'good', now())`,
+      [bucket],
+    );
+    expect(await runMigrations(pg.url)).toEqual(['SeriesKey1765000000000']);
+    const writer = TelemetryBatchWriter.connect(pg.url);
+    try {
+      // The same device after the migration, in the same 5-minute bucket.
+      await writer.write([
+        {
+          tenant: 'demo',
+          device: 'old-1',
+          messageId: 'after-1',
+          ts: bucket + 120_000,
+          receivedAt: bucket + 120_005,
+          points: [{ metric: 'temperature', value: 24, unit: 'Cel', quality: 'good' }],
+        },
+      ]);
+      const values = await pg.query<{ value: number }>(
+        `SELECT value FROM telemetry WHERE device_id = 'old-1' ORDER BY ts`,
+      );
+      expect(values.map((v) => v.value)).toEqual([1, 20, 22, 24]);
+      // The bucket holds rows of both tables: its rollup counts them all.
+      await pg.query(`UPDATE telemetry_5m_state SET materialized_upto = 'infinity'`);
+      await pg.query(
+        `INSERT INTO telemetry_5m_dirty (bucket) VALUES (to_timestamp($1 / 1000.0)) ON CONFLICT DO NOTHING`,
+        [bucket],
+      );
+      await writer.refreshRollup();
+      expect(
+        await pg.query(
+          `SELECT count::text, sum FROM telemetry_5m WHERE device_id = 'old-1' AND bucket = to_timestamp($1 / 1000.0)`,
+          [bucket],
+        ),
+      ).toEqual([{ count: '3', sum: 66 }]);
+      // Retention reaches the old table: its row of 2020 goes.
+      await writer.maintainPartitions(7);
+      expect(
+        (await pg.query(`SELECT value FROM telemetry WHERE device_id = 'old-1' ORDER BY ts`)).length,
+      ).toBe(3);
+    } finally {
+      await writer.close();
+    }
+    // Reverted, the table holds the rows stored since as well.
+    await revertLast();
+    const back = await pg.query<{ value: number }>(
+      `SELECT value FROM telemetry WHERE device_id = 'old-1' ORDER BY ts`,
+    );
+    expect(back.map((v) => v.value)).toEqual([20, 22, 24]);
+  });
 });

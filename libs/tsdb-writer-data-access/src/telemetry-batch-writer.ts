@@ -11,61 +11,126 @@ function element(text: string): string {
 const ESCAPED = /[\\"]/;
 const ESCAPED_ALL = /[\\"]/g;
 
+/** The separator of a series key: PostgreSQL refuses a NUL in a text, so none is stored in one. */
+const SEP = '\u0000';
+
+/** Most series ids a writer keeps (about 1 MB per 10,000); past it the cache starts again. */
+const SERIES_CACHE_MAX = 100_000;
+
 /**
- * The rows of one write, one per point, as the eight columns the insert takes, each sent
- * as one PostgreSQL array literal (`{"a","b"}`, `{1,2}`). This is the writer's hot path: no
- * object per row, and a message's tenant, device and times are turned into text once for
- * all its points, not once per row by node-postgres (2-3 µs per message instead of 6-9).
+ * The ids of the series (tenant, device, metric, unit) the writer has met, from
+ * `telemetry_series` (migration SeriesKey1765000000000). `resolve` numbers the series of a
+ * write it does not know yet, in one statement for all of them; `id` then answers from memory.
+ */
+export class SeriesIds {
+  private readonly ids = new Map<string, number>();
+
+  constructor(private readonly max = SERIES_CACHE_MAX) {}
+
+  private static key(tenant: string, device: string, metric: string, unit: string): string {
+    return tenant + SEP + device + SEP + metric + SEP + unit;
+  }
+
+  /** The id of a series `resolve` has seen. */
+  id(tenant: string, device: string, metric: string, unit: string): number {
+    const id = this.ids.get(SeriesIds.key(tenant, device, metric, unit));
+    if (id === undefined) throw new Error(`series ${tenant}/${device}/${metric} [${unit}] not resolved`);
+    return id;
+  }
+
+  /**
+   * Makes sure every series of the messages has its id: those not met yet are inserted (or
+   * found, when another writer inserted them) in one statement. A series another writer is
+   * inserting at that moment is found by the next try.
+   */
+  async resolve(client: Pick<PoolClient, 'query'>, messages: readonly NormalizedTelemetry[]): Promise<void> {
+    if (this.ids.size > this.max) this.ids.clear();
+    const missing = new Map<string, [string, string, string, string]>();
+    for (const m of messages)
+      for (const p of m.points) {
+        const key = SeriesIds.key(m.tenant, m.device, p.metric, p.unit);
+        if (!this.ids.has(key)) missing.set(key, [m.tenant, m.device, p.metric, p.unit]);
+      }
+    if (missing.size === 0) return;
+    for (let attempt = 0; missing.size > 0; attempt++) {
+      if (attempt === 3) throw new Error(`${missing.size} series could not be numbered after 3 tries`);
+      const rows = [...missing.values()].sort((a, b) => (a.join(SEP) < b.join(SEP) ? -1 : 1));
+      const { rows: found } = await client.query<{
+        series_id: number;
+        tenant_id: string;
+        device_id: string;
+        metric: string;
+        unit: string;
+      }>(
+        RESOLVE_SERIES,
+        [0, 1, 2, 3].map((i) => rows.map((r) => r[i])),
+      );
+      for (const f of found) {
+        const key = SeriesIds.key(f.tenant_id, f.device_id, f.metric, f.unit);
+        this.ids.set(key, f.series_id);
+        missing.delete(key);
+      }
+    }
+  }
+}
+
+/**
+ * The series given, numbered: those new inserted (in one order in every writer, so that two
+ * inserting the same ones wait for each other instead of deadlocking), those already there
+ * read. One that another transaction inserts meanwhile is in neither until it commits.
+ */
+const RESOLVE_SERIES = `
+  WITH k AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS k(tenant_id, device_id, metric, unit)),
+  ins AS (
+    INSERT INTO telemetry_series (tenant_id, device_id, metric, unit)
+    SELECT tenant_id, device_id, metric, unit FROM k
+    ON CONFLICT DO NOTHING
+    RETURNING series_id, tenant_id, device_id, metric, unit)
+  SELECT series_id, tenant_id, device_id, metric, unit FROM ins
+  UNION ALL
+  SELECT s.series_id, s.tenant_id, s.device_id, s.metric, s.unit
+  FROM telemetry_series s JOIN k USING (tenant_id, device_id, metric, unit)`;
+
+/**
+ * The rows of one write, one per point, as the five columns the insert takes, each sent as
+ * one PostgreSQL array literal (`{1,2}`, `{"a","b"}`). This is the writer's path after a
+ * stored row: no object per row, and a message's times are turned into text once for all its
+ * points.
  */
 export class TelemetryColumns {
-  private readonly tenant: string[] = [];
-  private readonly device: string[] = [];
-  private readonly metric: string[] = [];
+  private readonly series: number[] = [];
   private readonly ts: string[] = [];
   private readonly value: string[] = [];
-  private readonly unit: string[] = [];
   private readonly quality: string[] = [];
   private readonly receivedAt: string[] = [];
 
-  static of(messages: readonly NormalizedTelemetry[]): TelemetryColumns {
-    const c = new TelemetryColumns();
+  constructor(private readonly ids: SeriesIds) {}
+
+  static of(messages: readonly NormalizedTelemetry[], ids: SeriesIds): TelemetryColumns {
+    const c = new TelemetryColumns(ids);
     for (const m of messages) c.addMessage(m);
     return c;
   }
 
   get rows(): number {
-    return this.tenant.length;
+    return this.series.length;
   }
 
   addMessage(m: NormalizedTelemetry): void {
-    const tenant = element(m.tenant);
-    const device = element(m.device);
     const ts = String(m.ts);
     const receivedAt = String(m.receivedAt);
     for (const p of m.points) {
-      this.tenant.push(tenant);
-      this.device.push(device);
-      this.metric.push(element(p.metric));
+      this.series.push(this.ids.id(m.tenant, m.device, p.metric, p.unit));
       this.ts.push(ts);
       this.value.push(String(p.value));
-      this.unit.push(element(p.unit));
       this.quality.push(element(p.quality));
       this.receivedAt.push(receivedAt);
     }
   }
 
-  /** The parameters $1..$8 of the insert. */
+  /** The parameters $1..$5 of the insert. */
   params(): string[] {
-    const cols = [
-      this.tenant,
-      this.device,
-      this.metric,
-      this.ts,
-      this.value,
-      this.unit,
-      this.quality,
-      this.receivedAt,
-    ];
+    const cols = [this.series, this.ts, this.value, this.quality, this.receivedAt];
     return cols.map((c) => `{${c.join(',')}}`);
   }
 }
@@ -101,8 +166,8 @@ function isoFromPgMicros(us: number): string {
 }
 
 /** The columns COPY writes, in their order in each row. */
-const COPY_COLUMNS = '(tenant_id, device_id, metric, ts, value, unit, quality, received_at)';
-const COPY_FIELDS = 8;
+const COPY_COLUMNS = '(series_id, ts, value, quality, received_at)';
+const COPY_FIELDS = 5;
 /** The binary format's header: its signature, no flags, no header extension. */
 const COPY_BINARY_HEADER = Buffer.concat([Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1'), Buffer.alloc(8)]);
 const TWO_32 = 2 ** 32;
@@ -122,17 +187,25 @@ export class TelemetryCopy {
   /** The write's buckets (microseconds since 2000), on plain PostgreSQL. */
   private readonly buckets: Set<number> | undefined;
 
-  private constructor(withBuckets: boolean, points: number) {
+  private constructor(
+    withBuckets: boolean,
+    points: number,
+    private readonly ids: SeriesIds,
+  ) {
     this.buckets = withBuckets ? new Set() : undefined;
-    // About 100 bytes a row for the usual names; grown when longer ones need it.
-    this.buf = Buffer.allocUnsafe(COPY_BINARY_HEADER.length + 2 + points * 128);
+    // About 50 bytes a row for the usual quality; grown when longer ones need it.
+    this.buf = Buffer.allocUnsafe(COPY_BINARY_HEADER.length + 2 + points * 64);
     this.at = COPY_BINARY_HEADER.copy(this.buf, 0);
   }
 
-  static of(messages: readonly NormalizedTelemetry[], withBuckets: boolean): TelemetryCopy | undefined {
+  static of(
+    messages: readonly NormalizedTelemetry[],
+    withBuckets: boolean,
+    ids: SeriesIds,
+  ): TelemetryCopy | undefined {
     let points = 0;
     for (const m of messages) points += m.points.length;
-    const c = new TelemetryCopy(withBuckets, points);
+    const c = new TelemetryCopy(withBuckets, points, ids);
     for (const m of messages) if (!c.addMessage(m)) return undefined;
     c.room(2);
     c.at = c.buf.writeInt16BE(-1, c.at); // the trailer
@@ -151,12 +224,9 @@ export class TelemetryCopy {
     for (const p of m.points) {
       this.room(2);
       this.at = this.buf.writeInt16BE(COPY_FIELDS, this.at);
-      this.text(m.tenant);
-      this.text(m.device);
-      this.text(p.metric);
+      this.integer(this.ids.id(m.tenant, m.device, p.metric, p.unit));
       this.micros(tsUs);
       this.double(p.value);
-      this.text(p.unit);
       this.text(p.quality);
       this.micros(receivedUs);
     }
@@ -172,6 +242,13 @@ export class TelemetryCopy {
     const n = this.buf.write(value, this.at + 4);
     this.buf.writeInt32BE(n, this.at);
     this.at += 4 + n;
+  }
+
+  /** An integer field: four bytes. */
+  private integer(value: number): void {
+    this.room(8);
+    this.at = this.buf.writeInt32BE(4, this.at);
+    this.at = this.buf.writeInt32BE(value, this.at);
   }
 
   /** A timestamptz field: eight bytes, microseconds since 2000. */
@@ -234,7 +311,7 @@ const markLateBuckets = (buckets: string, before = '') => `
   ORDER BY 1
   ON CONFLICT (bucket) DO UPDATE SET bucket = EXCLUDED.bucket`;
 
-const COPY_ROWS = `COPY telemetry ${COPY_COLUMNS} FROM STDIN (FORMAT binary)`;
+const COPY_ROWS = `COPY telemetry_points ${COPY_COLUMNS} FROM STDIN (FORMAT binary)`;
 
 /** pg's connection, with the two copy-in messages it sends but does not declare. */
 type CopyInConnection = Connection & { sendCopyFromChunk(chunk: Buffer): void; endCopyFrom(): void };
@@ -309,10 +386,9 @@ export function copyRows(client: PoolClient, copy: TelemetryCopy, engine: StoreE
 }
 
 const INSERT_ROWS = `
-  INSERT INTO telemetry (tenant_id, device_id, metric, ts, value, unit, quality, received_at)
-  SELECT t, d, m, to_timestamp(ts / 1000.0), v, u, q, to_timestamp(r / 1000.0)
-  FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::float8[], $6::text[], $7::text[], $8::float8[])
-       AS x(t, d, m, ts, v, u, q, r)`;
+  INSERT INTO telemetry_points (series_id, ts, value, quality, received_at)
+  SELECT s, to_timestamp(ts / 1000.0), v, q, to_timestamp(r / 1000.0)
+  FROM unnest($1::int[], $2::float8[], $3::float8[], $4::text[], $5::float8[]) AS x(s, ts, v, q, r)`;
 
 // On plain PostgreSQL the late buckets of the rows this statement inserted are queued for
 // the rollup, as after a COPY.
@@ -386,6 +462,8 @@ export function refusedData(e: unknown): e is DatabaseError {
 export class TelemetryBatchWriter {
   private engine: StoreEngine | undefined;
   private idempotentUntil = 0;
+  /** The series ids this writer has met. */
+  readonly series = new SeriesIds();
 
   constructor(private readonly pool: Pool) {}
 
@@ -411,11 +489,6 @@ export class TelemetryBatchWriter {
    */
   async write(messages: readonly NormalizedTelemetry[]): Promise<number> {
     const engine = this.engine ?? (await this.detectEngine());
-    const copy =
-      Date.now() < this.idempotentUntil
-        ? undefined
-        : TelemetryCopy.of(messages, engine === 'postgres-partitions');
-    if (copy?.rows === 0) return 0;
     const client: PoolClient = await this.pool.connect();
     // A checked-out client whose server goes away between two queries emits 'error'; the
     // pool listens only to idle clients, and an unheard 'error' would end the process. The
@@ -424,6 +497,13 @@ export class TelemetryBatchWriter {
     client.on('error', onError);
     let broken: Error | undefined;
     try {
+      // Committed on their own: a series numbered for a batch that then fails is kept.
+      await this.series.resolve(client, messages);
+      const copy =
+        Date.now() < this.idempotentUntil
+          ? undefined
+          : TelemetryCopy.of(messages, engine === 'postgres-partitions', this.series);
+      if (copy?.rows === 0) return 0;
       if (copy)
         try {
           return await copyRows(client, copy, engine);
@@ -431,7 +511,7 @@ export class TelemetryBatchWriter {
           if (!(e instanceof DatabaseError && e.code === UNIQUE_VIOLATION)) throw e;
           this.idempotentUntil = Date.now() + IDEMPOTENT_SPELL_MS;
         }
-      const columns = TelemetryColumns.of(messages);
+      const columns = TelemetryColumns.of(messages, this.series);
       if (columns.rows === 0) return 0;
       return await insertSkippingStored(client, columns.params(), engine);
     } catch (e) {

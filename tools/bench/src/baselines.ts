@@ -277,21 +277,30 @@ export async function mqttBaseline(s: BenchServers, n: number, publishers = 20):
   return rate;
 }
 
-/** `psql \copy` of `messages` × 5 rows into the telemetry table; rows per second. */
+/** `psql \copy` of `messages` × 5 rows into the telemetry table (its points); rows per second. */
 export async function pgCopyBaseline(s: BenchServers, messages: number): Promise<number> {
   const dir = tempDir('bench-copy');
   try {
     const file = join(dir, 'rows.csv');
     const out = createWriteStream(file);
-    const devices = benchDevices(100);
+    const devices = benchDevices(100).map((d) => `copy-${d}`);
+    // The series numbered first, as a running writer has them.
+    const numbered = await s.pg.query<{ series_id: number; device_id: string; metric: string }>(
+      `INSERT INTO telemetry_series (tenant_id, device_id, metric, unit)
+       SELECT $1, d, m, '1' FROM unnest($2::text[]) AS d, unnest($3::text[]) AS m
+       ON CONFLICT (tenant_id, device_id, metric, unit) DO UPDATE SET unit = EXCLUDED.unit
+       RETURNING series_id, device_id, metric`,
+      [BENCH_TENANT, devices, BENCH_METRICS],
+    );
+    const series = new Map(numbered.map((r) => [`${r.device_id}/${r.metric}`, r.series_id]));
     const base = Date.now() - 3_600_000;
     const now = new Date().toISOString();
     for (let i = 0; i < messages; i++) {
       const ts = new Date(base + Math.floor(i / devices.length)).toISOString();
-      const device = `copy-${devices[i % devices.length]}`;
+      const device = devices[i % devices.length]!;
       let chunk = '';
       for (const [k, m] of BENCH_METRICS.entries())
-        chunk += `${BENCH_TENANT},${device},${m},${ts},${20 + k + (i % 7)},1,good,${now}\n`;
+        chunk += `${series.get(`${device}/${m}`)},${ts},${20 + k + (i % 7)},good,${now}\n`;
       if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
     }
     await new Promise<void>((r) => out.end(() => r()));
@@ -301,7 +310,7 @@ export async function pgCopyBaseline(s: BenchServers, messages: number): Promise
       '-v',
       'ON_ERROR_STOP=1',
       '-c',
-      `\\copy telemetry (tenant_id, device_id, metric, ts, value, unit, quality, received_at) FROM '${file}' WITH (FORMAT csv)`,
+      `\\copy telemetry_points (series_id, ts, value, quality, received_at) FROM '${file}' WITH (FORMAT csv)`,
     ]);
     return (messages * METRICS_PER_MESSAGE * 1000) / (performance.now() - t0);
   } finally {

@@ -25,12 +25,19 @@ export async function runQueries(s: BenchServers, rows: number, runs = 200): Pro
     const t0 = performance.now();
     // Generated in the database: the fill is setup, not what is measured.
     await c.query(
-      `INSERT INTO telemetry (tenant_id, device_id, metric, ts, value, unit, quality, received_at)
-       SELECT 'query', 'q-' || lpad(d::text, 4, '0'), m, now() - make_interval(secs => i * $2::int),
-              20 + 5 * sin(i / 50.0) + d % 7, '1', 'good', now()
-         FROM generate_series(1, $1::int) AS i, generate_series(1, ${devices}) AS d, unnest($3::text[]) AS m
+      `INSERT INTO telemetry_series (tenant_id, device_id, metric, unit)
+       SELECT 'query', 'q-' || lpad(d::text, 4, '0'), m, '1'
+         FROM generate_series(1, ${devices}) AS d, unnest($1::text[]) AS m
        ON CONFLICT DO NOTHING`,
-      [perSeries, stepS, BENCH_METRICS],
+      [BENCH_METRICS],
+    );
+    await c.query(
+      `INSERT INTO telemetry_points (series_id, ts, value, quality, received_at)
+       SELECT s.series_id, now() - make_interval(secs => i * $2::int),
+              20 + 5 * sin(i / 50.0) + substr(s.device_id, 3)::int % 7, 'good', now()
+         FROM generate_series(1, $1::int) AS i, telemetry_series s WHERE s.tenant_id = 'query'
+       ON CONFLICT DO NOTHING`,
+      [perSeries, stepS],
     );
     await c.query(
       `INSERT INTO telemetry_5m (tenant_id, device_id, metric, bucket, count, sum, min, max)
@@ -39,7 +46,7 @@ export async function runQueries(s: BenchServers, rows: number, runs = 200): Pro
          FROM telemetry WHERE tenant_id = 'query' GROUP BY 1, 2, 3, 4
        ON CONFLICT DO NOTHING`,
     );
-    await c.query('ANALYZE telemetry');
+    await c.query('ANALYZE telemetry_points, telemetry_series');
     await c.query('ANALYZE telemetry_5m');
     const fillMs = performance.now() - t0;
     const [{ n }] = (await c.query(`SELECT count(*)::int AS n FROM telemetry WHERE tenant_id = 'query'`))

@@ -3,6 +3,7 @@ import type { NormalizedTelemetry } from '@iot/contracts';
 import {
   copyRows,
   insertSkippingStored,
+  SeriesIds,
   TelemetryBatchWriter,
   TelemetryColumns,
   TelemetryCopy,
@@ -86,10 +87,13 @@ export async function measureWriteForms(
     const base = Math.floor((Date.now() - 900_000) / 300_000) * 300_000;
     if (engine === 'postgres-partitions')
       await pool.query(`UPDATE telemetry_5m_state SET materialized_upto = to_timestamp($1 / 1000.0)`, [base]);
-    const fresh = batchesFrom(base, messages).map((b) =>
-      TelemetryCopy.of(b, engine === 'postgres-partitions')!,
-    );
-    const idempotent = batchesFrom(base - 3_600_000, messages).map((b) => TelemetryColumns.of(b).params());
+    // The series are numbered before anything is timed, as a running writer has them.
+    const ids = new SeriesIds();
+    const freshBatches = batchesFrom(base, messages);
+    const insertBatches = batchesFrom(base - 3_600_000, messages);
+    await ids.resolve(pool, [...freshBatches.flat(), ...insertBatches.flat()]);
+    const fresh = freshBatches.map((b) => TelemetryCopy.of(b, engine === 'postgres-partitions', ids)!);
+    const idempotent = insertBatches.map((b) => TelemetryColumns.of(b, ids).params());
     const rows = messages * METRICS_PER_MESSAGE;
     /** `n` writes, CONCURRENCY at once, each on a client of its own as the writer's are. */
     const writeAll = (n: number, send: (client: PoolClient, i: number) => Promise<unknown>) =>
