@@ -14,13 +14,12 @@ function search(
   return runs.map((r) => `${r.rate}${r.ok ? '' : ' missed'}`);
 }
 
+/** The plan against a pipeline that holds every rate up to `capacity`. */
+const upTo = (plan: (runs: SearchRun[]) => number | undefined, capacity: number) =>
+  search(plan, (rate) => rate <= capacity, capacity);
+
 describe('nextStep', () => {
-  const steps = (given: number[], capacity: number) =>
-    search(
-      (runs) => nextStep(given, runs),
-      (rate) => rate <= capacity,
-      capacity,
-    );
+  const steps = (given: number[], capacity: number) => upTo((runs) => nextStep(given, runs), capacity);
 
   it('goes up the steps while they hold, then halves the gap to the first missed down to 500', () => {
     expect(steps([8000, 10000, 12000], 9200)).toEqual(['8000', '10000 missed', '9000', '9500 missed']);
@@ -66,12 +65,7 @@ describe('nextStep', () => {
 });
 
 describe('nextFullRun', () => {
-  const full = (held: number[], capacity: number) =>
-    search(
-      (runs) => nextFullRun(held, runs),
-      (rate) => rate <= capacity,
-      capacity,
-    );
+  const full = (held: number[], capacity: number) => upTo((runs) => nextFullRun(held, runs), capacity);
 
   it('runs the highest held step, and no more once a run keeps up', () => {
     expect(full([8000, 8500], 9000)).toEqual(['8500']);

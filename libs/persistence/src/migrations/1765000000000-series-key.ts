@@ -7,7 +7,7 @@ import { REFRESH_ROLLUP_V1 } from './1764900000000-rollup-refresh';
 /** `text` with `from` replaced by `to`; throws when `from` is not in it (an edited migration). */
 function replacing(text: string, from: string, to: string): string {
   if (!text.includes(from)) throw new Error(`migration SeriesKey: '${from.trim().slice(0, 60)}' not found`);
-  return text.replace(from, to);
+  return text.replace(from, () => to); // a function: `to` holds `$'`, which a string would expand
 }
 
 /** Daily partitions of `telemetry_points`, named telemetry_points_pYYYYMMDD. */
@@ -22,25 +22,19 @@ const ENSURE_PARTITIONS_V2 = replacing(
  * before this migration (`telemetry_v1`, which receives no more rows), the rows of both
  * default partitions, and the rollup rows, past their windows.
  */
-const APPLY_RETENTION_V3 = `
-      CREATE OR REPLACE FUNCTION telemetry_apply_retention() RETURNS int
-      LANGUAGE plpgsql AS $$
-      DECLARE r record; dropped int := 0;
-        raw_keep interval := (SELECT value::interval FROM telemetry_settings WHERE key = 'raw_retention');
-        rollup_keep interval := (SELECT value::interval FROM telemetry_settings WHERE key = 'rollup_retention');
-      BEGIN
-        FOR r IN SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-                 WHERE i.inhparent IN ('telemetry_points'::regclass, 'telemetry_v1'::regclass)
+const APPLY_RETENTION_V3 = replacing(
+  replacing(
+    APPLY_RETENTION_V2,
+    `WHERE i.inhparent = 'telemetry'::regclass AND c.relname ~ '^telemetry_p[0-9]{8}$'
+                   AND to_date(substr(c.relname, 12), 'YYYYMMDD')`,
+    `WHERE i.inhparent IN ('telemetry_points'::regclass, 'telemetry_v1'::regclass)
                    AND c.relname ~ '^telemetry_(points_)?p[0-9]{8}$'
-                   AND to_date(right(c.relname, 8), 'YYYYMMDD') + 1 <= (now() - raw_keep)::date LOOP
-          EXECUTE format('DROP TABLE %I', r.relname);
-          dropped := dropped + 1;
-        END LOOP;
-        DELETE FROM telemetry_points_default WHERE ts < now() - raw_keep;
-        DELETE FROM telemetry_default WHERE ts < now() - raw_keep;
-        DELETE FROM telemetry_5m WHERE bucket < now() - rollup_keep;
-        RETURN dropped;
-      END $$`;
+                   AND to_date(right(c.relname, 8), 'YYYYMMDD')`,
+  ),
+  'DELETE FROM telemetry_default WHERE ts < now() - raw_keep;',
+  `DELETE FROM telemetry_points_default WHERE ts < now() - raw_keep;
+        DELETE FROM telemetry_default WHERE ts < now() - raw_keep;`,
+);
 
 const REFRESH_INSERT_V1 = `
           INSERT INTO telemetry_5m AS r (tenant_id, device_id, metric, bucket, count, sum, min, max)
