@@ -16,6 +16,8 @@ import mqtt from 'mqtt';
 import { TELEMETRY_DUPLICATE_WINDOW_MS } from '@iot/contracts';
 import { OutgoingHeaders } from '@iot/messaging';
 import { postgresBinDir, removeDir, tempDir } from '@iot/testing';
+import { SeriesIds } from '@iot/tsdb-writer-data-access';
+import { Client } from 'pg';
 import {
   BENCH_METRICS,
   BENCH_TENANT,
@@ -284,15 +286,26 @@ export async function pgCopyBaseline(s: BenchServers, messages: number): Promise
     const file = join(dir, 'rows.csv');
     const out = createWriteStream(file);
     const devices = benchDevices(100).map((d) => `copy-${d}`);
-    // The series numbered first, as a running writer has them.
-    const numbered = await s.pg.query<{ series_id: number; device_id: string; metric: string }>(
-      `INSERT INTO telemetry_series (tenant_id, device_id, metric, unit)
-       SELECT $1, d, m, '1' FROM unnest($2::text[]) AS d, unnest($3::text[]) AS m
-       ON CONFLICT (tenant_id, device_id, metric, unit) DO UPDATE SET unit = EXCLUDED.unit
-       RETURNING series_id, device_id, metric`,
-      [BENCH_TENANT, devices, BENCH_METRICS],
-    );
-    const series = new Map(numbered.map((r) => [`${r.device_id}/${r.metric}`, r.series_id]));
+    // The series numbered first, as a running writer has them (the writer's own numbering).
+    const ids = new SeriesIds();
+    const pg = new Client({ connectionString: s.pg.url });
+    await pg.connect();
+    try {
+      await ids.resolve(
+        pg,
+        devices.map((device) => ({
+          tenant: BENCH_TENANT,
+          device,
+          messageId: device,
+          ts: 0,
+          receivedAt: 0,
+          points: BENCH_METRICS.map((metric) => ({ metric, value: 0, unit: '1', quality: 'good' as const })),
+        })),
+      );
+    } finally {
+      await pg.end();
+    }
+    const series = (device: string, metric: string) => ids.id(BENCH_TENANT, device, metric, '1');
     const base = Date.now() - 3_600_000;
     const now = new Date().toISOString();
     for (let i = 0; i < messages; i++) {
@@ -300,7 +313,7 @@ export async function pgCopyBaseline(s: BenchServers, messages: number): Promise
       const device = devices[i % devices.length]!;
       let chunk = '';
       for (const [k, m] of BENCH_METRICS.entries())
-        chunk += `${series.get(`${device}/${m}`)},${ts},${20 + k + (i % 7)},good,${now}\n`;
+        chunk += `${series(device, m)},${ts},${20 + k + (i % 7)},good,${now}\n`;
       if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
     }
     await new Promise<void>((r) => out.end(() => r()));
