@@ -158,13 +158,20 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
         { ...row('cache-a', 1), device: d },
         { ...row('cache-b', 2), device: d },
       ];
-      await ids.resolve(client, device('demo-cache-1'));
-      const first = ids.id('demo', 'demo-cache-1', 'cache-a', 'Cel');
+      const first = await ids.resolve(client, device('demo-cache-1'));
+      expect(first[0]).toBe(ids.id('demo', 'demo-cache-1', 'cache-a', 'Cel'));
+      expect(first[1]).toBe(ids.id('demo', 'demo-cache-1', 'cache-b', 'Cel'));
+      expect(first[0]).not.toBe(first[1]);
       await ids.resolve(client, device('demo-cache-2'));
       // Four series held, more than 3: the next write starts the cache again, and still
       // finds every series it needs, under the numbers they had.
-      await ids.resolve(client, device('demo-cache-1'));
-      expect(ids.id('demo', 'demo-cache-1', 'cache-a', 'Cel')).toBe(first);
+      expect(await ids.resolve(client, device('demo-cache-1'))).toEqual(first);
+      expect(ids.id('demo', 'demo-cache-1', 'cache-a', 'Cel')).toBe(first[0]);
+      // Points of series new and held in one write: each has its own series' number.
+      const mixed = await ids.resolve(client, [...device('demo-cache-3'), ...device('demo-cache-1')]);
+      expect([...mixed.subarray(2)]).toEqual([...first]);
+      expect(new Set(mixed).size).toBe(4);
+      expect(mixed[1]).toBe(ids.id('demo', 'demo-cache-3', 'cache-b', 'Cel'));
       expect(() => ids.id('demo', 'demo-cache-2', 'cache-a', 'Cel')).toThrow('not resolved');
     } finally {
       await client.end();
@@ -445,11 +452,11 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
     const batch = new Client({ connectionString: pg.url });
     await batch.connect();
     try {
-      await sut.series.resolve(batch, [late(2, ts + 1)]);
+      const ids = await sut.series.resolve(batch, [late(2, ts + 1)]);
       await batch.query('BEGIN');
       await batch.query(
         IDEMPOTENT_INSERT['postgres-partitions'],
-        TelemetryColumns.of([late(2, ts + 1)], sut.series).params(),
+        TelemetryColumns.of([late(2, ts + 1)], ids).params(),
       );
       await sut.refreshRollup();
       expect(await rollupOf('demo-open')).toEqual([[ts, '1', 1]]);
@@ -469,13 +476,10 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
     await batch.connect();
     try {
       const waiting = [{ ...row('waiting', 7, ts), device: 'demo-wait' }];
-      await sut.series.resolve(batch, waiting);
+      const ids = await sut.series.resolve(batch, waiting);
       // Written while its bucket was not materialized, so not queued; still open.
       await batch.query(`BEGIN;${ROLLUP_SHARED_LOCK}`);
-      await batch.query(
-        IDEMPOTENT_INSERT['postgres-partitions'],
-        TelemetryColumns.of(waiting, sut.series).params(),
-      );
+      await batch.query(IDEMPOTENT_INSERT['postgres-partitions'], TelemetryColumns.of(waiting, ids).params());
       let done = false;
       const refreshed = sut.refreshRollup().then(() => (done = true));
       await new Promise((r) => setTimeout(r, 300));

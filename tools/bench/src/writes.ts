@@ -91,9 +91,12 @@ export async function measureWriteForms(
     const ids = new SeriesIds();
     const freshBatches = batchesFrom(base, messages);
     const insertBatches = batchesFrom(base - 3_600_000, messages);
-    await ids.resolve(pool, [...freshBatches.flat(), ...insertBatches.flat()]);
-    const fresh = freshBatches.map((b) => TelemetryCopy.of(b, engine === 'postgres-partitions', ids)!);
-    const idempotent = insertBatches.map((b) => TelemetryColumns.of(b, ids).params());
+    const fresh: TelemetryCopy[] = [];
+    for (const b of freshBatches)
+      fresh.push(TelemetryCopy.of(b, engine === 'postgres-partitions', await ids.resolve(pool, b))!);
+    const idempotent: string[][] = [];
+    for (const b of insertBatches)
+      idempotent.push(TelemetryColumns.of(b, await ids.resolve(pool, b)).params());
     const rows = messages * METRICS_PER_MESSAGE;
     /** `n` writes, CONCURRENCY at once, each on a client of its own as the writer's are. */
     const writeAll = (n: number, send: (client: PoolClient, i: number) => Promise<unknown>) =>
