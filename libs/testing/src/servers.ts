@@ -36,9 +36,21 @@ export async function startNats(opts: NatsOptions = {}): Promise<NatsHandle> {
   };
 }
 
-/** PostgreSQL: initdb in a temporary directory, or a TimescaleDB container where an engine answers. */
-export async function startPostgres(opts: PostgresOptions = {}): Promise<PostgresHandle> {
-  if (opts.dir || (await serverMode()) === 'local') return startLocalPostgres(opts);
+/**
+ * PostgreSQL: initdb in a temporary directory, or a TimescaleDB container where an engine
+ * answers. `engine` asks for one: `postgres`, plain PostgreSQL from the local binaries
+ * wherever the tests run (what the plain store's own specs need); `timescaledb`, the
+ * container, failing where no Docker engine answers.
+ */
+export async function startPostgres(
+  opts: PostgresOptions & { engine?: 'postgres' | 'timescaledb' } = {},
+): Promise<PostgresHandle> {
+  if (opts.engine === 'timescaledb' && (opts.dir || (await serverMode()) === 'local'))
+    throw new Error(
+      'TimescaleDB comes as a container image here (no Debian package): it needs a Docker engine and IOT_TEST_SERVERS other than local',
+    );
+  if (opts.engine === 'postgres' || opts.dir || (await serverMode()) === 'local')
+    return startLocalPostgres(opts);
   const { c, url, port } = await startPostgresContainer();
   const process = containerProcess('postgres', c);
   return {

@@ -16,7 +16,7 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
   let sut: TelemetryBatchWriter;
 
   beforeAll(async () => {
-    pg = await startPostgres();
+    pg = await startPostgres({ engine: 'postgres' });
     expect(await runMigrations(pg.url)).toContain('TelemetryStore1763900000000');
     // a second run on the same database applies nothing: migrations are idempotent
     expect(await runMigrations(pg.url)).toEqual([]);
@@ -541,7 +541,7 @@ describe('migration SeriesKey1765000000000 (real PostgreSQL)', () => {
   let pg: PostgresHandle;
 
   beforeAll(async () => {
-    pg = await startPostgres();
+    pg = await startPostgres({ engine: 'postgres' });
   });
   afterAll(async () => {
     await pg?.stop();
