@@ -172,6 +172,21 @@ describe('TelemetryBatchWriter (real PostgreSQL)', () => {
       expect([...mixed.subarray(2)]).toEqual([...first]);
       expect(new Set(mixed).size).toBe(4);
       expect(mixed[1]).toBe(ids.id('demo', 'demo-cache-3', 'cache-b', 'Cel'));
+      // One metric in two units is two series; the one met before keeps its number.
+      const units = await ids.resolve(client, [
+        {
+          ...row('cache-a', 1),
+          device: 'demo-cache-3',
+          points: [
+            { metric: 'cache-a', value: 1, unit: 'Cel', quality: 'good' },
+            { metric: 'cache-a', value: 2, unit: '%', quality: 'good' },
+          ],
+        },
+      ]);
+      expect(units[0]).toBe(mixed[0]);
+      expect(units[1]).not.toBe(units[0]);
+      expect(ids.id('demo', 'demo-cache-3', 'cache-a', '%')).toBe(units[1]);
+      expect(ids.id('demo', 'demo-cache-3', 'cache-a', 'Cel')).toBe(units[0]);
       expect(() => ids.id('demo', 'demo-cache-2', 'cache-a', 'Cel')).toThrow('not resolved');
     } finally {
       await client.end();
