@@ -22,6 +22,7 @@ import {
 } from './delivery';
 import { diffBuckets, parseHistogram, quantile, type Buckets } from './histogram';
 import { BENCH_TENANT } from './load';
+import { heldRate } from './search';
 import { MachineMeter, ProcessMeter, type MachineShare, type ProcessUsage } from './proc';
 
 export interface E2eRun {
@@ -404,9 +405,7 @@ export async function runE2e(root: string, p: Pipeline, rate: number, durationS:
       machine,
       batchSizes,
       deviceSide: count.deviceSide,
-      // It kept up: the devices sent at the rate, nothing was lost, and the backlog at the end
-      // was gone within 5 seconds.
-      sustained: sentPerS >= 0.95 * rate && lostPoints === 0 && drainMs <= 5_000 && complete,
+      sustained: heldRate({ rate, sentPerS, lostPoints, drainMs, complete }),
       processes,
     };
   } finally {

@@ -328,17 +328,16 @@ const largestServiceRss = (processes: Record<string, ProcessUsage>): number =>
   Math.max(...SERVICES.map((s) => processes[s]?.maxRssMiB ?? 0));
 
 /**
- * A run kept up when the devices offered its rate (99% sent), every reading was stored once,
- * the services stayed under 256 MiB and the backlog was gone within 1 s of the last send: the
- * pipeline fell behind by less than a second's worth over the run. The steps' 5 s rule finds
- * the edge; it lets a 20 s step hold with a backlog that would keep growing.
+ * A run kept up when it held its rate (search.ts `heldRate`: sent, nothing lost, the backlog
+ * gone within 1 s of the last send, as for the steps), 99% of the rate was sent, every reading
+ * was stored once and the services stayed under 256 MiB: over the full duration the pipeline
+ * fell behind by less than a second's worth.
  */
 function keptUp(r: E2eRun): boolean {
   return (
     r.sustained &&
     r.sentPerS >= 0.99 * r.targetRate &&
     r.duplicatedPoints === 0 &&
-    r.drainMs <= 1_000 &&
     largestServiceRss(r.processes) < 256
   );
 }
@@ -467,7 +466,7 @@ async function e2eScenario(): Promise<BenchReport> {
       runs.push(r);
       sayWindows('', r);
       report.results[`e2e step ${rate}/s`] = {
-        ...e2eEntry(r, 'sustained: sent at rate, drained within 5 s, 0 lost', r.sustained),
+        ...e2eEntry(r, 'sustained: sent at rate, drained within 1 s, 0 lost', r.sustained),
       };
       rate = nextStep(
         settings.steps,

@@ -1,4 +1,12 @@
-import { MAX_DESCENTS, MAX_FULL_RUNS, nextFullRun, nextStep, type SearchRun } from './search';
+import {
+  DRAIN_LIMIT_MS,
+  heldRate,
+  MAX_DESCENTS,
+  MAX_FULL_RUNS,
+  nextFullRun,
+  nextStep,
+  type SearchRun,
+} from './search';
 
 /** Runs the plan against a pipeline that holds up to `capacity` and stores at most that. */
 function search(
@@ -97,5 +105,27 @@ describe('nextFullRun', () => {
     );
     expect(never).toEqual(['8000 missed', '7750 missed', '7500 missed']);
     expect(nextFullRun([], [])).toBeUndefined();
+  });
+});
+
+describe('heldRate', () => {
+  const run = { rate: 8000, sentPerS: 7990, lostPoints: 0, drainMs: 300, complete: true };
+
+  it('holds a rate sent, stored whole and drained within a second of the last send', () => {
+    expect(heldRate(run)).toBe(true);
+    expect(heldRate({ ...run, drainMs: DRAIN_LIMIT_MS })).toBe(true);
+  });
+
+  it('does not hold a rate whose backlog outlived the last send by more than a second', () => {
+    // 2026-12-06 02:34: 8,000 for 20 s drained 3.2 s after and was taken as held; 60 s at
+    // 8,500 then stored 6,698 per second.
+    expect(heldRate({ ...run, drainMs: 3_200 })).toBe(false);
+    expect(heldRate({ ...run, drainMs: DRAIN_LIMIT_MS + 1 })).toBe(false);
+  });
+
+  it('does not hold a rate the devices did not send, one that lost a reading, or one left incomplete', () => {
+    expect(heldRate({ ...run, sentPerS: 7500 })).toBe(false);
+    expect(heldRate({ ...run, lostPoints: 1 })).toBe(false);
+    expect(heldRate({ ...run, complete: false })).toBe(false);
   });
 });

@@ -20,6 +20,35 @@ export const MAX_DESCENTS = 3;
 /** Full-duration runs at most. */
 export const MAX_FULL_RUNS = 3;
 
+/**
+ * A run's backlog must be gone this soon after the last send for the run to hold (ms): the
+ * same second for a short step as for a full-duration run. With 5 s, a 20 s step held while
+ * storing a fifth less than was sent, and the full runs then started too high: of the eleven
+ * steps held with a drain of 1.2-4.9 s (2026-12-05 23:11 to 2026-12-06 03:06), no run of the
+ * full duration at that rate or above kept up (history, 2026-12-06).
+ */
+export const DRAIN_LIMIT_MS = 1_000;
+
+/** What a run did, as far as holding its rate goes. */
+export interface RunOutcome {
+  rate: number;
+  /** Messages the devices sent per second while sending. */
+  sentPerS: number;
+  lostPoints: number;
+  /** From the last send until nothing was left in JetStream. */
+  drainMs: number;
+  /** Every message acknowledged to the devices reached the raw stream. */
+  complete: boolean;
+}
+
+/**
+ * A run held its rate: the devices sent at least 95% of it (the simulator on a busy machine
+ * falls a little short), nothing was lost, and the backlog was gone within DRAIN_LIMIT_MS.
+ */
+export function heldRate(r: RunOutcome): boolean {
+  return r.sentPerS >= 0.95 * r.rate && r.lostPoints === 0 && r.drainMs <= DRAIN_LIMIT_MS && r.complete;
+}
+
 const down = (rate: number, to: number) => Math.floor(rate / to) * to;
 
 /** The given steps, ascending, and the spacing a search below them takes. */
