@@ -55,6 +55,11 @@ export class SeriesIds {
 
   constructor(private readonly max = SERIES_CACHE_MAX) {}
 
+  /** A series as one text, for the series `resolve` must ask the database for. */
+  private static key(tenant: string, device: string, metric: string, unit: string): string {
+    return tenant + SEP + device + SEP + metric + SEP + unit;
+  }
+
   /** The id of a series `resolve` has seen. */
   id(tenant: string, device: string, metric: string, unit: string): number {
     const id = idOfUnit(this.tree.get(tenant)?.get(device)?.get(metric), unit);
@@ -97,7 +102,7 @@ export class SeriesIds {
         const id = idOfUnit(metrics?.get(p.metric), p.unit);
         if (id !== undefined) ids[i] = id;
         else {
-          const key = m.tenant + SEP + m.device + SEP + p.metric + SEP + p.unit;
+          const key = SeriesIds.key(m.tenant, m.device, p.metric, p.unit);
           let entry = missing.get(key);
           if (!entry) missing.set(key, (entry = { series: [m.tenant, m.device, p.metric, p.unit], at: [] }));
           entry.at.push(i);
@@ -119,7 +124,7 @@ export class SeriesIds {
         [0, 1, 2, 3].map((k) => rows.map((r) => r[k])),
       );
       for (const f of found) {
-        const key = f.tenant_id + SEP + f.device_id + SEP + f.metric + SEP + f.unit;
+        const key = SeriesIds.key(f.tenant_id, f.device_id, f.metric, f.unit);
         const entry = missing.get(key);
         if (!entry) continue;
         this.remember(f.tenant_id, f.device_id, f.metric, f.unit, f.series_id);
