@@ -42,3 +42,14 @@ export async function runMigrations(url: string): Promise<string[]> {
     await ds.destroy();
   }
 }
+
+/** Reverts the last migration applied (its `down`), in a transaction of its own. */
+export async function revertLastMigration(url: string): Promise<void> {
+  const ds = createDataSource(url);
+  await ds.initialize();
+  try {
+    await ds.undoLastMigration({ transaction: 'each' });
+  } finally {
+    await ds.destroy();
+  }
+}

@@ -1,4 +1,4 @@
-import { createDataSource, runMigrations } from '@iot/persistence';
+import { revertLastMigration, runMigrations } from '@iot/persistence';
 import { startPostgres, type PostgresHandle } from '@iot/testing';
 import type { NormalizedTelemetry } from '@iot/contracts';
 import { Client } from 'pg';
@@ -562,20 +562,9 @@ describe('migration SeriesKey1765000000000 (real PostgreSQL)', () => {
     await pg?.stop();
   });
 
-  /** Undoes the last migration, as `platform migrate --revert` would. */
-  const revertLast = async () => {
-    const ds = createDataSource(pg.url);
-    await ds.initialize();
-    try {
-      await ds.undoLastMigration({ transaction: 'each' });
-    } finally {
-      await ds.destroy();
-    }
-  };
-
   it('keeps the rows stored before it readable, in the rollup too, and gives back the rows stored after it when reverted', async () => {
     await runMigrations(pg.url);
-    await revertLast();
+    await revertLastMigration(pg.url);
     // The table as it was: rows of a device stored before the migration, one of them far back.
     const bucket = Math.floor((Date.now() - 3_600_000) / 300_000) * 300_000;
     await pg.query(
@@ -625,7 +614,7 @@ describe('migration SeriesKey1765000000000 (real PostgreSQL)', () => {
       await writer.close();
     }
     // Reverted, the table holds the rows stored since as well.
-    await revertLast();
+    await revertLastMigration(pg.url);
     const back = await pg.query<{ value: number }>(
       `SELECT value FROM telemetry WHERE device_id = 'old-1' ORDER BY ts`,
     );

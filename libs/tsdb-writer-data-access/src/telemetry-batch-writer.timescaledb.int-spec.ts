@@ -1,4 +1,4 @@
-import { createDataSource, runMigrations } from '@iot/persistence';
+import { revertLastMigration, runMigrations } from '@iot/persistence';
 import { resolvedServerMode, startPostgres, type PostgresHandle } from '@iot/testing';
 import type { NormalizedTelemetry } from '@iot/contracts';
 import { TelemetryBatchWriter } from './telemetry-batch-writer';
@@ -99,10 +99,8 @@ onTimescaleDb(
     });
 
     it('reads the rows stored before the series key through the views, and gives back the rows stored after it when reverted', async () => {
-      const ds = createDataSource(pg.url);
-      await ds.initialize();
       try {
-        await ds.undoLastMigration({ transaction: 'each' });
+        await revertLastMigration(pg.url);
         await pg.query(
           `INSERT INTO telemetry (tenant_id, device_id, metric, ts, value, unit, quality, received_at)
          VALUES ('demo', 'ts-old', 'temperature', to_timestamp($1 / 1000.0), 10, 'Cel', 'good', now())`,
@@ -126,7 +124,7 @@ onTimescaleDb(
           count: '2',
           sum: 40,
         });
-        await ds.undoLastMigration({ transaction: 'each' });
+        await revertLastMigration(pg.url);
         const back = await pg.query<{ value: number }>(
           `SELECT value FROM telemetry WHERE device_id = 'ts-old' AND metric = 'temperature' ORDER BY ts`,
         );
@@ -134,7 +132,6 @@ onTimescaleDb(
       } finally {
         // Applied again for any spec after this one.
         await runMigrations(pg.url);
-        await ds.destroy();
       }
     });
   },
