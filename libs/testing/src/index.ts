@@ -1,4 +1,5 @@
-export { startNats, startPostgres, startMosquitto, startTogether } from './servers';
+export { startNats, startPostgres, startMosquitto, startTimescaleDb, startTogether } from './servers';
+export type { TimescaleDbHandle } from './servers';
 export type { NatsHandle, NatsNode } from './nats';
 export { sharedMachineGoMaxProcs } from './nats';
 export type { PostgresHandle } from './postgres';

@@ -18,6 +18,7 @@ import {
   type PostgresOptions,
 } from './postgres';
 import { waitFor } from './process';
+import { startEmbeddedTimescaleDb, TIMESCALEDB_VERSION } from './embedded-timescaledb';
 
 /** nats-server: local binary, or a container where a Docker engine answers (single node, no lasting dir). */
 export async function startNats(opts: NatsOptions = {}): Promise<NatsHandle> {
@@ -38,17 +39,13 @@ export async function startNats(opts: NatsOptions = {}): Promise<NatsHandle> {
 
 /**
  * PostgreSQL: initdb in a temporary directory, or a TimescaleDB container where an engine
- * answers. `engine` asks for one: `postgres`, plain PostgreSQL from the local binaries
- * wherever the tests run (what the plain store's own specs need); `timescaledb`, the
- * container, failing where no Docker engine answers.
+ * answers. `engine: 'postgres'` asks for plain PostgreSQL from the local binaries wherever
+ * the tests run (what the plain store's own specs need); TimescaleDB wherever they run is
+ * `startTimescaleDb`.
  */
 export async function startPostgres(
-  opts: PostgresOptions & { engine?: 'postgres' | 'timescaledb' } = {},
+  opts: PostgresOptions & { engine?: 'postgres' } = {},
 ): Promise<PostgresHandle> {
-  if (opts.engine === 'timescaledb' && (opts.dir || (await serverMode()) === 'local'))
-    throw new Error(
-      'TimescaleDB comes as a container image here (no Debian package): it needs a Docker engine and IOT_TEST_SERVERS other than local',
-    );
   if (opts.engine === 'postgres' || opts.dir || (await serverMode()) === 'local')
     return startLocalPostgres(opts);
   const { c, url, port } = await startPostgresContainer();
@@ -63,6 +60,37 @@ export async function startPostgres(
     query: (sql, params) => queryOnce(url, sql, params),
     stop: async () => void (await c.stop()),
   };
+}
+
+export interface TimescaleDbHandle {
+  url: string;
+  /** Where it runs: the TimescaleDB image, or PGlite with TimescaleDB in this process. */
+  kind: 'container' | 'embedded';
+  /** PostgreSQL's and TimescaleDB's versions. */
+  version: string;
+  query<T = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<T[]>;
+  stop(): Promise<void>;
+}
+
+/**
+ * TimescaleDB, the store of docker-compose and k8s: the container image where a Docker
+ * engine answers, else (no Debian package has it) PGlite with TimescaleDB in this process
+ * (embedded-timescaledb.ts: one session that connections take in turns, no background jobs).
+ */
+export async function startTimescaleDb(): Promise<TimescaleDbHandle> {
+  if ((await serverMode()) === 'containers') {
+    const { c, url } = await startPostgresContainer();
+    const [row] = await queryOnce<{ v: string }>(url, TIMESCALEDB_VERSION);
+    return {
+      url,
+      kind: 'container',
+      version: row?.v ?? 'unknown',
+      query: (sql, params) => queryOnce(url, sql, params),
+      stop: async () => void (await c.stop()),
+    };
+  }
+  const db = await startEmbeddedTimescaleDb();
+  return { ...db, kind: 'embedded', query: (sql, params) => queryOnce(db.url, sql, params) };
 }
 
 /** mosquitto: local binary (always with TLS), or a container where an engine answers. */
