@@ -16,7 +16,6 @@ import { createServer, type Server, type Socket } from 'node:net';
  */
 interface PGliteLike {
   execProtocolRaw(message: Uint8Array): Promise<Uint8Array>;
-  query<T>(sql: string): Promise<{ rows: T[] }>;
   exec(sql: string): Promise<unknown>;
   close(): Promise<void>;
 }

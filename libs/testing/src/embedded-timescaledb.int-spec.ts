@@ -9,6 +9,13 @@ describe('embedded TimescaleDB', () => {
     await c.connect();
     return c;
   };
+  /** Two connections, the first inside a transaction that has inserted `n` into turns. */
+  const oneInTransaction = async (n: number) => {
+    const [a, b] = [await connect(), await connect()];
+    await a.query('BEGIN');
+    await a.query('INSERT INTO turns VALUES ($1)', [n]);
+    return { a, b };
+  };
 
   beforeAll(async () => {
     db = await startEmbeddedTimescaleDb();
@@ -31,11 +38,8 @@ describe('embedded TimescaleDB', () => {
   });
 
   it('keeps another connection out of a transaction until it ends, and never shows its uncommitted rows', async () => {
-    const a = await connect();
-    const b = await connect();
+    const { a, b } = await oneInTransaction(1);
     try {
-      await a.query('BEGIN');
-      await a.query('INSERT INTO turns VALUES (1)');
       let answered = false;
       const read = b.query<{ n: string }>('SELECT count(*)::text AS n FROM turns').then((r) => {
         answered = true;
@@ -52,11 +56,8 @@ describe('embedded TimescaleDB', () => {
   });
 
   it('rolls back the transaction of a connection that goes away in it, and lets the others go on', async () => {
-    const a = await connect();
-    const b = await connect();
+    const { a, b } = await oneInTransaction(3);
     try {
-      await a.query('BEGIN');
-      await a.query('INSERT INTO turns VALUES (3)');
       const read = b.query<{ n: string }>('SELECT count(*)::text AS n FROM turns WHERE n = 3');
       a.on('error', () => undefined); // its socket is cut below, on purpose
       (a as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
