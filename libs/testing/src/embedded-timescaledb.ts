@@ -27,6 +27,7 @@ export async function startEmbeddedTimescaleDb(): Promise<EmbeddedTimescaleDb> {
     // the built JavaScript.
     args: [
       '--disable-warning=ExperimentalWarning',
+      '--disable-warning=MODULE_TYPELESS_PACKAGE_JSON',
       join(__dirname, `embedded-timescaledb-main${extname(__filename)}`),
       String(port),
     ],

@@ -64,7 +64,7 @@ export async function startPostgres(
 
 export interface TimescaleDbHandle {
   url: string;
-  /** Where it runs: the TimescaleDB image, or PGlite with TimescaleDB in this process. */
+  /** Where it runs: the TimescaleDB image, or PGlite with TimescaleDB in a Node process. */
   kind: 'container' | 'embedded';
   /** PostgreSQL's and TimescaleDB's versions. */
   version: string;
@@ -74,8 +74,9 @@ export interface TimescaleDbHandle {
 
 /**
  * TimescaleDB, the store of docker-compose and k8s: the container image where a Docker
- * engine answers, else (no Debian package has it) PGlite with TimescaleDB in this process
- * (embedded-timescaledb.ts: one session that connections take in turns, no background jobs).
+ * engine answers, else (no Debian package has it) PGlite with TimescaleDB in a Node process
+ * of its own (embedded-timescaledb.ts: one session that connections take in turns, no
+ * background jobs).
  */
 export async function startTimescaleDb(): Promise<TimescaleDbHandle> {
   if ((await serverMode()) === 'containers') {
