@@ -30,19 +30,6 @@ export async function serverMode(): Promise<ServerMode> {
   return (await dockerEngineAvailable()) ? 'containers' : 'local';
 }
 
-/**
- * The server mode as `serverMode()` resolved it for this test run (the integration tests'
- * global setup writes it to IOT_TEST_SERVERS before any test file is read), for the choices
- * Jest needs when it collects the tests, before anything asynchronous can run.
- */
-export function resolvedServerMode(): ServerMode {
-  const mode = process.env.IOT_TEST_SERVERS;
-  if (mode === 'local' || mode === 'containers') return mode;
-  throw new Error(
-    `IOT_TEST_SERVERS is '${mode ?? ''}', not resolved: run the integration tests with jest.int.config.js, whose global setup resolves it`,
-  );
-}
-
 /** Presents a container as a {@link ManagedProcess}, so tests stop and restart either alike. */
 export function containerProcess(name: string, c: StartedTestContainer): ManagedProcess {
   let running = true;

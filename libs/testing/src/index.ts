@@ -6,7 +6,7 @@ export type { PostgresHandle } from './postgres';
 export { postgresBinDir } from './postgres';
 export type { MosquittoHandle } from './mosquitto';
 export { createPki, type Pki } from './pki';
-export { dockerEngineAvailable, resolvedServerMode, serverMode } from './containers';
+export { dockerEngineAvailable, serverMode } from './containers';
 export * from './process';
 export * from './service-process';
 export * from './pipeline';
