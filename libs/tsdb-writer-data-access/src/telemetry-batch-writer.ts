@@ -179,7 +179,8 @@ export class TelemetryColumns {
     return this.series.length;
   }
 
-  addMessage(m: NormalizedTelemetry): void {
+  /** Its points take the next ids in order: only `of`, which feeds every message once, calls it. */
+  private addMessage(m: NormalizedTelemetry): void {
     const ts = String(m.ts);
     const receivedAt = String(m.receivedAt);
     for (const p of m.points) {
