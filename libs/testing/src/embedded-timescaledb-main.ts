@@ -137,10 +137,8 @@ class Connection {
     }
     const { messages, terminate } = this.takeMessages();
     if (messages.length > 0) await this.send(messages);
-    if (terminate) {
-      await this.release();
-      this.socket.end();
-    }
+    // The socket's close gives the session back (release), as when a client goes away.
+    if (terminate) this.socket.end();
   }
 
   private async send(messages: Buffer): Promise<void> {
