@@ -17,6 +17,8 @@ export const Headers = {
   originalSubject: 'iot-original-subject',
   /** The `Nats-Msg-Id` the message had (or would have had), kept on its DLQ copy. */
   originalMsgId: 'iot-original-msg-id',
+  /** On a pack (`Subjects.normalizedPack`): how many messages it holds. */
+  packSize: 'iot-pack-size',
 } as const;
 
 /** The headers of every message about one device: its tenant, the device, when the platform received it. */

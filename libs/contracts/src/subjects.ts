@@ -5,6 +5,9 @@
  */
 const TOKEN = /^[A-Za-z0-9_-]{1,64}$/;
 
+/** The last token of a pack's subject, in place of a device id (docs/adr/0011). */
+export const PACK_TOKEN = '~pack';
+
 export class InvalidSubjectTokenError extends Error {
   constructor(
     readonly what: string,
@@ -36,6 +39,11 @@ export const Subjects = {
     `iot.decoded.v1.${token('tenant', tenant)}.${token('device', device)}`,
   normalized: (tenant: string, device: string) =>
     `iot.normalized.v1.${token('tenant', tenant)}.${token('device', device)}`,
+  /**
+   * A pack of one tenant's normalized messages in one JetStream message (docs/adr/0011): its
+   * last token is no device id (`~` is not allowed in one), so a pack is known by its subject.
+   */
+  normalizedPack: (tenant: string) => `iot.normalized.v1.${token('tenant', tenant)}.${PACK_TOKEN}`,
   alarm: (tenant: string, device: string) =>
     `iot.events.v1.alarm.${token('tenant', tenant)}.${token('device', device)}`,
   /** What became of a downlink command: on EVENTS_V1 beside the alarms. */
@@ -74,6 +82,11 @@ export const SubjectFilters = {
 } as const;
 
 export const UNKNOWN_TENANT = '_unknown';
+
+/** Whether a message is a pack of messages (`Subjects.normalizedPack`), by its subject. */
+export function isPackSubject(subject: string): boolean {
+  return subject.endsWith(`.${PACK_TOKEN}`);
+}
 
 /** Splits `iot.<kind>.v1.<tenant>.<device>` into its tenant and device. */
 export function parseDeviceSubject(subject: string): { tenant: string; device: string } | undefined {

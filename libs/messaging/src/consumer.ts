@@ -10,6 +10,8 @@ import {
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import {
   Headers,
+  isPackSubject,
+  PACK_TOKEN,
   parseDeviceSubject,
   Streams,
   subjectMatcher,
@@ -22,6 +24,7 @@ import { BacklogGate, consumerBacklog } from './backlog';
 import { ensureConsumer, keptFilter, whenJetStreamAnswers } from './provisioning';
 import { ACK, PermanentError, settle, type Settlement } from './errors';
 import { JetStreamPublisher } from './publisher';
+import { decodePack, PACK_MAX_ITEMS, type PackItem } from './pack';
 import { receivedHeaders } from './headers';
 
 /** What a handler learns about a message: never the JsMsg itself. */
@@ -156,8 +159,21 @@ export class ConsumerRunner<T> {
   private readonly pulls = new Set<Pull>();
   /** A pull request is being opened (nats.js's fetch() resolves on a later tick). */
   private opening = false;
-  /** Messages received and not yet settled: buffered or in a batch in progress. */
+  /**
+   * Messages received and not yet settled, buffered or in a batch in progress: a pack's
+   * messages each count (docs/adr/0011), as do `pullSize`, `batchSize` and `minBatch`.
+   */
   private held = 0;
+  /** Of `held`, those still in the buffer. */
+  private buffered = 0;
+  /**
+   * Messages per JetStream message, as a pull expects them (packs hold many, docs/adr/0011): a
+   * pull asks for as many JetStream messages as should bring the messages that fit, not a
+   * pull size of packs. It starts at the largest pack, so the first pull after a start into
+   * a backlog of packs brings about a pull size; it rises at once to a larger pack, and falls
+   * an eighth of the way to each smaller one (to 1 within about 50 messages alone).
+   */
+  private perReceived = PACK_MAX_ITEMS;
   /**
    * Asks again only once this many messages fit (half the pull size): fewer, larger pull
    * requests. A quarter, as nats.js's consume does, read a higher p99 at 5,000 msg/s
@@ -168,7 +184,7 @@ export class ConsumerRunner<T> {
   private readonly lingerMs: number;
   private readonly concurrency: number;
   private readonly minBatch: number;
-  private buffer: JsMsg[] = [];
+  private buffer: Received[] = [];
   /** When the oldest buffered message arrived (performance.now()). */
   private oldestAt = 0;
   private pumpQueued = false;
@@ -317,15 +333,15 @@ export class ConsumerRunner<T> {
     if (!this.running || !consumer || this.opening || this.heldBack) return;
     let outstanding = 0;
     for (const p of this.pulls) outstanding += Math.max(0, p.asked - p.received);
-    const room = this.pullSize - this.held - outstanding;
+    const room = this.pullSize - this.held - outstanding * this.perReceived;
     if (room < this.refillAt) return;
-    const pull: Pull = { asked: room, received: 0 };
+    const pull: Pull = { asked: Math.max(1, Math.floor(room / this.perReceived)), received: 0 };
     this.pulls.add(pull);
     this.opening = true;
     // The callback, which nats.js reads for a fetch as for a consume (its type names it only
     // for a consume), hands over each socket read's messages in one synchronous loop.
     const options = {
-      max_messages: room,
+      max_messages: pull.asked,
       expires: PULL_EXPIRES_MS,
       callback: (m: JsMsg) => {
         pull.received++;
@@ -371,6 +387,9 @@ export class ConsumerRunner<T> {
       .catch(() => undefined);
     await messages.close().catch(() => undefined);
     this.pulls.delete(pull);
+    // What it had asked for and not received no longer counts against the room: ask again
+    // (nothing is asked while stopping, held back, or without a consumer).
+    this.ask();
   }
 
   private async recreate(): Promise<void> {
@@ -383,9 +402,17 @@ export class ConsumerRunner<T> {
 
   private enqueue(m: JsMsg): void {
     if (this.handles && !this.handles(m.subject)) return this.skip(m);
-    this.held++;
+    const received = isPackSubject(m.subject) ? ReceivedPack.read(m) : m;
+    const count = sizeOf(received);
+    this.perReceived = count > this.perReceived ? count : this.perReceived + (count - this.perReceived) / 8;
+    this.held += count;
+    this.buffered += count;
+    // A pull asks for as many JetStream messages as should fit by the sizes seen so far; when
+    // packs come while it is open, it would bring too many: past twice the pull size it is
+    // ended (what is already on its way is still taken in).
+    if (this.held > 2 * this.pullSize) for (const p of this.pulls) if (!p.closing) void this.closePull(p);
     if (this.buffer.length === 0) this.oldestAt = performance.now();
-    this.buffer.push(m);
+    this.buffer.push(received);
     // After the rest of this read: nats.js hands over what one socket read holds in one
     // synchronous loop, and those messages should go in one batch.
     if (!this.pumpQueued) {
@@ -414,7 +441,7 @@ export class ConsumerRunner<T> {
   private pump(): void {
     while (this.buffer.length > 0 && this.inFlight.size < this.concurrency) {
       const waited = performance.now() - this.oldestAt;
-      if (this.running && this.buffer.length < this.minBatch && waited < this.lingerMs) {
+      if (this.running && this.buffered < this.minBatch && waited < this.lingerMs) {
         this.lingerTimer ??= setTimeout(() => {
           this.lingerTimer = undefined;
           this.pump();
@@ -423,18 +450,27 @@ export class ConsumerRunner<T> {
       }
       // What stays behind arrived after this batch's first message: its wait so far is
       // counted from then, which only makes it start sooner.
-      const batch = this.buffer.splice(0, this.batchSize);
+      let taken = 0;
+      let size = 0;
+      while (taken < this.buffer.length) {
+        const next = sizeOf(this.buffer[taken]!);
+        if (taken > 0 && size + next > this.batchSize) break;
+        size += next;
+        taken++;
+      }
+      const batch = this.buffer.splice(0, taken);
+      this.buffered -= size;
       const done: Promise<void> = this.process(batch)
         .catch((e) => {
           // Unsettled messages come back after the ack wait; the loop must go on.
           this.o.logger.error(
-            { err: String(e), consumer: this.o.contract.durable, messages: batch.length },
+            { err: String(e), consumer: this.o.contract.durable, messages: size },
             'batch failed to settle',
           );
         })
         .finally(() => {
           this.inFlight.delete(done);
-          this.held -= batch.length;
+          this.held -= size;
           this.pump();
           this.ask();
         });
@@ -472,25 +508,47 @@ export class ConsumerRunner<T> {
     return () => clearInterval(timer);
   }
 
-  private async process(msgs: JsMsg[]): Promise<void> {
-    const stopKeepAlive = this.keepAlive(msgs);
+  private async process(batch: Received[]): Promise<void> {
+    const stopKeepAlive = this.keepAlive(batch.map(jsMsgOf));
     try {
-      await this.processBatch(msgs);
+      await this.processBatch(batch);
     } finally {
       stopKeepAlive();
     }
   }
 
-  private async processBatch(msgs: JsMsg[]): Promise<void> {
+  private async processBatch(batch: Received[]): Promise<void> {
     const { metrics, contract } = this.o;
     const stage = contract.stage;
     const end = metrics.processingDuration.startTimer({ stage });
+    // The messages as handlers see them: a pack's one by one, each beside the JetStream
+    // message it came in (`msgs[i]`, the same for all of a pack's); a pack that could not be
+    // read is one message that failed to decode.
+    const msgs: JsMsg[] = [];
+    const items: Array<PackItem | undefined> = [];
+    const outcomes: Array<unknown> = [];
+    for (const r of batch) {
+      if (r instanceof ReceivedPack) {
+        for (const item of r.items ?? [undefined]) {
+          msgs.push(r.m);
+          items.push(item);
+          outcomes.push(r.error);
+        }
+      } else {
+        msgs.push(r);
+        items.push(undefined);
+        outcomes.push(undefined);
+      }
+    }
     metrics.messagesReceived.inc({ stage }, msgs.length);
     // Decode each message; a message that does not decode is settled alone, now.
-    const outcomes: Array<unknown> = new Array(msgs.length).fill(undefined);
     const deliveries: Array<Delivery<T> | undefined> = msgs.map((m, i) => {
+      if (outcomes[i] !== undefined) return undefined;
       try {
-        return new JsDelivery(this.decode(m), m);
+        const item = items[i];
+        return item
+          ? new PackItemDelivery(this.decodeItem(item), m, item)
+          : new JsDelivery(this.decode(m), m);
       } catch (e) {
         outcomes[i] = e;
         return undefined;
@@ -532,9 +590,26 @@ export class ConsumerRunner<T> {
         'batch failed; will retry',
       );
     }
-    await Promise.all(msgs.map((m, i) => this.apply(m, settlements[i]!, wholeBatchRetry, deliveries[i])));
+    // A message alone is settled alone; a pack's messages together (applyPack).
+    const applied: Array<Promise<void>> = [];
+    let acked = 0;
+    for (let i = 0; i < msgs.length;) {
+      const m = msgs[i]!;
+      if (!items[i]) {
+        if (settlements[i]!.kind === 'ack') acked++;
+        applied.push(this.apply(m, settlements[i]!, wholeBatchRetry, deliveries[i]));
+        i++;
+        continue;
+      }
+      let j = i + 1;
+      while (j < msgs.length && msgs[j] === m) j++;
+      applied.push(
+        this.applyPack(m, items.slice(i, j) as PackItem[], settlements.slice(i, j), wholeBatchRetry),
+      );
+      i = j;
+    }
+    await Promise.all(applied);
     // Counted once per batch: a labelled counter hashes its labels on every call.
-    const acked = settlements.reduce((n, s) => (s.kind === 'ack' ? n + 1 : n), 0);
     if (acked > 0) metrics.messagesProcessed.inc({ stage, outcome: 'ok' }, acked);
     end();
     // Such a batch also says: wait. Pause consuming as long as the backoff instead of pulling
@@ -567,6 +642,84 @@ export class ConsumerRunner<T> {
     const validator: CompiledValidator<T> = this.o.decoder;
     validator.assert(value);
     return value as T;
+  }
+
+  /** One message of a pack as the decoder would have read it alone. */
+  private decodeItem(item: PackItem): T {
+    if (this.o.decoder === 'bytes') return Buffer.from(JSON.stringify(item.payload)) as unknown as T;
+    const validator: CompiledValidator<T> = this.o.decoder;
+    validator.assert(item.payload);
+    return item.payload as T;
+  }
+
+  /**
+   * Settles a pack by its messages' settlements (docs/adr/0011): acked when each was handled
+   * or dead-lettered; if any is to be retried, the whole pack comes back after the shortest
+   * delay, and the rest are handled again then, as after any redelivery (the writer stores a
+   * point once). A message dead-lettered goes alone, with its own subject and headers, so a
+   * replay brings it back as a message of its own.
+   */
+  private async applyPack(
+    m: JsMsg,
+    items: PackItem[],
+    settlements: Settlement[],
+    quiet: boolean,
+  ): Promise<void> {
+    const { metrics, contract, logger } = this.o;
+    const stage = contract.stage;
+    const naks = settlements.filter((s): s is Extract<Settlement, { kind: 'nak' }> => s.kind === 'nak');
+    if (naks.length > 0) {
+      metrics.workerErrors.inc({ stage, kind: 'retryable' }, naks.length);
+      metrics.messagesProcessed.inc({ stage, outcome: 'retry' }, items.length);
+      const delayMs = Math.min(...naks.map((s) => s.delayMs));
+      if (!quiet)
+        logger.warn(
+          {
+            subject: m.subject,
+            messages: items.length,
+            failed: naks.length,
+            delivery: m.info.deliveryCount,
+            delayMs,
+            err: String(naks[0]!.error),
+          },
+          'processing failed for messages of a pack; the pack will be retried',
+        );
+      m.nak(delayMs);
+      return;
+    }
+    let dead = 0;
+    try {
+      await Promise.all(
+        settlements.map((s, k) => {
+          if (s.kind !== 'dlq') return undefined;
+          dead++;
+          const item = items[k]!;
+          return this.o.publisher.publishToDlq({
+            stage,
+            tenant: item.headers[Headers.tenant] || UNKNOWN_TENANT,
+            originalSubject: itemSubject(m, item),
+            data: Buffer.from(JSON.stringify(item.payload)),
+            originalHeaders: item.headers,
+            reason: s.reason,
+            detail: s.detail,
+            msgId: item.headers[Headers.msgId] || `${contract.stream}:${m.seq}:${k}`,
+          });
+        }),
+      );
+    } catch (e) {
+      // Not dead-lettered, so not acked either: the pack comes back and we try again.
+      metrics.workerErrors.inc({ stage, kind: 'permanent' }, dead);
+      logger.error({ subject: m.subject, err: String(e) }, 'could not publish to the DLQ; will retry');
+      m.nak(5_000);
+      return;
+    }
+    if (dead > 0) {
+      metrics.workerErrors.inc({ stage, kind: 'permanent' }, dead);
+      metrics.messagesProcessed.inc({ stage, outcome: 'dlq' }, dead);
+      logger.info({ subject: m.subject, messages: dead }, 'messages of a pack dead-lettered');
+    }
+    if (items.length > dead) metrics.messagesProcessed.inc({ stage, outcome: 'ok' }, items.length - dead);
+    m.ack();
   }
 
   /** Settles one message; `delivery` lends the meta its handler already read, if any. */
@@ -712,7 +865,57 @@ class JsDelivery<T> implements Delivery<T> {
 }
 
 export function metaOf(m: JsMsg): MessageMeta {
-  return new JsMessageMeta(m, receivedHeaders(m));
+  return new JsMessageMeta(m, receivedHeaders(m), m.subject);
+}
+
+/** A message of a pack: its own headers and subject, the pack's delivery count and sequence. */
+class PackItemDelivery<T> implements Delivery<T> {
+  private cached: MessageMeta | undefined;
+
+  constructor(
+    readonly payload: T,
+    private readonly m: JsMsg,
+    private readonly item: PackItem,
+  ) {}
+
+  get meta(): MessageMeta {
+    return (this.cached ??= new JsMessageMeta(this.m, this.item.headers, itemSubject(this.m, this.item)));
+  }
+}
+
+/** Where a message of a pack would have gone alone: the pack's subject, its device for `~pack`. */
+function itemSubject(pack: JsMsg, item: PackItem): string {
+  const device = item.headers[Headers.device];
+  return device ? `${pack.subject.slice(0, -PACK_TOKEN.length)}${device}` : pack.subject;
+}
+
+/** A pack as it arrived (docs/adr/0011): its messages, read at once, or why it could not be read. */
+class ReceivedPack {
+  private constructor(
+    readonly m: JsMsg,
+    readonly items: PackItem[] | undefined,
+    readonly error: unknown,
+  ) {}
+
+  static read(m: JsMsg): ReceivedPack {
+    try {
+      return new ReceivedPack(m, decodePack(m.subject, m.data), undefined);
+    } catch (e) {
+      return new ReceivedPack(m, undefined, e);
+    }
+  }
+}
+
+/** What the runner buffers: a message, or a pack of them. */
+type Received = JsMsg | ReceivedPack;
+
+/** How many messages a handler will see of it. */
+function sizeOf(r: Received): number {
+  return r instanceof ReceivedPack ? (r.items?.length ?? 1) : 1;
+}
+
+function jsMsgOf(r: Received): JsMsg {
+  return r instanceof ReceivedPack ? r.m : r;
 }
 
 /**
@@ -732,8 +935,9 @@ class JsMessageMeta implements MessageMeta {
   constructor(
     private readonly m: JsMsg,
     private readonly h: Record<string, string>,
+    subject: string,
   ) {
-    this.subject = m.subject;
+    this.subject = subject;
     const tenant = h[Headers.tenant] || undefined;
     const device = h[Headers.device] || undefined;
     // The subject names tenant and device too; it is parsed only when a header is missing.

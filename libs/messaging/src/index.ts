@@ -4,6 +4,7 @@ export * from './protocol-encoding';
 export * from './provisioning';
 export * from './publisher';
 export * from './normalized';
+export * from './pack';
 export * from './end-of-turn';
 export * from './consumer';
 export * from './backlog';

@@ -37,7 +37,7 @@ export class IotMetrics {
     const registers = [this.registry];
     this.messagesReceived = new Counter({
       name: 'iot_messages_received_total',
-      help: 'Messages taken in by a stage (MQTT messages at the bridge, JetStream messages elsewhere)',
+      help: 'Messages taken in by a stage (MQTT messages at the bridge, JetStream messages elsewhere, each message of a pack counted)',
       labelNames: ['stage'],
       registers,
     });
