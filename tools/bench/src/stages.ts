@@ -123,6 +123,9 @@ export async function workerStage(
     const meter = meterOf().begin();
     const t0 = performance.now();
     const ackedAtStart = info.ack_floor.consumer_seq;
+    // Counted by the service, not by its consumer's acks: a pack (docs/adr/0011) is one ack
+    // for many messages.
+    const settledAtStart = await settledBy(svc, name);
     // Polled every 50 ms: a consumer info is work for the server too, and shows in its CPU.
     while (info.num_pending > 0 || info.num_ack_pending > 0) {
       await sleep(50);
@@ -130,7 +133,11 @@ export async function workerStage(
     }
     const ms = performance.now() - t0;
     const processes = meter.end();
-    const messages = info.ack_floor.consumer_seq - ackedAtStart;
+    const settledAtEnd = await settledBy(svc, name);
+    const messages =
+      settledAtStart !== undefined && settledAtEnd !== undefined
+        ? settledAtEnd - settledAtStart
+        : info.ack_floor.consumer_seq - ackedAtStart;
     return { ...result(messages, ms, name, processes), messages, memory: await memoryOf(svc) };
   } finally {
     await svc.process.stop(15_000);
@@ -153,6 +160,25 @@ async function waitConsumer(jsm: JetStreamManager, stream: string, durable: stri
 }
 
 export const POINTS = METRICS_PER_MESSAGE;
+
+/**
+ * The messages a service has settled (acked handled or unhandled, or dead-lettered), as its
+ * /metrics says, or undefined if it does not answer yet.
+ */
+async function settledBy(svc: ServiceProcess, stage: string): Promise<number | undefined> {
+  try {
+    const text = await (await fetch(`${svc.url}/metrics`)).text();
+    let n = 0;
+    const line = /^iot_messages_processed_total\{([^}]*)\} (\S+)$/gm;
+    for (const [, labels, value] of text.matchAll(line)) {
+      if (labels!.includes(`stage="${stage}"`) && /outcome="(ok|dlq|skipped)"/.test(labels!))
+        n += Number(value);
+    }
+    return n;
+  } catch {
+    return undefined;
+  }
+}
 
 /** V8 heap, external memory and RSS of a service, as its /metrics says (MiB). */
 async function memoryOf(svc: ServiceProcess): Promise<string | undefined> {
