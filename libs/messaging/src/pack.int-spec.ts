@@ -105,6 +105,23 @@ describe('packs of normalized messages (real nats-server)', () => {
     return { sut, contract };
   }
 
+  /**
+   * A runner whose handler waits until `release()`: what it holds meanwhile shows in its
+   * consumer's unacknowledged messages (`unacked()`, JetStream messages: packs count once).
+   */
+  function laggingRunner(tenant: string) {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const counts = { handled: 0 };
+    const { sut, contract } = runner(tenant, async () => {
+      await gate;
+      counts.handled++;
+    });
+    const unacked = async () =>
+      (await (await jetstreamManager(nc)).consumers.info(contract.stream, contract.durable)).num_ack_pending;
+    return { sut, contract, release, counts, unacked };
+  }
+
   async function settled(contract: ConsumerContract): Promise<boolean> {
     const info = await (await jetstreamManager(nc)).consumers.info(contract.stream, contract.durable);
     return info.num_ack_pending === 0 && info.num_pending === 0;
@@ -239,16 +256,8 @@ describe('packs of normalized messages (real nats-server)', () => {
     for (let p = 0; p < 40; p++)
       await publishInOneTurn(Array.from({ length: 100 }, (_, i) => telemetry('pheld', `d${i}`, p * 100 + i)));
     expect(await storedSubjects('pheld')).toHaveLength(40);
-    let release!: () => void;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    let handled = 0;
-    const { sut, contract } = runner('pheld', async () => {
-      await gate;
-      handled++;
-    });
+    const { sut, contract, release, counts, unacked } = laggingRunner('pheld');
     await sut.start();
-    const unacked = async () =>
-      (await (await jetstreamManager(nc)).consumers.info(contract.stream, contract.durable)).num_ack_pending;
     let held: number;
     try {
       await waitFor('packs delivered', async () => (await unacked()) > 0, 5_000);
@@ -259,7 +268,7 @@ describe('packs of normalized messages (real nats-server)', () => {
     }
     // Twice the pull size is 4 packs; a few more may be on their way when the pull ends.
     expect(held).toBeLessThanOrEqual(8);
-    await waitFor('every message handled', () => handled >= 4_000, 20_000);
+    await waitFor('every message handled', () => counts.handled >= 4_000, 20_000);
     await waitFor('every pack acked', () => settled(contract), 5_000);
     await sut.stop();
   });
@@ -268,16 +277,8 @@ describe('packs of normalized messages (real nats-server)', () => {
     // 60 single messages first (a pull then expects single messages: it asks for 140 more),
     // then 30 packs of 100 arriving one by one while the handler is held.
     for (let i = 0; i < 60; i++) await publishInOneTurn([telemetry('plate', `d${i}`, i)]);
-    let release!: () => void;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    let handled = 0;
-    const { sut, contract } = runner('plate', async () => {
-      await gate;
-      handled++;
-    });
+    const { sut, contract, release, counts, unacked } = laggingRunner('plate');
     await sut.start();
-    const unacked = async () =>
-      (await (await jetstreamManager(nc)).consumers.info(contract.stream, contract.durable)).num_ack_pending;
     let held: number;
     try {
       await waitFor('the single messages delivered', async () => (await unacked()) >= 60, 5_000);
@@ -294,7 +295,7 @@ describe('packs of normalized messages (real nats-server)', () => {
     }
     // Twice the pull size is 400 messages: the 60 and 4 packs, and what was on its way.
     expect(held).toBeLessThanOrEqual(60 + 8);
-    await waitFor('every message handled', () => handled >= 3_060, 20_000);
+    await waitFor('every message handled', () => counts.handled >= 3_060, 20_000);
     await waitFor('every message acked', () => settled(contract), 5_000);
     await sut.stop();
   });
