@@ -1,4 +1,10 @@
-import { SubjectFilters, Subjects, subjectMatcher } from './subjects';
+import {
+  InvalidSubjectTokenError,
+  isPackSubject,
+  SubjectFilters,
+  Subjects,
+  subjectMatcher,
+} from './subjects';
 
 describe('subjectMatcher', () => {
   it('matches a trailing > against one or more tokens, as nats-server does', () => {
@@ -28,5 +34,17 @@ describe('subjectMatcher', () => {
     expect(either(Subjects.status('acme', 'd1'))).toBe(true);
     expect(either(Subjects.decoded('acme', 'd1'))).toBe(false);
     expect(subjectMatcher([])(Subjects.raw('acme', 'd1'))).toBe(false);
+  });
+});
+
+describe('pack subjects (docs/adr/0011)', () => {
+  it("sit under the normalized filter and a tenant's, and no device can be named like one", () => {
+    const pack = Subjects.normalizedPack('acme');
+    expect(pack).toBe('iot.normalized.v1.acme.~pack');
+    expect(isPackSubject(pack)).toBe(true);
+    expect(subjectMatcher([SubjectFilters.normalized])(pack)).toBe(true);
+    expect(subjectMatcher(['iot.normalized.v1.acme.>'])(pack)).toBe(true);
+    expect(isPackSubject(Subjects.normalized('acme', 'pack'))).toBe(false);
+    expect(() => Subjects.normalized('acme', '~pack')).toThrow(InvalidSubjectTokenError);
   });
 });

@@ -23,8 +23,9 @@ export interface NormalizedOutcome {
  * Sends the outcome of normalizing one decoded message, wherever that ran (the normalizer
  * service, or demux with NORMALIZE_IN_DEMUX, docs/adr/0006): the canonical telemetry on
  * `iot.normalized.v1`, with the decoded message's id, in a pack with the tenant's other
- * messages of the same turn (docs/adr/0011); the readings that could not be made canonical to the DLQ as the normalizer stage's,
- * under the decoded subject, so a replay goes through the normalizer once the cause is fixed.
+ * messages of the same turn (docs/adr/0011); the readings that could not be made canonical
+ * to the DLQ as the normalizer stage's, under the decoded subject, so a replay goes through
+ * the normalizer once the cause is fixed.
  * The points the deadband held back are counted in `iot_points_suppressed_total`.
  */
 export async function publishNormalized(

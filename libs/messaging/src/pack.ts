@@ -88,10 +88,10 @@ interface Waiting {
  * its pack is held by the stream. A message alone in its turn leaves as it would without
  * packs: on its own subject, with its own message id, so at low rates nothing changes.
  *
- * A pack's message id is a hash of its subject and its messages' ids: a retried publish of the same pack is
- * dropped by the stream's duplicate window. A batch redelivered and packed differently is
- * not; its messages then reach the consumer twice, as a redelivery does (the writer stores a
- * point once, by its key).
+ * A pack's message id is a hash of its subject and its messages' ids: a retried publish of
+ * the same pack is dropped by the stream's duplicate window. A batch redelivered and packed
+ * differently is not; its messages then reach the consumer twice, as a redelivery does (the
+ * writer stores a point once, by its key).
  */
 export class Packer {
   private readonly queue = new EndOfTurnQueue<Waiting>((due) => this.flush(due));
