@@ -120,12 +120,12 @@ export async function workerStage(
       await sleep(5);
       info = await jsm.consumers.info(stream, name);
     }
+    // Counted by the service, not by its consumer's acks: a pack (docs/adr/0011) is one ack
+    // for many messages. Read before the clock starts, so its request is not measured.
+    const settledAtStart = settledIn(await metricsOf(svc), name);
     const meter = meterOf().begin();
     const t0 = performance.now();
     const ackedAtStart = info.ack_floor.consumer_seq;
-    // Counted by the service, not by its consumer's acks: a pack (docs/adr/0011) is one ack
-    // for many messages.
-    const settledAtStart = await settledBy(svc, name);
     // Polled every 50 ms: a consumer info is work for the server too, and shows in its CPU.
     while (info.num_pending > 0 || info.num_ack_pending > 0) {
       await sleep(50);
@@ -133,12 +133,13 @@ export async function workerStage(
     }
     const ms = performance.now() - t0;
     const processes = meter.end();
-    const settledAtEnd = await settledBy(svc, name);
+    const metricsAtEnd = await metricsOf(svc);
+    const settledAtEnd = settledIn(metricsAtEnd, name);
     const messages =
       settledAtStart !== undefined && settledAtEnd !== undefined
         ? settledAtEnd - settledAtStart
         : info.ack_floor.consumer_seq - ackedAtStart;
-    return { ...result(messages, ms, name, processes), messages, memory: await memoryOf(svc) };
+    return { ...result(messages, ms, name, processes), messages, memory: memoryIn(metricsAtEnd) };
   } finally {
     await svc.process.stop(15_000);
   }
@@ -161,35 +162,33 @@ async function waitConsumer(jsm: JetStreamManager, stream: string, durable: stri
 
 export const POINTS = METRICS_PER_MESSAGE;
 
-/**
- * The messages a service has settled (acked handled or unhandled, or dead-lettered), as its
- * /metrics says, or undefined if it does not answer yet.
- */
-async function settledBy(svc: ServiceProcess, stage: string): Promise<number | undefined> {
+/** A service's /metrics text, or undefined if it does not answer (yet). */
+async function metricsOf(svc: ServiceProcess): Promise<string | undefined> {
   try {
-    const text = await (await fetch(`${svc.url}/metrics`)).text();
-    let n = 0;
-    const line = /^iot_messages_processed_total\{([^}]*)\} (\S+)$/gm;
-    for (const [, labels, value] of text.matchAll(line)) {
-      if (labels!.includes(`stage="${stage}"`) && /outcome="(ok|dlq|skipped)"/.test(labels!))
-        n += Number(value);
-    }
-    return n;
+    return await (await fetch(`${svc.url}/metrics`)).text();
   } catch {
     return undefined;
   }
 }
 
-/** V8 heap, external memory and RSS of a service, as its /metrics says (MiB). */
-async function memoryOf(svc: ServiceProcess): Promise<string | undefined> {
-  try {
-    const text = await (await fetch(`${svc.url}/metrics`)).text();
-    const mib = (name: string) => {
-      const m = new RegExp(`^${name}\\{[^}]*\\} (\\S+)`, 'm').exec(text);
-      return m ? Math.round(Number(m[1]) / 2 ** 20) : '?';
-    };
-    return `heap ${mib('nodejs_heap_size_used_bytes')}/${mib('nodejs_heap_size_total_bytes')} MiB, external ${mib('nodejs_external_memory_bytes')} MiB, rss ${mib('process_resident_memory_bytes')} MiB`;
-  } catch {
-    return undefined;
+/** The messages a service has settled (acked handled or unhandled, or dead-lettered), by its /metrics. */
+function settledIn(text: string | undefined, stage: string): number | undefined {
+  if (text === undefined) return undefined;
+  let n = 0;
+  const line = /^iot_messages_processed_total\{([^}]*)\} (\S+)$/gm;
+  for (const [, labels, value] of text.matchAll(line)) {
+    if (labels!.includes(`stage="${stage}"`) && /outcome="(ok|dlq|skipped)"/.test(labels!))
+      n += Number(value);
   }
+  return n;
+}
+
+/** V8 heap, external memory and RSS of a service, by its /metrics (MiB). */
+function memoryIn(text: string | undefined): string | undefined {
+  if (text === undefined) return undefined;
+  const mib = (name: string) => {
+    const m = new RegExp(`^${name}\\{[^}]*\\} (\\S+)`, 'm').exec(text);
+    return m ? Math.round(Number(m[1]) / 2 ** 20) : '?';
+  };
+  return `heap ${mib('nodejs_heap_size_used_bytes')}/${mib('nodejs_heap_size_total_bytes')} MiB, external ${mib('nodejs_external_memory_bytes')} MiB, rss ${mib('process_resident_memory_bytes')} MiB`;
 }
