@@ -1,5 +1,5 @@
 import { JetStreamApiCodes, JetStreamApiError, type JetStreamManager } from '@nats-io/jetstream';
-import { BacklogGate, backlogRatio, type BacklogSample } from './backlog';
+import { BacklogGate, backlogRatio, backlogRoom, CheckBudget, type BacklogSample } from './backlog';
 
 describe('backlogRatio', () => {
   // A stream of 1,000 messages, 1 KB each, limited to 2,000 KB: half full.
@@ -32,6 +32,16 @@ describe('backlogRatio', () => {
     );
   });
 
+  it('takes each message behind at the largest size sampled where that exceeds the average', () => {
+    // 100 packs of 10 KB behind, after 900 small messages already processed: 1,000 KB of the
+    // 2,000 KB limit, not the 100 of 1,000 messages at the average of 1 KB.
+    const packs = { pending: 100, ackFloorStreamSeq: 900 };
+    expect(at(packs)).toBeCloseTo(0.05);
+    expect(at({ ...packs, behindSizes: [10_000, 10_000] })).toBeCloseTo(0.5);
+    // Smaller samples leave the average.
+    expect(at({ ...packs, behindSizes: [200] })).toBeCloseTo(0.05);
+  });
+
   it('is 0 on a stream without a byte limit, or empty', () => {
     expect(at({ pending: 10, ackFloorStreamSeq: 0, maxBytes: -1 })).toBe(0);
     expect(
@@ -45,6 +55,87 @@ describe('backlogRatio', () => {
         maxBytes: 10,
       }),
     ).toBe(0);
+  });
+});
+
+describe('backlogRoom', () => {
+  const stream = { firstSeq: 1, lastSeq: 1_000, bytes: 1_000_000, maxBytes: 2_000_000 };
+
+  it('is how many more messages the stream takes before the backlog passes the ratio', () => {
+    // 500 of 1 KB behind: 0.25 of 2,000 KB; 0.4 is reached at 800.
+    const behind = { ...stream, pending: 500, ackPending: 0, ackFloorStreamSeq: 500 };
+    expect(backlogRoom(behind, 0.4)).toBe(300);
+    expect(backlogRoom(behind, 0.2)).toBe(0);
+    // Messages of 10 KB behind: 80 of them fill 0.4, and 500 are already more.
+    expect(backlogRoom({ ...behind, behindSizes: [10_000] }, 0.4)).toBe(0);
+    expect(
+      backlogRoom(
+        { ...behind, pending: 0, ackPending: 40, ackFloorStreamSeq: 960, behindSizes: [10_000] },
+        0.4,
+      ),
+    ).toBe(40);
+  });
+
+  it('counts nothing behind for a consumer that is not, and sizes an empty stream large', () => {
+    expect(backlogRoom({ ...stream, pending: 0, ackPending: 0, ackFloorStreamSeq: 10 }, 0.5)).toBe(1_000);
+    const empty = {
+      firstSeq: 1,
+      lastSeq: 0,
+      bytes: 0,
+      maxBytes: 2_000_000,
+      pending: 0,
+      ackPending: 0,
+      ackFloorStreamSeq: 0,
+    };
+    expect(backlogRoom(empty, 0.5)).toBe(Math.floor(1_000_000 / (64 * 1024)));
+    expect(backlogRoom({ ...empty, maxBytes: -1 }, 0.5)).toBe(Infinity);
+  });
+});
+
+describe('CheckBudget', () => {
+  it('allows nothing before the first check, then the room less what is held', () => {
+    const b = new CheckBudget();
+    expect(b.spent).toBe(true);
+    b.renew(300, 1_000, 0, 50);
+    expect({ allowed: b.allowed, left: b.left, spent: b.spent }).toEqual({
+      allowed: 300,
+      left: 250,
+      spent: false,
+    });
+    b.taken += 250;
+    expect(b.spent).toBe(true);
+  });
+
+  it("measures the next stream's messages per message settled: packs allow more, a fan-out fewer", () => {
+    const packs = new CheckBudget();
+    packs.renew(100, 1_000, 0, 0);
+    // Each 500 settled, the next stream 10 messages longer: packs of 50. The measure falls
+    // by half a check at most, so it takes five checks to allow 100 packs' worth.
+    const allowed: number[] = [];
+    for (let i = 1; i <= 6; i++) {
+      packs.renew(100, 1_000 + 10 * i, 500 * i, 0);
+      allowed.push(packs.allowed);
+    }
+    expect(allowed).toEqual([200, 400, 800, 1_600, 3_200, 5_000]);
+    const gateway = new CheckBudget();
+    gateway.renew(100, 1_000, 0, 0);
+    gateway.renew(100, 1_400, 100, 0);
+    expect(gateway.allowed).toBe(25);
+    // Too few settled to measure: the last measure stands.
+    gateway.renew(100, 1_401, 105, 0);
+    expect(gateway.allowed).toBe(25);
+  });
+
+  it('lets a measure fall by at most half a check, and never below one in 256', () => {
+    const b = new CheckBudget();
+    b.renew(100, 1_000, 0, 0);
+    // 100 settled, nothing published (all dead-lettered).
+    b.renew(100, 1_000, 100, 0);
+    expect(b.allowed).toBe(200);
+    for (let i = 2; i < 20; i++) b.renew(100, 1_000, 100 * i, 0);
+    expect(b.allowed).toBe(25_600);
+    b.renew(Infinity, 1_000, 2_000, 0);
+    expect(b.allowed).toBe(Infinity);
   });
 });
 
@@ -64,6 +155,8 @@ describe('BacklogGate', () => {
         state: { first_seq: 1, last_seq: 1_000, bytes: 1_000_000 },
         config: { max_bytes: 2_000_000 },
       }),
+      // Messages of 1 KB (as the average).
+      getMessage: async () => ({ subject: 'x', data: new Uint8Array(1_000 - 17) }),
     },
   } as unknown as JetStreamManager;
   const consumer = { stream: 'TELEMETRY_DECODED_V1', durable: 'next' } as const;
@@ -85,6 +178,12 @@ describe('BacklogGate', () => {
       expect({ behind, changed: await g.check(jsm), shut: g.shut }).toEqual({ behind, changed, shut });
     }
     expect(g.ratio).toBeCloseTo(0.25);
+    // Room up to halfway from 0.4 to 1 (0.7, 1,400 messages of 1 KB), less the 500 behind.
+    expect({ room: g.room, lastSeq: g.lastSeq, checks: g.checks }).toEqual({
+      room: 900,
+      lastSeq: 1_000,
+      checks: 4,
+    });
   });
 
   it('opens when the consumer or its stream is gone, and keeps its state when the server fails otherwise', async () => {

@@ -546,9 +546,10 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
   /**
    * A stage on its own tenant's raw messages that publishes each as 1 KiB to the normalized
    * stream (shrunk to 64 KiB and purged), held back for a consumer `<tag>-next` that reads
-   * them and is created stalled; `sent(n)` puts n raw messages in, numbered from 0.
+   * them and is created stalled; `sent(n)` puts n raw messages in, numbered from 0. The stage
+   * works 25 ms a message and checks every 100 ms unless told otherwise.
    */
-  async function heldBackStage(tag: string) {
+  async function heldBackStage(tag: string, { workMs = 25, lagIntervalMs = 100, batchSize = 1 } = {}) {
     const jsm = await jetstreamManager(nc);
     const { config } = await jsm.streams.info('TELEMETRY_NORMALIZED_V1');
     await jsm.streams.update('TELEMETRY_NORMALIZED_V1', { ...config, max_bytes: 64 * KIB });
@@ -571,7 +572,7 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
         fn: async (payload) => {
           // A stage's work, one message at a time (40/s): the hold, at 16 KiB, comes long
           // before 64, even with the checks (every 100 ms) slowed by a busy machine.
-          await sleep(25);
+          if (workMs > 0) await sleep(workMs);
           const id = new TextDecoder().decode(payload);
           await js.publish(`iot.normalized.v1.${tag}.d1`, id.padEnd(KIB, ' '), {
             msgID: `${tag}-next-${id}`,
@@ -581,8 +582,8 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
       publisher,
       logger,
       metrics,
-      batchSize: 1,
-      lagIntervalMs: 100,
+      batchSize,
+      lagIntervalMs,
       holdBackFor: { consumer: next, above: 0.25, below: 0.2 },
     });
     return {
@@ -638,6 +639,55 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
     } finally {
       await sut.stop();
     }
+    expect([...seen].map(Number).sort((a, b) => a - b)).toEqual([...Array(N).keys()]);
+  });
+
+  // Between two checks (here 1 s apart) a stage catching up could put more into the next
+  // stream than it holds. The next stage retries its first message after 3 s (its database
+  // just back, say); the stage publishes 300 KiB meanwhile into a stream of 64 KiB, whose
+  // limits would discard that message before its retry. The stage reads the next stage's
+  // backlog again whenever it has taken what the last read allowed, and holds back.
+  it('puts no more into the next stream between two checks than it has room for, so a message waiting to be retried is kept', async () => {
+    const N = 300;
+    const { sut, heldBack, send } = await heldBackStage('burst', {
+      workMs: 0,
+      lagIntervalMs: 1_000,
+      batchSize: 16,
+    });
+    await send(N);
+    const seen = new Set<string>();
+    let retried = false;
+    let wasHeld = false;
+    const reader = await (
+      await js.consumers.get('TELEMETRY_NORMALIZED_V1', 'test-burst-next')
+    ).consume({
+      callback: (m) => {
+        const id = new TextDecoder().decode(m.data).trim();
+        if (id === '0' && !retried) {
+          retried = true;
+          return m.nak(3_000);
+        }
+        seen.add(id);
+        m.ack();
+      },
+    });
+    await sut.start();
+    try {
+      const all = async () => {
+        if ((await heldBack()) === 1) wasHeld = true;
+        return seen.size === N;
+      };
+      await waitFor(`all ${N} messages at the next stage`, all, 20_000).catch((e: Error) => {
+        const missing = [...Array(N).keys()].filter((i) => !seen.has(String(i)));
+        throw new Error(`${e.message}; missing: ${missing.join(', ')}`);
+      });
+    } finally {
+      await reader.close();
+      await sut.stop();
+    }
+    expect(retried).toBe(true);
+    // It waited for the retry, held back, and went on after it.
+    expect(wasHeld).toBe(true);
     expect([...seen].map(Number).sort((a, b) => a - b)).toEqual([...Array(N).keys()]);
   });
 

@@ -20,7 +20,7 @@ import {
   type ConsumerContract,
 } from '@iot/contracts';
 import { withExtractedContext, type HeaderCarrier, type IotMetrics, type Logger } from '@iot/observability';
-import { BacklogGate, consumerBacklog } from './backlog';
+import { BacklogGate, CheckBudget, consumerBacklog } from './backlog';
 import { ensureConsumer, keptFilter, whenJetStreamAnswers } from './provisioning';
 import { ACK, PermanentError, settle, type Settlement } from './errors';
 import { JetStreamPublisher } from './publisher';
@@ -111,7 +111,9 @@ export interface ConsumerRunnerOptions<T> {
    * limit, this runner asks for no more messages, and goes on once it is below `below`. The
    * backlog then waits in this runner's own stream, unprocessed and kept, instead of being
    * discarded from the next one by its limits (docs/reliability.md). Checked every
-   * `lagIntervalMs`.
+   * `lagIntervalMs`, and whenever the runner has taken what the last check allows
+   * (`CheckBudget`: what the next stream has room for), so that a burst between two checks
+   * cannot overfill it.
    */
   holdBackFor?: { consumer: ConsumerContract; above: number; below: number };
 }
@@ -126,6 +128,13 @@ const WORKING_EXTENSIONS = 4;
  * such request this often, and the server a heartbeat in between.
  */
 const PULL_EXPIRES_MS = 30_000;
+
+/**
+ * The least time between two reads of the next stage's backlog (ms) when a stage has taken
+ * what the last one allowed (`CheckBudget`): a stage catching up into a small stream reads
+ * it at most this often, not on every pull.
+ */
+const MIN_CHECK_GAP_MS = 100;
 
 /** One pull request: how many messages it asked for, how many came. */
 interface Pull {
@@ -194,6 +203,13 @@ export class ConsumerRunner<T> {
   private readonly handles?: (subject: string) => boolean;
   /** Shut while the next stage is too far behind (`holdBackFor`): nothing more is asked for. */
   private readonly holdGate?: BacklogGate;
+  /** With `holdBackFor`: what may be taken before the next stage's backlog is read again. */
+  private readonly budget?: CheckBudget;
+  /** Messages settled so far (what the next stream's growth is measured against). */
+  private settled = 0;
+  /** When the next stage's backlog was last read, and whether a read is due or under way. */
+  private lastCheckAt = 0;
+  private checkDue = false;
 
   private get heldBack(): boolean {
     return this.holdGate?.shut ?? false;
@@ -214,6 +230,7 @@ export class ConsumerRunner<T> {
     if (o.contract.handledSubjects) this.handles = subjectMatcher(o.contract.handledSubjects);
     if (o.holdBackFor) {
       this.holdGate = new BacklogGate(o.holdBackFor);
+      this.budget = new CheckBudget();
       o.metrics.consumerHeldBack.set(
         { consumer: o.contract.durable, downstream: o.holdBackFor.consumer.durable },
         0,
@@ -331,11 +348,19 @@ export class ConsumerRunner<T> {
   private ask(): void {
     const consumer = this.consumer;
     if (!this.running || !consumer || this.opening || this.heldBack) return;
+    if (this.budget?.spent) return this.checkSoon();
     let outstanding = 0;
     for (const p of this.pulls) outstanding += Math.max(0, p.asked - p.received);
     const room = this.pullSize - this.held - outstanding * this.perReceived;
     if (room < this.refillAt) return;
-    const pull: Pull = { asked: Math.max(1, Math.floor(room / this.perReceived)), received: 0 };
+    // No more than the last check of the next stage allows (what is asked and not yet come
+    // counts against it).
+    const allowed = this.budget ? this.budget.left - outstanding * this.perReceived : room;
+    if (allowed <= 0) return;
+    const pull: Pull = {
+      asked: Math.max(1, Math.floor(Math.min(room, allowed) / this.perReceived)),
+      received: 0,
+    };
     this.pulls.add(pull);
     this.opening = true;
     // The callback, which nats.js reads for a fetch as for a consume (its type names it only
@@ -407,6 +432,7 @@ export class ConsumerRunner<T> {
     this.perReceived = count > this.perReceived ? count : this.perReceived + (count - this.perReceived) / 8;
     this.held += count;
     this.buffered += count;
+    if (this.budget) this.budget.taken += count;
     // A pull asks for as many JetStream messages as should fit by the sizes seen so far; when
     // packs come while it is open, it would bring too many: past twice the pull size it is
     // ended (what is already on its way is still taken in).
@@ -471,6 +497,7 @@ export class ConsumerRunner<T> {
         .finally(() => {
           this.inFlight.delete(done);
           this.held -= size;
+          this.settled += size;
           this.pump();
           this.ask();
         });
@@ -792,10 +819,37 @@ export class ConsumerRunner<T> {
     }
   }
 
+  /**
+   * Reads the next stage's backlog now: what was taken since the last read is what the last
+   * read allowed (`CheckBudget`). At most every MIN_CHECK_GAP_MS; a read that fails (the
+   * server away) is tried again after it, and the stage takes nothing meanwhile.
+   */
+  private checkSoon(): void {
+    if (this.checkDue || !this.running) return;
+    this.checkDue = true;
+    const timer = setTimeout(
+      () =>
+        void jetstreamManager(this.o.nc)
+          .then((jsm) => this.holdBackIfBehind(jsm))
+          .catch(() => undefined)
+          .finally(() => {
+            this.checkDue = false;
+            this.ask();
+          }),
+      Math.max(0, this.lastCheckAt + MIN_CHECK_GAP_MS - Date.now()),
+    );
+    timer.unref();
+  }
+
   /** Stops asking for messages while the next stage's backlog nears its stream's limit. */
   private async holdBackIfBehind(jsm: JetStreamManager): Promise<void> {
     const gate = this.holdGate;
-    if (!gate || !this.running || !(await gate.check(jsm))) return;
+    if (!gate || !this.running) return;
+    this.lastCheckAt = Date.now();
+    const checks = gate.checks;
+    const changed = await gate.check(jsm);
+    if (gate.checks > checks) this.budget?.renew(gate.room, gate.lastSeq, this.settled, this.held);
+    if (!changed) return this.ask();
     const { consumer: next, above, below } = gate.o;
     const fields = {
       consumer: this.o.contract.durable,
