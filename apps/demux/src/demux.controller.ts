@@ -12,6 +12,7 @@ import { decodeRaw } from '@iot/demux-domain';
 import type { Normalizer } from '@iot/normalizer-domain';
 import {
   deviceRegistryView,
+  Packer,
   publishNormalized,
   settleEach,
   type Delivery,
@@ -61,6 +62,8 @@ export const INLINE_NORMALIZER = Symbol('InlineNormalizer');
 @Controller()
 export class DemuxController implements OnModuleInit, OnModuleDestroy {
   private readonly devices: KvView<DeviceRecord>;
+  /** With NORMALIZE_IN_DEMUX, a batch's canonical messages leave in packs, one per tenant (docs/adr/0011). */
+  private readonly packer: Packer;
 
   constructor(
     @Inject(PUBLISHER) private readonly publisher: JetStreamPublisher,
@@ -73,6 +76,7 @@ export class DemuxController implements OnModuleInit, OnModuleDestroy {
   ) {
     // Gateways and SenML packs name child devices: they must be registered in the same tenant.
     this.devices = deviceRegistryView(nc, logger, env.NATS_STREAM_REPLICAS);
+    this.packer = new Packer(publisher);
     readiness.add('device-registry', () => this.devices.ready);
   }
 
@@ -135,16 +139,10 @@ export class DemuxController implements OnModuleInit, OnModuleDestroy {
   /** One decoded message on to the next stage: iot.decoded.v1, or normalized here. */
   private async forward(telemetry: DecodedTelemetry, msgId: string, traceparent?: string): Promise<void> {
     if (this.normalizer)
-      return publishNormalized(
-        this.publisher,
-        this.metrics,
-        telemetry,
-        this.normalizer.normalize(telemetry),
-        {
-          msgId,
-          traceparent,
-        },
-      );
+      return publishNormalized(this.packer, this.metrics, telemetry, this.normalizer.normalize(telemetry), {
+        msgId,
+        traceparent,
+      });
     await this.publisher.publishJson(Subjects.decoded(telemetry.tenant, telemetry.device), telemetry, {
       msgId,
       traceparent,

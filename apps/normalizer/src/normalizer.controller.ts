@@ -2,6 +2,7 @@ import { Controller, Inject } from '@nestjs/common';
 import { EventPattern, Payload } from '@nestjs/microservices';
 import { Consumers, Validators, type DecodedTelemetry } from '@iot/contracts';
 import {
+  Packer,
   publishNormalized,
   settleEach,
   type Delivery,
@@ -35,11 +36,16 @@ const extras: JetStreamPatternExtras<DecodedTelemetry> = {
 /** Decoded readings in, canonical points out; readings that cannot be made canonical go to the DLQ. */
 @Controller()
 export class NormalizerController {
+  /** A batch's canonical messages leave in packs, one per tenant (docs/adr/0011). */
+  private readonly packer: Packer;
+
   constructor(
     @Inject(NORMALIZER) private readonly normalizer: Normalizer,
-    @Inject(PUBLISHER) private readonly publisher: JetStreamPublisher,
+    @Inject(PUBLISHER) publisher: JetStreamPublisher,
     @Inject(METRICS) private readonly metrics: IotMetrics,
-  ) {}
+  ) {
+    this.packer = new Packer(publisher);
+  }
 
   @EventPattern(Consumers.normalizer.durable, extras)
   onDecodedBatch(@Payload() batch: Delivery<DecodedTelemetry>[]): Promise<Map<number, unknown>> {
@@ -47,7 +53,7 @@ export class NormalizerController {
   }
 
   async onDecoded(decoded: DecodedTelemetry, meta: MessageMeta): Promise<void> {
-    await publishNormalized(this.publisher, this.metrics, decoded, this.normalizer.normalize(decoded), {
+    await publishNormalized(this.packer, this.metrics, decoded, this.normalizer.normalize(decoded), {
       msgId: meta.msgId,
       traceparent: meta.traceparent,
     });

@@ -8,7 +8,7 @@ import {
   type NormalizedTelemetry,
 } from '@iot/contracts';
 import type { IotMetrics } from '@iot/observability';
-import type { JetStreamPublisher } from './publisher';
+import type { Packer } from './pack';
 
 /** What normalizing one decoded message gave (the normalizer domain's result, by shape). */
 export interface NormalizedOutcome {
@@ -22,13 +22,14 @@ export interface NormalizedOutcome {
 /**
  * Sends the outcome of normalizing one decoded message, wherever that ran (the normalizer
  * service, or demux with NORMALIZE_IN_DEMUX, docs/adr/0006): the canonical telemetry on
- * `iot.normalized.v1`, with the decoded message's id so a redelivery is dropped by the
- * stream; the readings that could not be made canonical to the DLQ as the normalizer stage's,
- * under the decoded subject, so a replay goes through the normalizer once the cause is fixed.
+ * `iot.normalized.v1`, with the decoded message's id, in a pack with the tenant's other
+ * messages of the same turn (docs/adr/0011); the readings that could not be made canonical
+ * to the DLQ as the normalizer stage's, under the decoded subject, so a replay goes through
+ * the normalizer once the cause is fixed.
  * The points the deadband held back are counted in `iot_points_suppressed_total`.
  */
 export async function publishNormalized(
-  publisher: JetStreamPublisher,
+  packer: Packer,
   metrics: IotMetrics,
   decoded: DecodedTelemetry,
   { telemetry, rejected, suppressed }: NormalizedOutcome,
@@ -38,14 +39,14 @@ export async function publishNormalized(
   const headers = deviceHeaders(telemetry.tenant, telemetry.device, telemetry.receivedAt);
   // Published even when the deadband held back every point: the device was heard, and
   // its twin's last-seen follows from this message (readers of iot.normalized.v1).
-  await publisher.publishJson(Subjects.normalized(telemetry.tenant, telemetry.device), telemetry, {
+  await packer.add(telemetry.tenant, Subjects.normalized(telemetry.tenant, telemetry.device), telemetry, {
     msgId: ids.msgId,
     traceparent: ids.traceparent,
     headers,
   });
   if (rejected.length === 0) return;
   // The rest of the message was stored; these readings are kept, with why, for a replay.
-  await publisher.publishToDlq({
+  await packer.publisher.publishToDlq({
     stage: Consumers.normalizer.stage,
     tenant: telemetry.tenant,
     originalSubject: Subjects.decoded(decoded.tenant, decoded.device),
