@@ -1,5 +1,12 @@
 import { JetStreamApiCodes, JetStreamApiError, type JetStreamManager } from '@nats-io/jetstream';
-import { BacklogGate, backlogRatio, backlogRoom, CheckBudget, type BacklogSample } from './backlog';
+import {
+  BacklogGate,
+  backlogRatio,
+  backlogRoom,
+  CheckBudget,
+  UNKNOWN_MESSAGE_BYTES,
+  type BacklogSample,
+} from './backlog';
 
 describe('backlogRatio', () => {
   // A stream of 1,000 messages, 1 KB each, limited to 2,000 KB: half full.
@@ -87,7 +94,7 @@ describe('backlogRoom', () => {
       ackPending: 0,
       ackFloorStreamSeq: 0,
     };
-    expect(backlogRoom(empty, 0.5)).toBe(Math.floor(1_000_000 / (64 * 1024)));
+    expect(backlogRoom(empty, 0.5)).toBe(Math.floor(1_000_000 / UNKNOWN_MESSAGE_BYTES));
     expect(backlogRoom({ ...empty, maxBytes: -1 }, 0.5)).toBe(Infinity);
   });
 });
@@ -121,9 +128,12 @@ describe('CheckBudget', () => {
     gateway.renew(100, 1_000, 0, 0);
     gateway.renew(100, 1_400, 100, 0);
     expect(gateway.allowed).toBe(25);
-    // Too few settled to measure: the last measure stands.
+    // Too few settled to measure: the last measure stands, and the next counts them in.
     gateway.renew(100, 1_401, 105, 0);
     expect(gateway.allowed).toBe(25);
+    gateway.renew(100, 1_410, 120, 0);
+    // 10 more in the stream for those 20 settled: 0.5 each, taken as 2 (half of 4, at most).
+    expect(gateway.allowed).toBe(50);
   });
 
   it('lets a measure fall by at most half a check, and never below one in 256', () => {

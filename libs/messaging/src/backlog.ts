@@ -234,15 +234,18 @@ export class CheckBudget {
    */
   renew(room: number, lastSeq: number, settled: number, held: number): void {
     const settledSince = settled - this.settledAtCheck;
-    if (this.lastSeq !== undefined && settledSince >= MIN_MEASURED && lastSeq >= this.lastSeq) {
+    if (this.lastSeq === undefined || lastSeq < this.lastSeq) {
+      // The first check, or the stream started again (purged, recreated): measure from here.
+      this.lastSeq = lastSeq;
+      this.settledAtCheck = settled;
+    } else if (settledSince >= MIN_MEASURED) {
       // Falls at most by half a check: one run of messages that gave nothing (all dead-
-      // lettered) does not let the next checks allow far more than the stream holds.
       // lettered) does not let the next checks allow far more than the stream holds; and not
-      // below one in 256 (a pack holds at most 250).
+      // below one in 256 (a pack holds at most 250). Fewer settled: measured over more checks.
       this.outPerIn = Math.max((lastSeq - this.lastSeq) / settledSince, this.outPerIn / 2, 1 / 256);
+      this.lastSeq = lastSeq;
+      this.settledAtCheck = settled;
     }
-    this.lastSeq = lastSeq;
-    this.settledAtCheck = settled;
     this.taken = held;
     // At least one: a stage whose gate is open goes on, if slowly (a stream too small for
     // the size taken for messages unknown, say), and the next read sees more.

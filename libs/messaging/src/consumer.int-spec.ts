@@ -570,8 +570,8 @@ describe('ConsumerRunner settlement (real nats-server)', () => {
       handler: {
         kind: 'message',
         fn: async (payload) => {
-          // A stage's work, one message at a time (40/s): the hold, at 16 KiB, comes long
-          // before 64, even with the checks (every 100 ms) slowed by a busy machine.
+          // A stage's work, one message at a time (by default 40/s): the hold, at 16 KiB,
+          // comes long before 64, even with the checks (every 100 ms) slowed by a busy machine.
           if (workMs > 0) await sleep(workMs);
           const id = new TextDecoder().decode(payload);
           await js.publish(`iot.normalized.v1.${tag}.d1`, id.padEnd(KIB, ' '), {
