@@ -21,7 +21,11 @@ export const REFUSED_RETRY_AFTER_S = 30;
  *
  * Read when requests come, at most once a second: nothing at rest. A request that finds the
  * reading stale starts a new one and goes on with the last; while refusing, it waits for the
- * new one, so the first request after the backlog is gone is taken.
+ * new one, so the first request after the backlog is gone is taken. And once as many messages
+ * were taken since the last reading as it left room for (`BacklogGate.room`: up to halfway
+ * from the ratio to the stream's limit), the next request waits for a new one: a flood within
+ * the second cannot pass the gate unseen (ADR 0008, "Amended"). MQTT messages, never refused,
+ * are not counted; the reading a second later sees them.
  */
 @Injectable()
 export class RawStreamGate {
@@ -29,6 +33,8 @@ export class RawStreamGate {
   private jsm?: JetStreamManager;
   private checking?: Promise<void>;
   private checkedAt = -Infinity;
+  /** Messages taken since the last successful reading. */
+  private taken = 0;
   private readonly labels = { transport: 'http', consumer: Consumers.demux.durable };
 
   constructor(
@@ -46,9 +52,12 @@ export class RawStreamGate {
   async refusing(): Promise<boolean> {
     const gate = this.gate;
     if (!gate) return false;
-    if (performance.now() - this.checkedAt >= RECHECK_MS) this.checking ??= this.check(gate);
-    if (gate.shut && this.checking) await this.checking;
-    return gate.shut;
+    const spent = this.taken >= gate.room;
+    if (spent || performance.now() - this.checkedAt >= RECHECK_MS) this.checking ??= this.check(gate);
+    if ((gate.shut || spent) && this.checking) await this.checking;
+    if (gate.shut) return true;
+    this.taken++;
+    return false;
   }
 
   /** What a refused request is told. */
@@ -64,7 +73,11 @@ export class RawStreamGate {
   private async check(gate: BacklogGate): Promise<void> {
     try {
       this.jsm ??= await jetstreamManager(this.nc);
-      if (!(await gate.check(this.jsm))) return;
+      // Those taken while the reading is under way stay counted against the next one.
+      const [taken, checks] = [this.taken, gate.checks];
+      const changed = await gate.check(this.jsm);
+      if (gate.checks > checks) this.taken -= taken;
+      if (!changed) return;
       this.metrics.ingestRefusing.set(this.labels, gate.shut ? 1 : 0);
       const { stream, durable } = Consumers.demux;
       const fields = { consumer: durable, stream, backlogRatio: Number(gate.ratio.toFixed(3)) };
