@@ -146,6 +146,28 @@ describe('packs of normalized messages (real nats-server)', () => {
     return out;
   }
 
+  /**
+   * Runs a runner on the tenant's messages until one is in the DLQ and every one is settled;
+   * its handler refuses the device `refused` for good (PermanentError) and takes the others.
+   * Answers the devices it took, sorted.
+   */
+  async function untilOneDeadLettered(tenant: string, refused?: string): Promise<string[]> {
+    const handled: string[] = [];
+    const { sut, contract } = runner(tenant, async (payload) => {
+      if (payload.device === refused)
+        throw new PermanentError('unknown-device', `device ${refused} is not registered`);
+      handled.push(payload.device);
+    });
+    await sut.start();
+    try {
+      await waitFor('one DLQ message', async () => (await dlq(tenant)).length === 1, 10_000);
+      await waitFor('the pack settled', () => settled(contract), 5_000);
+    } finally {
+      await sut.stop();
+    }
+    return handled.sort();
+  }
+
   it("stores a tenant's messages of one turn as one pack, and hands each over with its own subject, id and headers", async () => {
     const a = Array.from({ length: 30 }, (_, i) => telemetry('pa', `d${i % 3}`, i));
     const b = [telemetry('pb', 'solo', 0)];
@@ -194,16 +216,17 @@ describe('packs of normalized messages (real nats-server)', () => {
   it('dead-letters the one message of a pack that fails, alone and under its own subject, and acks the rest', async () => {
     const list = Array.from({ length: 10 }, (_, i) => telemetry('pdead', `d${i}`, i));
     await publishInOneTurn(list);
-    const handled: string[] = [];
-    const { sut, contract } = runner('pdead', async (payload) => {
-      if (payload.device === 'd3') throw new PermanentError('unknown-device', 'device d3 is not registered');
-      handled.push(payload.device);
-    });
-    await sut.start();
-    await waitFor('one DLQ message', async () => (await dlq('pdead')).length === 1, 10_000);
-    await waitFor('the pack acked', () => settled(contract), 5_000);
-    await sut.stop();
-    expect(handled.sort()).toEqual(['d0', 'd1', 'd2', 'd4', 'd5', 'd6', 'd7', 'd8', 'd9']);
+    expect(await untilOneDeadLettered('pdead', 'd3')).toEqual([
+      'd0',
+      'd1',
+      'd2',
+      'd4',
+      'd5',
+      'd6',
+      'd7',
+      'd8',
+      'd9',
+    ]);
     expect(await dlq('pdead')).toEqual([
       {
         original: 'iot.normalized.v1.pdead.d3',
@@ -219,13 +242,7 @@ describe('packs of normalized messages (real nats-server)', () => {
     const list = Array.from({ length: 4 }, (_, i) => telemetry('pschema', `d${i}`, i));
     const broken = { ...list[2]!, points: 'not a list' } as unknown as NormalizedTelemetry;
     await publishInOneTurn([list[0]!, list[1]!, broken, list[3]!]);
-    const handled: string[] = [];
-    const { sut, contract } = runner('pschema', async (payload) => void handled.push(payload.device));
-    await sut.start();
-    await waitFor('one DLQ message', async () => (await dlq('pschema')).length === 1, 10_000);
-    await waitFor('the pack acked', () => settled(contract), 5_000);
-    await sut.stop();
-    expect(handled.sort()).toEqual(['d0', 'd1', 'd3']);
+    expect(await untilOneDeadLettered('pschema')).toEqual(['d0', 'd1', 'd3']);
     const [dead] = await dlq('pschema');
     expect([dead!.original, dead!.reason, dead!.data]).toEqual([
       'iot.normalized.v1.pschema.d2',
@@ -302,13 +319,7 @@ describe('packs of normalized messages (real nats-server)', () => {
 
   it('dead-letters a pack that cannot be read, whole, naming its subject', async () => {
     await publisher.publish('iot.normalized.v1.pbad.~pack', '{"items": "none"}', { msgId: 'bad-pack' });
-    const handled: string[] = [];
-    const { sut, contract } = runner('pbad', async (payload) => void handled.push(payload.device));
-    await sut.start();
-    await waitFor('one DLQ message', async () => (await dlq('pbad')).length === 1, 10_000);
-    await waitFor('the pack settled', () => settled(contract), 5_000);
-    await sut.stop();
-    expect(handled).toEqual([]);
+    expect(await untilOneDeadLettered('pbad')).toEqual([]);
     const [dead] = await dlq('pbad');
     expect([dead!.original, dead!.reason, dead!.data]).toEqual([
       'iot.normalized.v1.pbad.~pack',
