@@ -20,7 +20,7 @@ import {
   type DeviceSide,
   type PipelineBacklog,
 } from './delivery';
-import { diffBuckets, parseHistogram, quantile, type Buckets } from './histogram';
+import { diffBuckets, parseHistogram, quantile, sumSamples, type Buckets } from './histogram';
 import { BENCH_TENANT } from './load';
 import { heldRate } from './search';
 import { MachineMeter, ProcessMeter, type MachineShare, type ProcessUsage } from './proc';
@@ -127,10 +127,9 @@ const BATCHING = ['demux', 'tsdb-writer'];
 /** Batches processed and messages taken by a service's consumer, from its /metrics. */
 async function batchCounts(p: Pipeline, service: string): Promise<{ batches: number; messages: number }> {
   const text = await (await fetch(`${p.service(service).url}/metrics`)).text();
-  const sum = (re: RegExp) => [...text.matchAll(re)].reduce((t, m) => t + Number(m[1]), 0);
   return {
-    batches: sum(/^iot_processing_duration_seconds_count\{[^}]*\}\s+(\S+)/gm),
-    messages: sum(/^iot_messages_received_total\{[^}]*\}\s+(\S+)/gm),
+    batches: sumSamples(text, 'iot_processing_duration_seconds_count'),
+    messages: sumSamples(text, 'iot_messages_received_total'),
   };
 }
 

@@ -1,4 +1,4 @@
-import { diffBuckets, parseHistogram, percentile, quantile } from './histogram';
+import { diffBuckets, parseHistogram, percentile, quantile, sumSamples } from './histogram';
 
 const scrape = (counts: number[]) =>
   [
@@ -44,5 +44,28 @@ describe('latency from a Prometheus histogram', () => {
     const xs = Array.from({ length: 100 }, (_, i) => i + 1);
     expect([percentile(xs, 0.5), percentile(xs, 0.99), percentile(xs, 1)]).toEqual([50, 99, 100]);
     expect(percentile([], 0.5)).toBeUndefined();
+  });
+});
+
+describe('sumSamples', () => {
+  const text = [
+    '# HELP iot_messages_processed_total x',
+    'iot_messages_processed_total{stage="tsdb-writer",outcome="ok",service="w"} 900',
+    'iot_messages_processed_total{stage="tsdb-writer",outcome="dlq",service="w"} 7',
+    'iot_messages_processed_total{stage="tsdb-writer",outcome="retry",service="w"} 40',
+    'iot_messages_processed_total{stage="demux",outcome="ok",service="w"} 3',
+    'iot_messages_processed_total_other{stage="tsdb-writer"} 1000',
+  ].join('\n');
+
+  it("adds a metric's samples, all or those whose labels match, and no other metric's", () => {
+    expect(sumSamples(text, 'iot_messages_processed_total')).toBe(950);
+    expect(
+      sumSamples(
+        text,
+        'iot_messages_processed_total',
+        (l) => l.includes('stage="tsdb-writer"') && !l.includes('"retry"'),
+      ),
+    ).toBe(907);
+    expect(sumSamples(text, 'iot_messages_received_total')).toBe(0);
   });
 });

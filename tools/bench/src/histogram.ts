@@ -12,6 +12,17 @@ export function parseHistogram(text: string, name: string): Buckets {
   return out;
 }
 
+/**
+ * The sum of a metric's samples in a /metrics text, over those whose labels (the text between
+ * the braces) `where` accepts; every sample when it is not given.
+ */
+export function sumSamples(text: string, name: string, where?: (labels: string) => boolean): number {
+  let sum = 0;
+  for (const [, labels, value] of text.matchAll(new RegExp(`^${name}\\{([^}]*)\\}\\s+(\\S+)`, 'gm')))
+    if (!where || where(labels!)) sum += Number(value);
+  return sum;
+}
+
 /** What was observed between two scrapes. */
 export function diffBuckets(after: Buckets, before: Buckets): Buckets {
   const out: Buckets = new Map();

@@ -3,6 +3,7 @@ import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { freePort, sleep, spawnService, tempDir, waitReady, type ServiceProcess } from '@iot/testing';
 import { benchDevices, METRICS_PER_MESSAGE, mqttFlood } from './load';
 import { ProcessMeter, type ProcessUsage } from './proc';
+import { sumSamples } from './histogram';
 import type { BenchServers } from './servers';
 
 export interface StageResult {
@@ -174,13 +175,11 @@ async function metricsOf(svc: ServiceProcess): Promise<string | undefined> {
 /** The messages a service has settled (acked handled or unhandled, or dead-lettered), by its /metrics. */
 function settledIn(text: string | undefined, stage: string): number | undefined {
   if (text === undefined) return undefined;
-  let n = 0;
-  const line = /^iot_messages_processed_total\{([^}]*)\} (\S+)$/gm;
-  for (const [, labels, value] of text.matchAll(line)) {
-    if (labels!.includes(`stage="${stage}"`) && /outcome="(ok|dlq|skipped)"/.test(labels!))
-      n += Number(value);
-  }
-  return n;
+  return sumSamples(
+    text,
+    'iot_messages_processed_total',
+    (labels) => labels.includes(`stage="${stage}"`) && /outcome="(ok|dlq|skipped)"/.test(labels),
+  );
 }
 
 /** V8 heap, external memory and RSS of a service, by its /metrics (MiB). */
