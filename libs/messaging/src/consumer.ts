@@ -210,6 +210,12 @@ export class ConsumerRunner<T> {
   /** When the next stage's backlog was last read, and whether a read is due or under way. */
   private lastCheckAt = 0;
   private checkDue = false;
+  /**
+   * The JetStream manager the checks read through, made once: making one asks the server for
+   * the account's info, a round trip the 5 s report and every check of the next stage would
+   * otherwise repeat.
+   */
+  private jsm: JetStreamManager | undefined;
 
   private get heldBack(): boolean {
     return this.holdGate?.shut ?? false;
@@ -805,7 +811,7 @@ export class ConsumerRunner<T> {
   private async reportLag(): Promise<void> {
     const { contract, metrics } = this.o;
     try {
-      const jsm = await jetstreamManager(this.o.nc);
+      const jsm = await this.manager();
       const labels = { consumer: contract.durable, stream: contract.stream };
       const own = await consumerBacklog(jsm, contract);
       metrics.consumerLag.set(labels, own.lag);
@@ -819,6 +825,10 @@ export class ConsumerRunner<T> {
     }
   }
 
+  private async manager(): Promise<JetStreamManager> {
+    return (this.jsm ??= await jetstreamManager(this.o.nc));
+  }
+
   /**
    * Reads the next stage's backlog now: what was taken since the last read is what the last
    * read allowed (`CheckBudget`). At most every MIN_CHECK_GAP_MS; a read that fails (the
@@ -829,7 +839,7 @@ export class ConsumerRunner<T> {
     this.checkDue = true;
     const timer = setTimeout(
       () =>
-        void jetstreamManager(this.o.nc)
+        void this.manager()
           .then((jsm) => this.holdBackIfBehind(jsm))
           .catch(() => undefined)
           .finally(() => {
