@@ -74,7 +74,8 @@ export class RawStreamGate {
     try {
       this.jsm ??= await jetstreamManager(this.nc);
       // Those taken while the reading is under way stay counted against the next one.
-      const [taken, checks] = [this.taken, gate.checks];
+      const taken = this.taken;
+      const checks = gate.checks;
       const changed = await gate.check(this.jsm);
       if (gate.checks > checks) this.taken -= taken;
       if (!changed) return;
