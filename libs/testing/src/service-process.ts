@@ -25,14 +25,17 @@ export const SERVICE_NODE_OPTIONS = '--max-old-space-size=128 --max-semi-space-s
 /**
  * V8 flags every service runs with that Node refuses in NODE_OPTIONS, so they go on the
  * command line (also the Dockerfile's ENTRYPOINT). With an old space of 128 MiB V8 sizes the
- * heap as a small device's: in a stage of 100,000 messages the writer, with 28-30 MiB alive,
- * had its old generation's limit at 52-57 MiB, and V8 started marking again right after each
- * full collection (`--trace-incremental-marking`: "Start (task)", 25 MiB left below the
- * limit), so a full collection came every 80-130 ms, marked mostly by a background thread on
+ * heap as a small device's: in a stage of 100,000 messages the writer, with 27-33 MiB alive,
+ * had its old generation's limit at 52-59 MiB, and V8 started marking again 40-100 ms after
+ * each full collection with the old generation no larger (`--trace-incremental-marking`:
+ * "Start (task)", 24-27 MiB left below the limit, less than the young generation could
+ * promote), so a full collection came every 80-130 ms, marked mostly by a background thread on
  * the other core that a CPU profile of the main thread does not show. A growing factor of 2
- * (the limit twice what survived): 2-4 full collections a stage instead of 7-19, and per
- * message the writer 9.3 µs of CPU instead of 17.6, the bridge 21 instead of 28, demux 21
- * instead of 27, at the same RSS (`./platform bench stages`, 2026-12-06, docs/performance.md).
+ * (the limit twice what survived): 2-4 full collections a stage in each service instead of
+ * 3-22, and per message the writer 8.5-9.3 µs of CPU instead of 17.4-17.6, the bridge 21-23
+ * instead of 28-29, demux 21-25 instead of 27-29 (`./platform bench stages`); end to end 14,000
+ * msg/s kept up where 13,000 was before. The price is heap: the largest service 181-197 MiB
+ * RSS end to end against 157-172 (2026-12-06, docs/performance-history.md).
  */
 export const SERVICE_NODE_FLAGS = ['--heap-growing-percent=100'];
 
