@@ -1,4 +1,4 @@
-import { diffBuckets, parseHistogram, percentile, quantile, sumSamples } from './histogram';
+import { diffBuckets, gcSoFar, parseHistogram, percentile, quantile, sumSamples } from './histogram';
 
 const scrape = (counts: number[]) =>
   [
@@ -67,5 +67,25 @@ describe('sumSamples', () => {
       ),
     ).toBe(907);
     expect(sumSamples(text, 'iot_messages_received_total')).toBe(0);
+  });
+});
+
+describe('gcSoFar', () => {
+  it("counts the full collections and adds the main thread's pauses of every kind", () => {
+    const text = [
+      '# TYPE nodejs_gc_duration_seconds histogram',
+      'nodejs_gc_duration_seconds_bucket{le="0.001",kind="minor",service="w"} 40',
+      'nodejs_gc_duration_seconds_sum{kind="minor",service="w"} 0.25',
+      'nodejs_gc_duration_seconds_count{kind="minor",service="w"} 120',
+      'nodejs_gc_duration_seconds_sum{kind="incremental",service="w"} 0.5',
+      'nodejs_gc_duration_seconds_count{kind="incremental",service="w"} 300',
+      'nodejs_gc_duration_seconds_sum{kind="major",service="w"} 0.125',
+      'nodejs_gc_duration_seconds_count{kind="major",service="w"} 19',
+    ].join('\n');
+    expect(gcSoFar(text)).toEqual({ full: 19, pausedS: 0.875 });
+  });
+
+  it('reads nothing where the service exports no GC metrics', () => {
+    expect(gcSoFar('iot_messages_received_total{stage="demux"} 5')).toEqual({ full: 0, pausedS: 0 });
   });
 });

@@ -23,6 +23,21 @@ export function sumSamples(text: string, name: string, where?: (labels: string) 
   return sum;
 }
 
+/** Garbage collection so far, from prom-client's `nodejs_gc_duration_seconds` in a /metrics text. */
+export interface GcSoFar {
+  /** Full collections (Mark-Compact: `kind="major"`). */
+  full: number;
+  /** Seconds the main thread paused for collections of every kind. */
+  pausedS: number;
+}
+
+export function gcSoFar(text: string): GcSoFar {
+  return {
+    full: sumSamples(text, 'nodejs_gc_duration_seconds_count', (labels) => labels.includes('kind="major"')),
+    pausedS: sumSamples(text, 'nodejs_gc_duration_seconds_sum'),
+  };
+}
+
 /** What was observed between two scrapes. */
 export function diffBuckets(after: Buckets, before: Buckets): Buckets {
   const out: Buckets = new Map();

@@ -181,9 +181,12 @@ async function stagesScenario(): Promise<BenchReport> {
         baseline_around: [round(around[0], 0)!, round(around[1], 0)!],
         target: `>= ${factor} x ${baseline}`,
         met: ratio >= factor,
+        gc_full_collections: r.gc?.full,
+        gc_paused_ms: round(r.gc?.pausedMs, 0),
         note:
           `${messages} messages; ${baseline} ${round(around[0], 0)} just before and ${round(around[1], 0)} just after, ` +
           `the ratio is to their mean (${round((r.msgsPerS * perRow) / b[baseline], 2)} to the run's first)` +
+          `${r.gc ? `; during the run ${r.gc.full} full garbage collections, the main thread paused ${round(r.gc.pausedMs, 0)} ms for GC` : ''}` +
           `${r.memory ? `; after the run: ${r.memory}` : ''}`,
       };
     };

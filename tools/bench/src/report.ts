@@ -74,6 +74,13 @@ export interface ResultEntry {
    * within minutes here, so a baseline from the start of the run misreads later stages.
    */
   baseline_around?: [number, number];
+  /**
+   * stages: the service's garbage collection during the stage, from its /metrics: full
+   * collections (Mark-Compact), and the main thread's pauses for every kind. Concurrent
+   * marking on V8's background threads is in the process's CPU, not in these pauses.
+   */
+  gc_full_collections?: number;
+  gc_paused_ms?: number;
 }
 
 export interface BenchReport {

@@ -3,7 +3,7 @@ import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { freePort, sleep, spawnService, tempDir, waitReady, type ServiceProcess } from '@iot/testing';
 import { benchDevices, METRICS_PER_MESSAGE, mqttFlood } from './load';
 import { ProcessMeter, type ProcessUsage } from './proc';
-import { sumSamples } from './histogram';
+import { gcSoFar, sumSamples, type GcSoFar } from './histogram';
 import type { BenchServers } from './servers';
 
 export interface StageResult {
@@ -13,6 +13,8 @@ export interface StageResult {
   cpuUsPerMsg: number;
   rssMiB: number;
   processes: Record<string, ProcessUsage>;
+  /** The service's garbage collection during the stage, by its /metrics. */
+  gc?: { full: number; pausedMs: number };
 }
 
 export interface StageContext {
@@ -71,6 +73,7 @@ export async function bridgeStage(ctx: StageContext, n: number): Promise<StageRe
   const bridge = await startService(ctx, 'mqtt-bridge', bridgeEnv(ctx));
   try {
     const before = await streamMessages(jsm, 'TELEMETRY_RAW_V1');
+    const metricsAtStart = await metricsOf(bridge);
     const meter = new ProcessMeter({
       'mqtt-bridge': { pid: bridge.process.pid },
       mosquitto: { pid: ctx.servers.mqtt.process.pid },
@@ -81,7 +84,10 @@ export async function bridgeStage(ctx: StageContext, n: number): Promise<StageRe
     while ((await streamMessages(jsm, 'TELEMETRY_RAW_V1')) - before < n) await sleep(50);
     const ms = performance.now() - t0;
     const processes = meter.end();
-    return result(n, ms, 'mqtt-bridge', processes);
+    return {
+      ...result(n, ms, 'mqtt-bridge', processes),
+      gc: gcBetween(metricsAtStart, await metricsOf(bridge)),
+    };
   } finally {
     await bridge.process.stop(15_000);
   }
@@ -123,7 +129,8 @@ export async function workerStage(
     }
     // Counted by the service, not by its consumer's acks: a pack (docs/adr/0011) is one ack
     // for many messages. Read before the clock starts, so its request is not measured.
-    const settledAtStart = settledIn(await metricsOf(svc), name);
+    const metricsAtStart = await metricsOf(svc);
+    const settledAtStart = settledIn(metricsAtStart, name);
     const meter = meterOf().begin();
     const t0 = performance.now();
     const ackedAtStart = info.ack_floor.consumer_seq;
@@ -140,7 +147,12 @@ export async function workerStage(
       settledAtStart !== undefined && settledAtEnd !== undefined
         ? settledAtEnd - settledAtStart
         : info.ack_floor.consumer_seq - ackedAtStart;
-    return { ...result(messages, ms, name, processes), messages, memory: memoryIn(metricsAtEnd) };
+    return {
+      ...result(messages, ms, name, processes),
+      messages,
+      memory: memoryIn(metricsAtEnd),
+      gc: gcBetween(metricsAtStart, metricsAtEnd),
+    };
   } finally {
     await svc.process.stop(15_000);
   }
@@ -180,6 +192,13 @@ function settledIn(text: string | undefined, stage: string): number | undefined 
     'iot_messages_processed_total',
     (labels) => labels.includes(`stage="${stage}"`) && /outcome="(ok|dlq|skipped)"/.test(labels),
   );
+}
+
+/** The garbage collection between two scrapes of a service's /metrics, if both answered. */
+function gcBetween(start: string | undefined, end: string | undefined): StageResult['gc'] {
+  if (start === undefined || end === undefined) return undefined;
+  const [a, b]: GcSoFar[] = [gcSoFar(start), gcSoFar(end)];
+  return { full: b.full - a.full, pausedMs: (b.pausedS - a.pausedS) * 1000 };
 }
 
 /** V8 heap, external memory and RSS of a service, by its /metrics (MiB). */
