@@ -32,7 +32,7 @@ WORKDIR /app
 # Heap sized for the pods' 256 MiB limit (see libs/testing SERVICE_NODE_OPTIONS and
 # docs/performance.md): V8 otherwise lets garbage pile up to the container limit. The
 # ENTRYPOINT adds --heap-growing-percent=100 (SERVICE_NODE_FLAGS; Node refuses it here): with
-# this small a heap V8 would otherwise collect in full every 100 ms under load.
+# this small a heap V8 would otherwise collect in full every 100 ms under load (ADR 0012).
 ENV NODE_ENV=production \
     NODE_OPTIONS="--max-old-space-size=128 --max-semi-space-size=16" \
     HTTP_PORT=3000 \
