@@ -47,4 +47,12 @@ describe('pack subjects (docs/adr/0011)', () => {
     expect(isPackSubject(Subjects.normalized('acme', 'pack'))).toBe(false);
     expect(() => Subjects.normalized('acme', '~pack')).toThrow(InvalidSubjectTokenError);
   });
+
+  it('of decoded messages sit under the decoded filter, where the normalizer reads', () => {
+    const pack = Subjects.decodedPack('acme');
+    expect(pack).toBe('iot.decoded.v1.acme.~pack');
+    expect(isPackSubject(pack)).toBe(true);
+    expect(subjectMatcher([SubjectFilters.decoded])(pack)).toBe(true);
+    expect(subjectMatcher([SubjectFilters.normalized])(pack)).toBe(false);
+  });
 });

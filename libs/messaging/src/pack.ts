@@ -96,7 +96,14 @@ interface Waiting {
 export class Packer {
   private readonly queue = new EndOfTurnQueue<Waiting>((due) => this.flush(due));
 
-  constructor(readonly publisher: JetStreamPublisher) {}
+  /**
+   * `packSubject`: where a tenant's packs go, under the filter of the stream and consumer the
+   * messages would reach alone (`Subjects.normalizedPack`, `Subjects.decodedPack`).
+   */
+  constructor(
+    readonly publisher: JetStreamPublisher,
+    private readonly packSubject: (tenant: string) => string = Subjects.normalizedPack,
+  ) {}
 
   /**
    * Adds one message: `subject` is where it would go alone, `msgId` its `Nats-Msg-Id`; the
@@ -149,7 +156,7 @@ export class Packer {
         await this.publisher.publish(subject, json, { msgId: msgId!, traceparent, headers: rest });
       } else {
         // The stream's duplicate window spans every tenant: the subject is hashed too.
-        const subject = Subjects.normalizedPack(tenant);
+        const subject = this.packSubject(tenant);
         const hash = createHash('sha256').update(`${subject}\n`);
         for (const w of items) hash.update(`${w.headers[Headers.msgId]}\n`);
         await this.publisher.publish(subject, encodePack(items), {
