@@ -3,7 +3,7 @@ import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { freePort, sleep, spawnService, tempDir, waitReady, type ServiceProcess } from '@iot/testing';
 import { benchDevices, METRICS_PER_MESSAGE, mqttFlood } from './load';
 import { ProcessMeter, type ProcessUsage } from './proc';
-import { gcSoFar, sumSamples, type GcSoFar } from './histogram';
+import { gcSoFar, sumSamples } from './histogram';
 import type { BenchServers } from './servers';
 
 export interface StageResult {
@@ -197,8 +197,9 @@ function settledIn(text: string | undefined, stage: string): number | undefined 
 /** The garbage collection between two scrapes of a service's /metrics, if both answered. */
 function gcBetween(start: string | undefined, end: string | undefined): StageResult['gc'] {
   if (start === undefined || end === undefined) return undefined;
-  const [a, b]: GcSoFar[] = [gcSoFar(start), gcSoFar(end)];
-  return { full: b.full - a.full, pausedMs: (b.pausedS - a.pausedS) * 1000 };
+  const before = gcSoFar(start);
+  const after = gcSoFar(end);
+  return { full: after.full - before.full, pausedMs: (after.pausedS - before.pausedS) * 1000 };
 }
 
 /** V8 heap, external memory and RSS of a service, by its /metrics (MiB). */
