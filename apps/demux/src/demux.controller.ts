@@ -62,10 +62,11 @@ export const INLINE_NORMALIZER = Symbol('InlineNormalizer');
 @Controller()
 export class DemuxController implements OnModuleInit, OnModuleDestroy {
   private readonly devices: KvView<DeviceRecord>;
-  /** With NORMALIZE_IN_DEMUX, a batch's canonical messages leave in packs, one per tenant (docs/adr/0011). */
+  /**
+   * A batch's messages leave in packs, one per tenant (docs/adr/0011): canonical ones with
+   * NORMALIZE_IN_DEMUX, decoded ones for the normalizer without.
+   */
   private readonly packer: Packer;
-  /** Without it, a batch's decoded messages leave in packs for the normalizer, one per tenant. */
-  private readonly decodedPacker: Packer;
 
   constructor(
     @Inject(PUBLISHER) private readonly publisher: JetStreamPublisher,
@@ -78,8 +79,7 @@ export class DemuxController implements OnModuleInit, OnModuleDestroy {
   ) {
     // Gateways and SenML packs name child devices: they must be registered in the same tenant.
     this.devices = deviceRegistryView(nc, logger, env.NATS_STREAM_REPLICAS);
-    this.packer = new Packer(publisher);
-    this.decodedPacker = new Packer(publisher, Subjects.decodedPack);
+    this.packer = new Packer(publisher, normalizer ? Subjects.normalizedPack : Subjects.decodedPack);
     readiness.add('device-registry', () => this.devices.ready);
   }
 
@@ -146,15 +146,10 @@ export class DemuxController implements OnModuleInit, OnModuleDestroy {
         msgId,
         traceparent,
       });
-    await this.decodedPacker.add(
-      telemetry.tenant,
-      Subjects.decoded(telemetry.tenant, telemetry.device),
-      telemetry,
-      {
-        msgId,
-        traceparent,
-        headers: deviceHeaders(telemetry.tenant, telemetry.device, telemetry.receivedAt),
-      },
-    );
+    await this.packer.add(telemetry.tenant, Subjects.decoded(telemetry.tenant, telemetry.device), telemetry, {
+      msgId,
+      traceparent,
+      headers: deviceHeaders(telemetry.tenant, telemetry.device, telemetry.receivedAt),
+    });
   }
 }
