@@ -19,6 +19,8 @@ export const Headers = {
   originalMsgId: 'iot-original-msg-id',
   /** On a pack (`Subjects.normalizedPack`): how many messages it holds. */
   packSize: 'iot-pack-size',
+  /** On a pack whose messages are bytes as they came (`bytes`, the raw hop); absent: JSON. */
+  packFormat: 'iot-pack-format',
 } as const;
 
 /** The headers of every message about one device: its tenant, the device, when the platform received it. */

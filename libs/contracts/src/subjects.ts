@@ -46,6 +46,11 @@ export const Subjects = {
   normalizedPack: (tenant: string) => `iot.normalized.v1.${token('tenant', tenant)}.${PACK_TOKEN}`,
   /** A pack of one tenant's decoded messages, from demux to the normalizer (docs/adr/0011). */
   decodedPack: (tenant: string) => `iot.decoded.v1.${token('tenant', tenant)}.${PACK_TOKEN}`,
+  /**
+   * A pack of one tenant's raw device messages, from the bridge to demux (docs/adr/0011): a
+   * bytes pack, each payload as the device sent it.
+   */
+  rawPack: (tenant: string) => `iot.raw.v1.${token('tenant', tenant)}.${PACK_TOKEN}`,
   alarm: (tenant: string, device: string) =>
     `iot.events.v1.alarm.${token('tenant', tenant)}.${token('device', device)}`,
   /** What became of a downlink command: on EVENTS_V1 beside the alarms. */
@@ -85,7 +90,7 @@ export const SubjectFilters = {
 
 export const UNKNOWN_TENANT = '_unknown';
 
-/** Whether a message is a pack of messages (`Subjects.normalizedPack`, `decodedPack`), by its subject. */
+/** Whether a message is a pack of messages (`Subjects.normalizedPack`, `decodedPack`, `rawPack`), by its subject. */
 export function isPackSubject(subject: string): boolean {
   return subject.endsWith(`.${PACK_TOKEN}`);
 }

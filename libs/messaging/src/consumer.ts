@@ -24,7 +24,7 @@ import { BacklogGate, CheckBudget, consumerBacklog } from './backlog';
 import { ensureConsumer, keptFilter, whenJetStreamAnswers } from './provisioning';
 import { ACK, PermanentError, settle, type Settlement } from './errors';
 import { JetStreamPublisher } from './publisher';
-import { decodePack, PACK_MAX_ITEMS, type PackItem } from './pack';
+import { decodeBytesPack, decodePack, PACK_MAX_ITEMS, PackFormats, type PackItem } from './pack';
 import { receivedHeaders } from './headers';
 
 /** What a handler learns about a message: never the JsMsg itself. */
@@ -580,7 +580,7 @@ export class ConsumerRunner<T> {
       try {
         const item = items[i];
         return item
-          ? new PackItemDelivery(this.decodeItem(item), m, item)
+          ? new PackItemDelivery(this.decodeItem(item, m), m, item)
           : new JsDelivery(this.decode(m), m);
       } catch (e) {
         outcomes[i] = e;
@@ -662,14 +662,18 @@ export class ConsumerRunner<T> {
   }
 
   private decode(m: JsMsg): T {
-    if (this.o.decoder === 'bytes') return m.data as unknown as T;
+    return this.decodeBytes(m.data, m.subject);
+  }
+
+  private decodeBytes(data: Uint8Array, subject: string): T {
+    if (this.o.decoder === 'bytes') return data as unknown as T;
     let value: unknown;
     try {
-      value = JSON.parse(decoder.decode(m.data));
+      value = JSON.parse(decoder.decode(data));
     } catch (e) {
       throw new PermanentError(
         'invalid-payload',
-        `payload on ${m.subject} is not JSON: ${(e as Error).message}`,
+        `payload on ${subject} is not JSON: ${(e as Error).message}`,
       );
     }
     const validator: CompiledValidator<T> = this.o.decoder;
@@ -678,7 +682,8 @@ export class ConsumerRunner<T> {
   }
 
   /** One message of a pack as the decoder would have read it alone. */
-  private decodeItem(item: PackItem): T {
+  private decodeItem(item: PackItem, pack: JsMsg): T {
+    if (item.payload instanceof Uint8Array) return this.decodeBytes(item.payload, itemSubject(pack, item));
     if (this.o.decoder === 'bytes') return Buffer.from(JSON.stringify(item.payload)) as unknown as T;
     const validator: CompiledValidator<T> = this.o.decoder;
     validator.assert(item.payload);
@@ -731,7 +736,7 @@ export class ConsumerRunner<T> {
             stage,
             tenant: item.headers[Headers.tenant] || UNKNOWN_TENANT,
             originalSubject: itemSubject(m, item),
-            data: Buffer.from(JSON.stringify(item.payload)),
+            data: payloadBytes(item),
             originalHeaders: item.headers,
             reason: s.reason,
             detail: s.detail,
@@ -953,6 +958,11 @@ function itemSubject(pack: JsMsg, item: PackItem): string {
   return device ? `${pack.subject.slice(0, -PACK_TOKEN.length)}${device}` : pack.subject;
 }
 
+/** A message of a pack as it would have come alone: its bytes, or its JSON value written out. */
+function payloadBytes(item: PackItem): Uint8Array {
+  return item.payload instanceof Uint8Array ? item.payload : Buffer.from(JSON.stringify(item.payload));
+}
+
 /** A pack as it arrived (docs/adr/0011): its messages, read at once, or why it could not be read. */
 class ReceivedPack {
   private constructor(
@@ -963,7 +973,8 @@ class ReceivedPack {
 
   static read(m: JsMsg): ReceivedPack {
     try {
-      return new ReceivedPack(m, decodePack(m.subject, m.data), undefined);
+      const bytes = m.headers?.get(Headers.packFormat) === PackFormats.bytes;
+      return new ReceivedPack(m, (bytes ? decodeBytesPack : decodePack)(m.subject, m.data), undefined);
     } catch (e) {
       return new ReceivedPack(m, undefined, e);
     }

@@ -36,6 +36,23 @@ describe('EndOfTurnQueue', () => {
     }
   });
 
+  it('with a linger, hands over at the end of the turn once `soonerAt` items wait', async () => {
+    const handed: number[][] = [];
+    const q = new EndOfTurnQueue<number>((items) => handed.push(items), 60_000, 3);
+    q.push(1);
+    q.push(2);
+    await nextTurn();
+    expect(handed).toEqual([]); // two wait for the linger (a minute)
+    q.push(3);
+    q.push(4);
+    await nextTurn();
+    expect(handed).toEqual([[1, 2, 3, 4]]);
+    q.push(5);
+    await nextTurn();
+    expect(handed).toEqual([[1, 2, 3, 4]]); // a new wait, with its own linger
+    q.clear();
+  });
+
   it('drops what waits when cleared', async () => {
     const handed: string[][] = [];
     const q = new EndOfTurnQueue<string>((items) => handed.push(items));

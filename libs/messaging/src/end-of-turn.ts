@@ -10,28 +10,49 @@
 export class EndOfTurnQueue<T> {
   private items: T[] = [];
   private scheduled = false;
+  private timer: NodeJS.Timeout | undefined;
 
+  /**
+   * `soonerAt`: with `lingerMs`, once this many items wait they leave at the end of the turn,
+   * not the linger's end: where messages wait for their turn in a window (the bridge's MQTT
+   * window), a full wait costs throughput, and so many already share one write.
+   */
   constructor(
     private readonly handOver: (items: T[]) => void,
     private readonly lingerMs = 0,
+    private readonly soonerAt = Infinity,
   ) {}
+
+  private readonly go = () => {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (!this.scheduled) return; // cleared meanwhile
+    this.scheduled = false;
+    const due = this.items;
+    this.items = [];
+    this.handOver(due);
+  };
 
   push(item: T): void {
     this.items.push(item);
-    if (this.scheduled) return;
+    if (this.scheduled) {
+      if (this.timer !== undefined && this.items.length >= this.soonerAt) {
+        clearTimeout(this.timer);
+        this.timer = undefined;
+        setImmediate(this.go);
+      }
+      return;
+    }
     this.scheduled = true;
-    const go = () => {
-      this.scheduled = false;
-      const due = this.items;
-      this.items = [];
-      this.handOver(due);
-    };
-    if (this.lingerMs > 0) setTimeout(go, this.lingerMs);
-    else setImmediate(go);
+    if (this.lingerMs > 0 && this.soonerAt > 1) this.timer = setTimeout(this.go, this.lingerMs);
+    else setImmediate(this.go);
   }
 
   /** Drops what is waiting (shutdown). */
   clear(): void {
     this.items = [];
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.scheduled = false; // an immediate already queued then finds nothing to do
   }
 }

@@ -22,7 +22,7 @@ import { JetStreamPublisher } from './publisher';
  * stored as one message, and the consumer hands each message in it to its handler as if it
  * had come alone, and settles the pack by what became of them.
  */
-describe('packs of normalized messages (real nats-server)', () => {
+describe('packs (real nats-server)', () => {
   let nats: NatsHandle;
   let nc: NatsConnection;
   let js: JetStreamClient;
@@ -326,5 +326,85 @@ describe('packs of normalized messages (real nats-server)', () => {
       'invalid-payload',
       { items: 'none' },
     ]);
+  });
+
+  it('carries raw messages in a bytes pack byte for byte, and dead-letters a refused one alone with its own bytes', async () => {
+    // What the bridge does (RAW_PACKS): device payloads as they came, JSON or not.
+    const payloads = [
+      Buffer.from('{"ts":1,"temperature":20}'),
+      Buffer.from([0xff, 0x0a, 0x00, 0xc3]), // not UTF-8, a newline inside
+      Buffer.from('{"ts":2,"temperature":21}\n'),
+    ];
+    const rawPacker = new Packer(publisher, Subjects.rawPack);
+    await Promise.all(
+      payloads.map((data, i) =>
+        rawPacker.addBytes('rawp', Subjects.raw('rawp', `d${i}`), data, {
+          msgId: `rawp-${i}`,
+          headers: deviceHeaders('rawp', `d${i}`, 1_700_000_000_000 + i),
+        }),
+      ),
+    );
+    const jsm = await jetstreamManager(nc);
+    const info = await jsm.streams.info('TELEMETRY_RAW_V1', { subjects_filter: 'iot.raw.v1.rawp.>' });
+    expect(info.state.subjects).toEqual({ 'iot.raw.v1.rawp.~pack': 1 });
+
+    const seen: Array<{ hex: string; subject: string; msgId: string; device: string }> = [];
+    const contract: ConsumerContract = {
+      ...Consumers.demux,
+      durable: 'pack-rawp',
+      filterSubjects: ['iot.raw.v1.rawp.>'],
+      maxDeliver: 3,
+      ackWaitMs: 10_000,
+    };
+    const sut = new ConsumerRunner<Uint8Array>({
+      nc,
+      js,
+      contract,
+      decoder: 'bytes',
+      handler: {
+        kind: 'message',
+        fn: async (payload, meta) => {
+          seen.push({
+            hex: Buffer.from(payload).toString('hex'),
+            subject: meta.subject,
+            msgId: meta.msgId,
+            device: meta.device,
+          });
+          if (meta.device === 'd1') throw new PermanentError('invalid-payload', 'is not valid UTF-8');
+        },
+      },
+      publisher,
+      logger,
+      metrics: new IotMetrics('test'),
+      batchSize: 100,
+      concurrency: 1,
+      lingerMs: 5,
+    });
+    await sut.start();
+    try {
+      await waitFor('three messages', () => seen.length >= 3, 10_000);
+      await waitFor(
+        'the pack acked',
+        async () => {
+          const c = await jsm.consumers.info(contract.stream, contract.durable);
+          return c.num_ack_pending === 0 && c.num_pending === 0;
+        },
+        5_000,
+      );
+    } finally {
+      await sut.stop();
+    }
+    expect(seen).toEqual(
+      payloads.map((data, i) => ({
+        hex: data.toString('hex'),
+        subject: `iot.raw.v1.rawp.d${i}`,
+        msgId: `rawp-${i}`,
+        device: `d${i}`,
+      })),
+    );
+    const dead = await jsm.streams.getMessage('DLQ_V1', { last_by_subj: 'iot.dlq.v1.demux.rawp' });
+    expect(Buffer.from(dead!.data).toString('hex')).toBe('ff0a00c3');
+    expect(dead!.header.get(Headers.originalSubject)).toBe('iot.raw.v1.rawp.d1');
+    expect(dead!.header.get(Headers.originalMsgId)).toBe('rawp-1');
   });
 });

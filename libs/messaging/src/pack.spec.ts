@@ -1,5 +1,5 @@
 import { PermanentError } from './errors';
-import { decodePack, encodePack } from './pack';
+import { decodeBytesPack, decodePack, encodeBytesPack, encodePack } from './pack';
 
 const bytes = (s: string) => new TextEncoder().encode(s);
 
@@ -9,7 +9,7 @@ describe('packs (docs/adr/0011)', () => {
       { headers: { 'Nats-Msg-Id': 'a', 'iot-device': 'd1' }, payload: { v: 1, s: 'x"y' } },
       { headers: { 'Nats-Msg-Id': 'b', 'iot-device': 'd2' }, payload: [1, 2] },
     ];
-    const text = encodePack(items.map((i) => ({ headers: i.headers, json: JSON.stringify(i.payload) })));
+    const text = encodePack(items.map((i) => ({ headers: i.headers, body: JSON.stringify(i.payload) })));
     expect(decodePack('iot.normalized.v1.t.~pack', bytes(text))).toEqual(items);
   });
 
@@ -34,5 +34,43 @@ describe('packs (docs/adr/0011)', () => {
     expect(error).toBeInstanceOf(PermanentError);
     expect((error as PermanentError).reason).toBe('invalid-payload');
     expect((error as Error).message).toMatch(message);
+  });
+
+  it('reads back a bytes pack: each payload byte for byte, newlines and invalid UTF-8 too', () => {
+    const items: Array<{ headers: Record<string, string>; body: Uint8Array }> = [
+      { headers: { 'Nats-Msg-Id': 'a', 'iot-device': 'd1', note: 'two\nlines' }, body: bytes('{"v":1}\n') },
+      { headers: { 'Nats-Msg-Id': 'b', 'iot-device': 'd2' }, body: new Uint8Array([0xff, 0x0a, 0x00, 0xc3]) },
+      { headers: { 'Nats-Msg-Id': 'c', 'iot-device': 'd3' }, body: new Uint8Array() },
+    ];
+    const decoded = decodeBytesPack('iot.raw.v1.t.~pack', encodeBytesPack(items));
+    expect(decoded.map((i) => i.headers)).toEqual(items.map((i) => i.headers));
+    expect(decoded.map((i) => Buffer.from(i.payload as Uint8Array).toString('hex'))).toEqual(
+      items.map((i) => Buffer.from(i.body).toString('hex')),
+    );
+  });
+
+  it.each([
+    ['no index', '{"items":[{"headers":{},"bytes":1}]}', /has no index: a bytes pack is one line of JSON/],
+    [
+      'an item without its length',
+      '{"items":[{"headers":{}}]}\nx',
+      /item 0 needs "headers" \(an object of strings\) and "bytes"/,
+    ],
+    ['a length that is not a count', '{"items":[{"headers":{},"bytes":-1}]}\n', /item 0 needs/],
+    [
+      'fewer bytes than the index counts',
+      '{"items":[{"headers":{},"bytes":3}]}\nab',
+      /its index counts 3 bytes of payloads, it holds 2/,
+    ],
+    [
+      'more bytes than the index counts',
+      '{"items":[{"headers":{},"bytes":1}]}\nab',
+      /its index counts 1 bytes of payloads, it holds 2/,
+    ],
+  ])('refuses a bytes pack with %s, naming the subject', (_, text, message) => {
+    expect(() => decodeBytesPack('iot.raw.v1.t.~pack', bytes(text))).toThrow(PermanentError);
+    expect(() => decodeBytesPack('iot.raw.v1.t.~pack', bytes(text))).toThrow(
+      new RegExp(`pack on iot\\.raw\\.v1\\.t\\.~pack.*${message.source}`),
+    );
   });
 });
