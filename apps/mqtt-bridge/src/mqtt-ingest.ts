@@ -8,7 +8,7 @@ import mqtt, {
   type Packet,
 } from 'mqtt';
 import { deviceHeaders, DlqReasons, Headers, Subjects, UNKNOWN_TENANT } from '@iot/contracts';
-import { EndOfTurnQueue, RetryableError, type JetStreamPublisher } from '@iot/messaging';
+import { EndOfTurnQueue, Packer, RetryableError, type JetStreamPublisher } from '@iot/messaging';
 import { bridgeSubscriptions, messageIdOf, parseDeviceTopic, PubackWindow } from '@iot/mqtt-bridge-domain';
 import { newTraceparent, type IotMetrics, type Logger } from '@iot/observability';
 import { ENV, LOGGER, METRICS, PUBLISHER, READINESS, type Readiness } from '@iot/service-runtime';
@@ -49,6 +49,15 @@ export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown
     for (const send of due) send();
   });
 
+  /**
+   * With RAW_PACKS, the telemetry that arrives within RAW_PACK_LINGER_MS goes to the raw
+   * stream in bytes packs, one per tenant (docs/adr/0011): one stored message, one ack and one
+   * delivery to demux for many. A message alone in its wait goes alone, as before. Once a
+   * connection's window (MQTT_WINDOW) waits, the pack leaves at the end of the turn: under a
+   * flood the wait would only slow the window down.
+   */
+  private readonly packer: Packer | undefined;
+
   constructor(
     @Inject(ENV) private readonly env: BridgeEnv,
     @Inject(PUBLISHER) private readonly publisher: JetStreamPublisher,
@@ -56,7 +65,13 @@ export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown
     @Inject(METRICS) private readonly metrics: IotMetrics,
     @Inject(READINESS) private readonly readiness: Readiness,
     private readonly gate: DeviceGate,
-  ) {}
+  ) {
+    if (env.RAW_PACKS)
+      this.packer = new Packer(publisher, Subjects.rawPack, {
+        lingerMs: env.RAW_PACK_LINGER_MS,
+        soonerAt: env.MQTT_WINDOW,
+      });
+  }
 
   onApplicationBootstrap(): void {
     if (!this.env.MQTT_SHARE_GROUP && this.env.MQTT_CONNECTIONS > 1)
@@ -251,11 +266,19 @@ export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown
         return;
       }
     }
-    const subject =
-      topic.kind === 'telemetry'
-        ? Subjects.raw(record.tenant, device)
-        : Subjects.status(record.tenant, device);
-    await this.publisher.publish(subject, payload, { msgId, headers, traceparent });
+    if (topic.kind === 'telemetry' && this.packer)
+      await this.packer.addBytes(record.tenant, Subjects.raw(record.tenant, device), payload, {
+        msgId,
+        headers,
+        traceparent,
+      });
+    else {
+      const subject =
+        topic.kind === 'telemetry'
+          ? Subjects.raw(record.tenant, device)
+          : Subjects.status(record.tenant, device);
+      await this.publisher.publish(subject, payload, { msgId, headers, traceparent });
+    }
     this.metrics.messagesProcessed.inc({ stage: STAGE, outcome: 'ok' });
     end();
   }

@@ -40,7 +40,7 @@ const runtimeEnv = {
   }),
   PUBLISH_LINGER_MS: num({
     default: 0,
-    desc: 'How long a JetStream publish may wait (ms) for others to leave with it in one socket write; 0: the end of the event-loop turn (the services that publish a batch at a time). The bridge, which takes messages one by one, waits 1',
+    desc: "How long a JetStream publish may wait (ms) for others to leave with it in one socket write; 0: the end of the event-loop turn (the services that publish a batch at a time). The bridge's telemetry waits in its RAW_PACK_LINGER_MS instead",
   }),
   BACKPRESSURE_RATIO: share({
     default: 0.5,
