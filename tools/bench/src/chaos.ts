@@ -13,7 +13,7 @@ import {
   tempDir,
   type Pipeline,
 } from '@iot/testing';
-import { countDelivery, dlqMessages, rawMessages, waitDrained, type DeliveryCount } from './delivery';
+import { countDelivery, dlqMessages, RawTaken, waitDrained, type DeliveryCount } from './delivery';
 
 export const CHAOS_TENANT = 'chaos';
 const DEVICES = 20;
@@ -258,9 +258,10 @@ export async function runScenario(
     serviceEnv: { LOG_LEVEL: process.env.CHAOS_LOG_LEVEL ?? 'warn', ...s.serviceEnv },
   });
   const dir = tempDir('chaos');
+  let raw: RawTaken | undefined;
   try {
     const record = join(dir, 'sent.csv');
-    const rawBefore = await rawMessages(p);
+    raw = await RawTaken.start(p.nats.urls);
     const sim = spawnManaged({
       name: 'simulator',
       cmd: process.execPath,
@@ -284,7 +285,7 @@ export async function runScenario(
     const final = /final sent=(\d+) acked=(\d+)/.exec(log);
     if (!final) throw new Error(`the simulator did not finish; its log:\n${log.slice(-2000)}`);
     const acked = Number(final[2]);
-    const { drainedAt, complete } = await waitDrained(p, rawBefore, acked, {
+    const { drainedAt, complete } = await waitDrained(p, raw, acked, {
       stallMs: 30_000,
       deadline: Date.now() + (size === FAST ? 90_000 : 600_000),
     });
@@ -310,6 +311,7 @@ export async function runScenario(
         : `lost ${count.lostPoints}, duplicated ${count.duplicatedPoints}, dlq ${dlq} of ${count.poison} poison, drained ${complete} (CHAOS_KEEP_LOGS=1 keeps the service logs)${where ? `\n${where}` : ''}`,
     };
   } finally {
+    await raw?.stop();
     removeDir(dir);
     await p.stop();
   }

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { Consumers } from '@iot/contracts';
-import { jetstreamManager } from '@nats-io/jetstream';
-import { connect } from '@nats-io/transport-node';
+import { Consumers, Headers, SubjectFilters } from '@iot/contracts';
+import { DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { sleep, type Pipeline } from '@iot/testing';
 import { METRICS_PER_MESSAGE } from './load';
 
@@ -199,8 +199,51 @@ async function withJsm<T>(
   }
 }
 
-export function rawMessages(p: Pipeline): Promise<number> {
-  return withJsm(p, async (jsm) => (await jsm.streams.info(Consumers.demux.stream)).state.messages);
+/**
+ * Counts the device messages the bridge puts in the raw stream from its start on: one for a
+ * message alone, its `iot-pack-size` for a pack (docs/adr/0011), so that what the bridge took
+ * reads the same with packs or without. It reads headers only, through an ordered consumer on
+ * a connection of its own that rides out a server's restart (nats-server delivers to it what
+ * the raw stream takes: a little CPU on the servers, one delivery per pack).
+ */
+export class RawTaken {
+  private count = 0;
+  private readonly reading: Promise<void>;
+
+  private constructor(
+    private readonly nc: NatsConnection,
+    private readonly messages: ConsumerMessages,
+  ) {
+    this.reading = (async () => {
+      for await (const m of messages) this.count += Number(m.headers?.get(Headers.packSize) || 1);
+    })();
+  }
+
+  static async start(urls: string[]): Promise<RawTaken> {
+    const nc = await connect({
+      servers: urls,
+      noAsyncTraces: true,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+    });
+    const consumer = await jetstream(nc).consumers.get(Consumers.demux.stream, {
+      filter_subjects: SubjectFilters.raw,
+      deliver_policy: DeliverPolicy.New,
+      headers_only: true,
+    });
+    return new RawTaken(nc, await consumer.consume());
+  }
+
+  /** Device messages in the raw stream since the start. */
+  get taken(): number {
+    return this.count;
+  }
+
+  async stop(): Promise<void> {
+    await this.messages.close();
+    await this.reading.catch(() => undefined);
+    await this.nc.close();
+  }
 }
 
 export function dlqMessages(p: Pipeline): Promise<number> {
@@ -212,11 +255,9 @@ const WORKERS = [Consumers.demux, Consumers.normalizer, Consumers.tsdbWriter];
 
 /**
  * What JetStream holds for each worker consumer: messages not yet delivered plus those
- * delivered and not yet acknowledged. Beside `raw`, the messages in the raw stream so far
- * (what the bridge has taken from the broker).
+ * delivered and not yet acknowledged.
  */
 export interface PipelineBacklog {
-  raw: number;
   consumers: Record<string, number>;
 }
 
@@ -227,19 +268,18 @@ export function pipelineBacklog(p: Pipeline): Promise<PipelineBacklog> {
       const c = await jsm.consumers.info(stream, durable);
       consumers[durable] = c.num_pending + c.num_ack_pending;
     }
-    const raw = (await jsm.streams.info(Consumers.demux.stream)).state.messages;
-    return { raw, consumers };
+    return { consumers };
   });
 }
 
 /**
- * Waits until the bridge has taken `expected` new messages into the raw stream (beyond
- * `rawBefore`) and no consumer has anything pending. Gives up when nothing has moved for
+ * Waits until the bridge has taken `expected` messages into the raw stream (`raw`, counted
+ * from before the run) and no consumer has anything pending. Gives up when nothing has moved for
  * `stallMs` (what is missing then is lost) or at `deadline`. Servers may be away meanwhile.
  */
 export async function waitDrained(
   p: Pipeline,
-  rawBefore: number,
+  raw: RawTaken,
   expected: number,
   opts: { stallMs?: number; deadline?: number } = {},
 ): Promise<{ drainedAt: number; complete: boolean }> {
@@ -250,11 +290,11 @@ export async function waitDrained(
   for (;;) {
     try {
       const backlog = await pipelineBacklog(p);
-      const raw = backlog.raw - rawBefore;
+      const taken = raw.taken;
       // No worker consumer has anything pending or unacknowledged.
       const idle = Object.values(backlog.consumers).every((n) => n === 0);
-      if (raw >= expected && idle) return { drainedAt: Date.now(), complete: true };
-      if (raw !== last) [last, movedAt] = [raw, Date.now()];
+      if (taken >= expected && idle) return { drainedAt: Date.now(), complete: true };
+      if (taken !== last) [last, movedAt] = [taken, Date.now()];
       if (Date.now() - movedAt > stallMs && idle) return { drainedAt: Date.now(), complete: false };
     } catch {
       movedAt = Date.now(); // NATS is away: not a stall of the pipeline

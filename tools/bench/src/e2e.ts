@@ -15,7 +15,7 @@ import {
 import {
   countDelivery,
   pipelineBacklog,
-  rawMessages,
+  RawTaken,
   waitDrained,
   type DeviceSide,
   type PipelineBacklog,
@@ -167,8 +167,9 @@ class LatencyWindows {
   private readonly backlog: Array<Record<string, number> | undefined> = [];
   private readonly bridged: Array<number | undefined> = [];
   private windowAt = performance.now();
-  /** When `lastRaw` was read (the run's start for the count taken before it). */
+  /** When `lastRaw` was read. */
   private lastRawAt = this.windowAt;
+  private lastRaw = 0;
   /** When the first window began (epoch ms). */
   readonly fromMs = Date.now();
   /** Where the machine's CPU time went in each window: a stall shows as its cause. */
@@ -180,15 +181,15 @@ class LatencyWindows {
   private scraping: Promise<void> = Promise.resolve();
 
   /**
-   * At each window's end `meter` gives each process's CPU, and `readBacklog` what JetStream
-   * holds and the raw stream's count, whose growth since `lastRaw` is what the bridge took.
+   * At each window's end `meter` gives each process's CPU, `readBacklog` what JetStream
+   * holds, and `raw` what the bridge has taken so far (its growth since `lastRaw`).
    */
   constructor(
     private readonly scrape: () => Promise<Latencies>,
     private last: Latencies,
     private readonly meter: ProcessMeter,
     private readonly readBacklog: () => Promise<PipelineBacklog>,
-    private lastRaw: number,
+    private readonly raw: RawTaken,
   ) {
     this.timer = setInterval(() => (this.scraping = this.take()), WINDOW_MS);
   }
@@ -209,16 +210,11 @@ class LatencyWindows {
       this.readBacklog().catch(() => undefined),
     ]);
     this.backlog.push(backlog?.consumers);
-    // Over the time since the last reading that answered: after one that failed, that is two
-    // windows, and their growth is spread over both.
     const sinceRaw = (at - this.lastRawAt) / 1000;
-    this.bridged.push(
-      backlog && sinceRaw > 0 ? Math.round((backlog.raw - this.lastRaw) / sinceRaw) : undefined,
-    );
-    if (backlog) {
-      this.lastRaw = backlog.raw;
-      this.lastRawAt = at;
-    }
+    const taken = this.raw.taken;
+    this.bridged.push(sinceRaw > 0 ? Math.round((taken - this.lastRaw) / sinceRaw) : undefined);
+    this.lastRaw = taken;
+    this.lastRawAt = at;
     const p99 = (after: Buckets, before: Buckets) => {
       const v = quantile(diffBuckets(after, before), 0.99);
       return v === undefined ? undefined : Math.round(v * 1000);
@@ -310,10 +306,10 @@ export async function measureIdle(p: Pipeline, seconds: number): Promise<Record<
  */
 export async function runE2e(root: string, p: Pipeline, rate: number, durationS: number): Promise<E2eRun> {
   const dir = tempDir('bench-e2e');
+  const raw = await RawTaken.start(p.nats.urls);
   try {
     const record = join(dir, 'sent.csv');
     const before = await writerLatencies(p);
-    const rawBefore = await rawMessages(p);
     const batchesBefore = await allBatchCounts(p);
     const sim = spawnManaged({
       name: 'simulator',
@@ -339,13 +335,13 @@ export async function runE2e(root: string, p: Pipeline, rate: number, durationS:
       before,
       meter,
       () => pipelineBacklog(p),
-      rawBefore,
+      raw,
     );
     const { sent, acked, sendingMs, startedAt } = await simulatorFinal(sim, join(dir, 'simulator.log'));
     // Drained: the bridge has taken every acknowledged message from the broker's queue into
     // the raw stream, and no consumer has anything pending. Timed from the last send: what
     // waited in the simulator's socket, the broker or the bridge counts as backlog too.
-    const { drainedAt, complete } = await waitDrained(p, rawBefore, acked);
+    const { drainedAt, complete } = await waitDrained(p, raw, acked);
     await sim.exited(); // its record is written
     const processes = meter.end();
     const {
@@ -408,6 +404,7 @@ export async function runE2e(root: string, p: Pipeline, rate: number, durationS:
       processes,
     };
   } finally {
+    await raw.stop();
     removeDir(dir);
   }
 }

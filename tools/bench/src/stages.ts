@@ -4,6 +4,7 @@ import { freePort, sleep, spawnService, tempDir, waitReady, type ServiceProcess 
 import { benchDevices, METRICS_PER_MESSAGE, mqttFlood } from './load';
 import { ProcessMeter, type ProcessUsage } from './proc';
 import { gcSoFar, sumSamples } from './histogram';
+import { RawTaken } from './delivery';
 import type { BenchServers } from './servers';
 
 export interface StageResult {
@@ -63,16 +64,11 @@ export const bridgeEnv = (ctx: StageContext): Record<string, string> => ({
   RATE_LIMIT: '1000000/1000000',
 });
 
-async function streamMessages(jsm: JetStreamManager, stream: string): Promise<number> {
-  return (await jsm.streams.info(stream)).state.messages;
-}
-
 /** The bridge alone: devices flood the broker at QoS 1; how fast the raw stream fills. */
 export async function bridgeStage(ctx: StageContext, n: number): Promise<StageResult> {
-  const jsm = await jetstreamManager(ctx.servers.nc);
   const bridge = await startService(ctx, 'mqtt-bridge', bridgeEnv(ctx));
+  const raw = await RawTaken.start(ctx.servers.nats.urls);
   try {
-    const before = await streamMessages(jsm, 'TELEMETRY_RAW_V1');
     const metricsAtStart = await metricsOf(bridge);
     const meter = new ProcessMeter({
       'mqtt-bridge': { pid: bridge.process.pid },
@@ -81,7 +77,7 @@ export async function bridgeStage(ctx: StageContext, n: number): Promise<StageRe
     }).begin();
     const t0 = performance.now();
     await mqttFlood(ctx.servers.mqtt.url, benchDevices(50), n);
-    while ((await streamMessages(jsm, 'TELEMETRY_RAW_V1')) - before < n) await sleep(50);
+    while (raw.taken < n) await sleep(50);
     const ms = performance.now() - t0;
     const processes = meter.end();
     return {
@@ -89,6 +85,7 @@ export async function bridgeStage(ctx: StageContext, n: number): Promise<StageRe
       gc: gcBetween(metricsAtStart, await metricsOf(bridge)),
     };
   } finally {
+    await raw.stop();
     await bridge.process.stop(15_000);
   }
 }
@@ -129,11 +126,13 @@ export async function workerStage(
     }
     // Counted by the service, not by its consumer's acks: a pack (docs/adr/0011) is one ack
     // for many messages. Read before the clock starts, so its request is not measured.
+    // A service may take its first messages before its HTTP server listens (demux does): its
+    // count then starts at 0, and the few it settled before the clock started (one poll of
+    // 5 ms) count in its favour.
     const metricsAtStart = await metricsOf(svc);
-    const settledAtStart = settledIn(metricsAtStart, name);
+    const settledAtStart = settledIn(metricsAtStart, name) ?? 0;
     const meter = meterOf().begin();
     const t0 = performance.now();
-    const ackedAtStart = info.ack_floor.consumer_seq;
     // Polled every 50 ms: a consumer info is work for the server too, and shows in its CPU.
     while (info.num_pending > 0 || info.num_ack_pending > 0) {
       await sleep(50);
@@ -143,10 +142,9 @@ export async function workerStage(
     const processes = meter.end();
     const metricsAtEnd = await metricsOf(svc);
     const settledAtEnd = settledIn(metricsAtEnd, name);
-    const messages =
-      settledAtStart !== undefined && settledAtEnd !== undefined
-        ? settledAtEnd - settledAtStart
-        : info.ack_floor.consumer_seq - ackedAtStart;
+    if (settledAtEnd === undefined)
+      throw new Error(`${name}'s /metrics did not answer after its stage: see its log (BENCH_KEEP_LOGS=1)`);
+    const messages = settledAtEnd - settledAtStart;
     return {
       ...result(messages, ms, name, processes),
       messages,
