@@ -203,20 +203,24 @@ async function withJsm<T>(
  * Counts the device messages the bridge puts in the raw stream from its start on: one for a
  * message alone, its `iot-pack-size` for a pack (docs/adr/0011), so that what the bridge took
  * reads the same with packs or without. It reads headers only, through an ordered consumer on
- * a connection of its own that rides out a server's restart (nats-server delivers to it what
- * the raw stream takes: a little CPU on the servers, one delivery per pack).
+ * a connection of its own (nats-server delivers to it what the raw stream takes: a little CPU
+ * on the servers, one delivery per pack). A consumer that ends or goes quiet while the stream
+ * grows (every server restarted: ./platform chaos) is made again from the next sequence.
  */
 export class RawTaken {
   private count = 0;
+  /** The last stream sequence counted. */
+  private seq: number;
+  private messages: ConsumerMessages | undefined;
+  private stopped = false;
   private readonly reading: Promise<void>;
 
   private constructor(
     private readonly nc: NatsConnection,
-    private readonly messages: ConsumerMessages,
+    lastSeq: number,
   ) {
-    this.reading = (async () => {
-      for await (const m of messages) this.count += Number(m.headers?.get(Headers.packSize) || 1);
-    })();
+    this.seq = lastSeq;
+    this.reading = this.read();
   }
 
   static async start(urls: string[]): Promise<RawTaken> {
@@ -226,12 +230,53 @@ export class RawTaken {
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
     });
-    const consumer = await jetstream(nc).consumers.get(Consumers.demux.stream, {
-      filter_subjects: SubjectFilters.raw,
-      deliver_policy: DeliverPolicy.New,
-      headers_only: true,
-    });
-    return new RawTaken(nc, await consumer.consume());
+    const jsm = await jetstreamManager(nc);
+    return new RawTaken(nc, (await jsm.streams.info(Consumers.demux.stream)).state.last_seq);
+  }
+
+  private async read(): Promise<void> {
+    const js = jetstream(this.nc);
+    while (!this.stopped) {
+      try {
+        const consumer = await js.consumers.get(Consumers.demux.stream, {
+          filter_subjects: SubjectFilters.raw,
+          deliver_policy: DeliverPolicy.StartSequence,
+          opt_start_seq: this.seq + 1,
+          headers_only: true,
+        });
+        const messages = await consumer.consume();
+        this.messages = messages;
+        const watch = setInterval(() => void this.restartIfQuiet(messages), 2_000);
+        try {
+          for await (const m of messages) {
+            this.seq = m.seq;
+            this.count += Number(m.headers?.get(Headers.packSize) || 1);
+          }
+        } finally {
+          clearInterval(watch);
+        }
+      } catch {
+        /* the servers are away: try again */
+      }
+      if (!this.stopped) await sleep(250);
+    }
+  }
+
+  /** Ends the consumer when the stream holds more than it counted and nothing came for a while. */
+  private lastSeen = { seq: -1, at: Date.now() };
+  private async restartIfQuiet(messages: ConsumerMessages): Promise<void> {
+    if (this.seq !== this.lastSeen.seq) {
+      this.lastSeen = { seq: this.seq, at: Date.now() };
+      return;
+    }
+    if (Date.now() - this.lastSeen.at < 4_000) return;
+    try {
+      const last = (await (await jetstreamManager(this.nc)).streams.info(Consumers.demux.stream)).state
+        .last_seq;
+      if (last > this.seq) await messages.close();
+    } catch {
+      /* asked again in 2 s */
+    }
   }
 
   /** Device messages in the raw stream since the start. */
@@ -240,7 +285,8 @@ export class RawTaken {
   }
 
   async stop(): Promise<void> {
-    await this.messages.close();
+    this.stopped = true;
+    await this.messages?.close().catch(() => undefined);
     await this.reading.catch(() => undefined);
     await this.nc.close();
   }
