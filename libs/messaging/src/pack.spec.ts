@@ -1,5 +1,6 @@
 import { PermanentError } from './errors';
-import { decodeBytesPack, decodePack, encodeBytesPack, encodePack } from './pack';
+import { decodeBytesPack, decodePack, encodeBytesPack, encodePack, PACK_MAX_BYTES, Packer } from './pack';
+import type { JetStreamPublisher } from './publisher';
 
 const bytes = (s: string) => new TextEncoder().encode(s);
 
@@ -72,5 +73,34 @@ describe('packs (docs/adr/0011)', () => {
     expect(() => decodeBytesPack('iot.raw.v1.t.~pack', bytes(text))).toThrow(
       new RegExp(`pack on iot\\.raw\\.v1\\.t\\.~pack.*${message.source}`),
     );
+  });
+
+  it('closes a pack before the message that would take it past PACK_MAX_BYTES; a larger one goes alone', async () => {
+    // Where the packs go is all this looks at: a publisher that records and acks at once.
+    const sent: Array<{ subject: string; items: number }> = [];
+    const publisher = {
+      publish: async (
+        subject: string,
+        _data: string | Uint8Array,
+        opts: { headers?: Record<string, string> },
+      ) => {
+        sent.push({ subject, items: Number(opts.headers?.['iot-pack-size'] ?? 1) });
+        return { stream: 'S', seq: sent.length, duplicate: false };
+      },
+    } as unknown as JetStreamPublisher;
+    const packer = new Packer(publisher, (t) => `iot.raw.v1.${t}.~pack`);
+    const third = new Uint8Array(Math.floor(PACK_MAX_BYTES / 3) + 1);
+    const huge = new Uint8Array(PACK_MAX_BYTES + 1);
+    await Promise.all(
+      [third, third, third, huge, third].map((body, i) =>
+        packer.addBytes('t', `iot.raw.v1.t.d${i}`, body, { msgId: `m${i}`, headers: {} }),
+      ),
+    );
+    expect(sent).toEqual([
+      { subject: 'iot.raw.v1.t.~pack', items: 2 }, // a third one more would pass the limit
+      { subject: 'iot.raw.v1.t.d2', items: 1 }, // alone before the huge one
+      { subject: 'iot.raw.v1.t.d3', items: 1 }, // larger than a pack: alone
+      { subject: 'iot.raw.v1.t.d4', items: 1 },
+    ]);
   });
 });

@@ -31,7 +31,7 @@ export const PackFormats = { json: 'json', bytes: 'bytes' } as const;
 
 /** At most this many messages in one pack (demux and the normalizer take batches of 250). */
 export const PACK_MAX_ITEMS = 250;
-/** A pack is closed once it holds this many bytes (nats-server refuses above 1 MiB by default). */
+/** A pack holds at most this many bytes of payloads (nats-server refuses a message above 1 MiB by default). */
 export const PACK_MAX_BYTES = 256 * 1024;
 
 /** The pack's JSON: `{"items":[{"headers":{...},"payload":<the message's JSON>},...]}`. */
@@ -226,11 +226,15 @@ export class Packer {
       let bytes = 0;
       for (let i = 0; i < list.length; i++) {
         bytes += list[i]!.body.length;
+        const next = list[i + 1];
+        // Closed before the message that would take it past PACK_MAX_BYTES, so a large message
+        // (the bridge's MAX_PAYLOAD_BYTES may be raised) cannot take a pack past the server's
+        // max_payload; a message larger than that goes alone, as it would without packs.
         if (
+          next === undefined ||
           i + 1 - start >= PACK_MAX_ITEMS ||
-          bytes >= PACK_MAX_BYTES ||
-          i === list.length - 1 ||
-          typeof list[i + 1]!.body !== typeof list[i]!.body // JSON and bytes do not share a pack
+          bytes + next.body.length > PACK_MAX_BYTES ||
+          typeof next.body !== typeof list[i]!.body // JSON and bytes do not share a pack
         ) {
           void this.send(tenant, list.slice(start, i + 1));
           start = i + 1;
