@@ -266,19 +266,14 @@ export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown
         return;
       }
     }
+    const subject =
+      topic.kind === 'telemetry'
+        ? Subjects.raw(record.tenant, device)
+        : Subjects.status(record.tenant, device);
+    const opts = { msgId, headers, traceparent };
     if (topic.kind === 'telemetry' && this.packer)
-      await this.packer.addBytes(record.tenant, Subjects.raw(record.tenant, device), payload, {
-        msgId,
-        headers,
-        traceparent,
-      });
-    else {
-      const subject =
-        topic.kind === 'telemetry'
-          ? Subjects.raw(record.tenant, device)
-          : Subjects.status(record.tenant, device);
-      await this.publisher.publish(subject, payload, { msgId, headers, traceparent });
-    }
+      await this.packer.addBytes(record.tenant, subject, payload, opts);
+    else await this.publisher.publish(subject, payload, opts);
     this.metrics.messagesProcessed.inc({ stage: STAGE, outcome: 'ok' });
     end();
   }

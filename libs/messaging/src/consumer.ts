@@ -683,8 +683,8 @@ export class ConsumerRunner<T> {
 
   /** One message of a pack as the decoder would have read it alone. */
   private decodeItem(item: PackItem, pack: JsMsg): T {
-    if (item.payload instanceof Uint8Array) return this.decodeBytes(item.payload, itemSubject(pack, item));
-    if (this.o.decoder === 'bytes') return Buffer.from(JSON.stringify(item.payload)) as unknown as T;
+    if (item.payload instanceof Uint8Array || this.o.decoder === 'bytes')
+      return this.decodeBytes(payloadBytes(item), itemSubject(pack, item));
     const validator: CompiledValidator<T> = this.o.decoder;
     validator.assert(item.payload);
     return item.payload as T;
@@ -973,7 +973,7 @@ class ReceivedPack {
 
   static read(m: JsMsg): ReceivedPack {
     try {
-      const bytes = m.headers?.get(Headers.packFormat) === PackFormats.bytes;
+      const bytes = receivedHeaders(m)[Headers.packFormat] === PackFormats.bytes;
       return new ReceivedPack(m, (bytes ? decodeBytesPack : decodePack)(m.subject, m.data), undefined);
     } catch (e) {
       return new ReceivedPack(m, undefined, e);

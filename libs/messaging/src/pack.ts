@@ -23,26 +23,34 @@ export interface PackItem {
 }
 
 /**
- * How a pack's messages are written, in its `iot-pack-format` header: JSON values (absent, the
- * decoded and normalized hops), or bytes as they came (the raw hop: a device's payload may be
- * anything, and is kept byte for byte).
+ * How a pack's messages are written, in its `iot-pack-format` header: absent, JSON values (the
+ * decoded and normalized hops); `bytes`, bytes as they came (the raw hop: a device's payload
+ * may be anything, and is kept byte for byte).
  */
-export const PackFormats = { json: 'json', bytes: 'bytes' } as const;
+export const PackFormats = { bytes: 'bytes' } as const;
 
 /** At most this many messages in one pack (demux and the normalizer take batches of 250). */
 export const PACK_MAX_ITEMS = 250;
 /** A pack holds at most this many bytes of payloads (nats-server refuses a message above 1 MiB by default). */
 export const PACK_MAX_BYTES = 256 * 1024;
 
-/** The pack's JSON: `{"items":[{"headers":{...},"payload":<the message's JSON>},...]}`. */
-export function encodePack(items: ReadonlyArray<{ headers: Record<string, string>; body: string }>): string {
+/** `{"items":[{"headers":{...},<rest>},...]}`, each item's `rest` as `rest(item)` writes it. */
+function itemsJson<I extends { headers: Record<string, string> }>(
+  items: ReadonlyArray<I>,
+  rest: (item: I) => string,
+): string {
   let out = '{"items":[';
   for (let i = 0; i < items.length; i++) {
     const item = items[i]!;
     if (i > 0) out += ',';
-    out += `{"headers":${JSON.stringify(item.headers)},"payload":${item.body}}`;
+    out += `{"headers":${JSON.stringify(item.headers)},${rest(item)}}`;
   }
   return `${out}]}`;
+}
+
+/** The pack's JSON: `{"items":[{"headers":{...},"payload":<the message's JSON>},...]}`. */
+export function encodePack(items: ReadonlyArray<{ headers: Record<string, string>; body: string }>): string {
+  return itemsJson(items, (item) => `"payload":${item.body}`);
 }
 
 /**
@@ -53,17 +61,11 @@ export function encodePack(items: ReadonlyArray<{ headers: Record<string, string
 export function encodeBytesPack(
   items: ReadonlyArray<{ headers: Record<string, string>; body: Uint8Array }>,
 ): Buffer {
-  let index = '{"items":[';
-  let total = 0;
-  for (let i = 0; i < items.length; i++) {
-    const item = items[i]!;
-    if (i > 0) index += ',';
-    index += `{"headers":${JSON.stringify(item.headers)},"bytes":${item.body.byteLength}}`;
-    total += item.body.byteLength;
-  }
-  index += ']}\n';
+  const index = `${itemsJson(items, (item) => `"bytes":${item.body.byteLength}`)}\n`;
   const indexBytes = Buffer.byteLength(index);
-  const out = Buffer.allocUnsafe(indexBytes + total);
+  let total = indexBytes;
+  for (const item of items) total += item.body.byteLength;
+  const out = Buffer.allocUnsafe(total);
   out.write(index, 0);
   let at = indexBytes;
   for (const item of items) {
