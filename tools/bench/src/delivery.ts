@@ -1,6 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { Consumers, Headers, SubjectFilters } from '@iot/contracts';
-import { DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages } from '@nats-io/jetstream';
+import {
+  DeliverPolicy,
+  jetstream,
+  jetstreamManager,
+  type ConsumerMessages,
+  type JetStreamManager,
+} from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { sleep, type Pipeline } from '@iot/testing';
 import { METRICS_PER_MESSAGE } from './load';
@@ -214,9 +220,12 @@ export class RawTaken {
   private messages: ConsumerMessages | undefined;
   private stopped = false;
   private readonly reading: Promise<void>;
+  /** The sequence counted at the last check for a quiet consumer, and since when. */
+  private lastSeen = { seq: -1, at: Date.now() };
 
   private constructor(
     private readonly nc: NatsConnection,
+    private readonly jsm: JetStreamManager,
     lastSeq: number,
   ) {
     this.seq = lastSeq;
@@ -231,7 +240,7 @@ export class RawTaken {
       reconnectTimeWait: 250,
     });
     const jsm = await jetstreamManager(nc);
-    return new RawTaken(nc, (await jsm.streams.info(Consumers.demux.stream)).state.last_seq);
+    return new RawTaken(nc, jsm, (await jsm.streams.info(Consumers.demux.stream)).state.last_seq);
   }
 
   private async read(): Promise<void> {
@@ -263,7 +272,6 @@ export class RawTaken {
   }
 
   /** Ends the consumer when the stream holds more than it counted and nothing came for a while. */
-  private lastSeen = { seq: -1, at: Date.now() };
   private async restartIfQuiet(messages: ConsumerMessages): Promise<void> {
     if (this.seq !== this.lastSeen.seq) {
       this.lastSeen = { seq: this.seq, at: Date.now() };
@@ -271,8 +279,7 @@ export class RawTaken {
     }
     if (Date.now() - this.lastSeen.at < 4_000) return;
     try {
-      const last = (await (await jetstreamManager(this.nc)).streams.info(Consumers.demux.stream)).state
-        .last_seq;
+      const last = (await this.jsm.streams.info(Consumers.demux.stream)).state.last_seq;
       if (last > this.seq) await messages.close();
     } catch {
       /* asked again in 2 s */
