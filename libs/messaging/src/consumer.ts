@@ -24,7 +24,7 @@ import { BacklogGate, CheckBudget, consumerBacklog } from './backlog';
 import { ensureConsumer, keptFilter, whenJetStreamAnswers } from './provisioning';
 import { ACK, PermanentError, settle, type Settlement } from './errors';
 import { JetStreamPublisher } from './publisher';
-import { decodeBytesPack, decodePack, PACK_MAX_ITEMS, PackFormats, type PackItem } from './pack';
+import { decodePack, PACK_MAX_ITEMS, type PackItem } from './pack';
 import { receivedHeaders } from './headers';
 
 /** What a handler learns about a message: never the JsMsg itself. */
@@ -958,7 +958,7 @@ function itemSubject(pack: JsMsg, item: PackItem): string {
   return device ? `${pack.subject.slice(0, -PACK_TOKEN.length)}${device}` : pack.subject;
 }
 
-/** A message of a pack as it would have come alone: its bytes, or its JSON value written out. */
+/** A message of a pack as it would have come alone: its bytes, or its value written out in JSON. */
 function payloadBytes(item: PackItem): Uint8Array {
   return item.payload instanceof Uint8Array ? item.payload : Buffer.from(JSON.stringify(item.payload));
 }
@@ -973,8 +973,8 @@ class ReceivedPack {
 
   static read(m: JsMsg): ReceivedPack {
     try {
-      const bytes = receivedHeaders(m)[Headers.packFormat] === PackFormats.bytes;
-      return new ReceivedPack(m, (bytes ? decodeBytesPack : decodePack)(m.subject, m.data), undefined);
+      const format = receivedHeaders(m)[Headers.packFormat];
+      return new ReceivedPack(m, decodePack(m.subject, m.data, format), undefined);
     } catch (e) {
       return new ReceivedPack(m, undefined, e);
     }
