@@ -8,7 +8,7 @@ import {
   type DecodedTelemetry,
   type DeviceRecord,
 } from '@iot/contracts';
-import { decodeRaw } from '@iot/demux-domain';
+import { decodeRaw, type RejectedPart } from '@iot/demux-domain';
 import type { Normalizer } from '@iot/normalizer-domain';
 import {
   deviceRegistryView,
@@ -96,7 +96,8 @@ export class DemuxController implements OnModuleInit, OnModuleDestroy {
     return settleEach(batch, (d) => this.onRaw(d.payload, d.meta));
   }
 
-  async onRaw(bytes: Uint8Array, meta: MessageMeta): Promise<void> {
+  /** Throws (a PayloadValidationError) or rejects alike: settleEach takes both. */
+  onRaw(bytes: Uint8Array, meta: MessageMeta): Promise<void> {
     const { outputs, rejected } = decodeRaw(
       bytes,
       {
@@ -109,14 +110,24 @@ export class DemuxController implements OnModuleInit, OnModuleDestroy {
       { maxFutureSkewMs: this.env.MAX_FUTURE_SKEW_MS, defaultModel: meta.header(Headers.model) ?? 'generic' },
       this.devices,
     );
-    // One output (a device's own message) is the common case: no array of promises for it.
-    if (outputs.length === 1) await this.forward(outputs[0]!.telemetry, outputs[0]!.msgId, meta.traceparent);
-    else
-      await Promise.all(
-        outputs.map(({ msgId, telemetry }) => this.forward(telemetry, msgId, meta.traceparent)),
-      );
-    if (rejected.length === 0) return;
-    // The accepted part went on; each refused child is kept, with why, for a replay once registered.
+    // One output (a device's own message) is the common case: no array of promises for it,
+    // and its promise is the packer's own (no async frame per message).
+    const sent =
+      outputs.length === 1
+        ? this.forward(outputs[0]!.telemetry, outputs[0]!.msgId, meta.traceparent)
+        : Promise.all(
+            outputs.map(({ msgId, telemetry }) => this.forward(telemetry, msgId, meta.traceparent)),
+          );
+    if (rejected.length === 0) return sent as Promise<void>;
+    return sent.then(() => this.deadLetterRejected(bytes, meta, rejected));
+  }
+
+  /** The accepted part went on; each refused child is kept, with why, for a replay once registered. */
+  private async deadLetterRejected(
+    bytes: Uint8Array,
+    meta: MessageMeta,
+    rejected: RejectedPart[],
+  ): Promise<void> {
     await Promise.all(
       rejected.map((r) =>
         this.publisher.publishToDlq({
@@ -140,16 +151,21 @@ export class DemuxController implements OnModuleInit, OnModuleDestroy {
   }
 
   /** One decoded message on to the next stage: iot.decoded.v1, or normalized here. */
-  private async forward(telemetry: DecodedTelemetry, msgId: string, traceparent?: string): Promise<void> {
+  private forward(telemetry: DecodedTelemetry, msgId: string, traceparent?: string): Promise<void> {
     if (this.normalizer)
       return publishNormalized(this.packer, this.metrics, telemetry, this.normalizer.normalize(telemetry), {
         msgId,
         traceparent,
       });
-    await this.packer.add(telemetry.tenant, Subjects.decoded(telemetry.tenant, telemetry.device), telemetry, {
-      msgId,
-      traceparent,
-      headers: deviceHeaders(telemetry.tenant, telemetry.device, telemetry.receivedAt),
-    });
+    return this.packer.add(
+      telemetry.tenant,
+      Subjects.decoded(telemetry.tenant, telemetry.device),
+      telemetry,
+      {
+        msgId,
+        traceparent,
+        headers: deviceHeaders(telemetry.tenant, telemetry.device, telemetry.receivedAt),
+      },
+    );
   }
 }

@@ -52,8 +52,8 @@ export class NormalizerController {
     return settleEach(batch, (d) => this.onDecoded(d.payload, d.meta));
   }
 
-  async onDecoded(decoded: DecodedTelemetry, meta: MessageMeta): Promise<void> {
-    await publishNormalized(this.packer, this.metrics, decoded, this.normalizer.normalize(decoded), {
+  onDecoded(decoded: DecodedTelemetry, meta: MessageMeta): Promise<void> {
+    return publishNormalized(this.packer, this.metrics, decoded, this.normalizer.normalize(decoded), {
       msgId: meta.msgId,
       traceparent: meta.traceparent,
     });

@@ -28,7 +28,7 @@ export interface NormalizedOutcome {
  * the normalizer once the cause is fixed.
  * The points the deadband held back are counted in `iot_points_suppressed_total`.
  */
-export async function publishNormalized(
+export function publishNormalized(
   packer: Packer,
   metrics: IotMetrics,
   decoded: DecodedTelemetry,
@@ -39,26 +39,33 @@ export async function publishNormalized(
   const headers = deviceHeaders(telemetry.tenant, telemetry.device, telemetry.receivedAt);
   // Published even when the deadband held back every point: the device was heard, and
   // its twin's last-seen follows from this message (readers of iot.normalized.v1).
-  await packer.add(telemetry.tenant, Subjects.normalized(telemetry.tenant, telemetry.device), telemetry, {
-    msgId: ids.msgId,
-    traceparent: ids.traceparent,
-    headers,
-  });
-  if (rejected.length === 0) return;
+  const sent = packer.add(
+    telemetry.tenant,
+    Subjects.normalized(telemetry.tenant, telemetry.device),
+    telemetry,
+    {
+      msgId: ids.msgId,
+      traceparent: ids.traceparent,
+      headers,
+    },
+  );
+  if (rejected.length === 0) return sent;
   // The rest of the message was stored; these readings are kept, with why, for a replay.
-  await packer.publisher.publishToDlq({
-    stage: Consumers.normalizer.stage,
-    tenant: telemetry.tenant,
-    originalSubject: Subjects.decoded(decoded.tenant, decoded.device),
-    data: new TextEncoder().encode(
-      JSON.stringify({
-        ...decoded,
-        readings: decoded.readings.filter((r) => rejected.some((x) => x.metric === r.metric)),
-      }),
-    ),
-    originalHeaders: { ...headers, [Headers.traceparent]: ids.traceparent ?? '' },
-    reason: DlqReasons.invalidPayload,
-    detail: rejected.map((r) => r.reason).join('; '),
-    msgId: `${ids.msgId}:rejected`,
+  return sent.then(async () => {
+    await packer.publisher.publishToDlq({
+      stage: Consumers.normalizer.stage,
+      tenant: telemetry.tenant,
+      originalSubject: Subjects.decoded(decoded.tenant, decoded.device),
+      data: new TextEncoder().encode(
+        JSON.stringify({
+          ...decoded,
+          readings: decoded.readings.filter((r) => rejected.some((x) => x.metric === r.metric)),
+        }),
+      ),
+      originalHeaders: { ...headers, [Headers.traceparent]: ids.traceparent ?? '' },
+      reason: DlqReasons.invalidPayload,
+      detail: rejected.map((r) => r.reason).join('; '),
+      msgId: `${ids.msgId}:rejected`,
+    });
   });
 }
