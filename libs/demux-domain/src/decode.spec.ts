@@ -158,6 +158,22 @@ describe('decodeRaw: canonical', () => {
     expect((err as PayloadValidationError).field).toBe(field);
     expect((err as Error).message).toMatch(/control character .*send printable text/);
   });
+  it.each([
+    ['a reading in text', { ts: 1763888400123, readings: { t: '21.5' } }, '/readings/t', 'must be number'],
+    [
+      'a reading without its unit',
+      { ts: 1763888400123, readings: { t: { value: 1 } } },
+      '/readings/t/unit',
+      'is missing required property "unit"',
+    ],
+    ['a time before 1970', { ts: -1, readings: { t: 1 } }, '/ts', 'must be >= 0'],
+    ['a time that is no date', { ts: 'soon', readings: { t: 1 } }, '/ts', 'must match format "date-time"'],
+  ])('refuses %s with the one error of the form the sender meant', (_, payload, field, detail) => {
+    const err = thrownBy(() => sutFor(env)(enc(payload)));
+    expect(err).toBeInstanceOf(PayloadValidationError);
+    expect((err as PayloadValidationError).field).toBe(field);
+    expect((err as Error).message).toContain(detail);
+  });
   it('keeps units in any script: only control characters are refused', () => {
     const d = sutFor(env)(
       enc({
