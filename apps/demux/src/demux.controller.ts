@@ -113,16 +113,13 @@ export class DemuxController implements OnModuleInit, OnModuleDestroy {
       { maxFutureSkewMs: this.env.MAX_FUTURE_SKEW_MS, defaultModel: meta.header(Headers.model) ?? 'generic' },
       this.devices,
     );
-    // One output (a device's own message) is the common case: no array of promises for it,
-    // and its promise is the packer's own (no async frame per message).
-    const sent =
-      outputs.length === 1
-        ? this.forward(outputs[0]!.telemetry, outputs[0]!.msgId, meta.traceparent)
-        : Promise.all(
-            outputs.map(({ msgId, telemetry }) => this.forward(telemetry, msgId, meta.traceparent)),
-          );
-    if (rejected.length === 0) return sent as Promise<void>;
-    return sent.then(() => this.deadLetterRejected(bytes, meta, rejected));
+    // One output (a device's own message) is the common case: its promise is the packer's
+    // own, with no array of promises and no async frame per message.
+    if (outputs.length === 1 && rejected.length === 0)
+      return this.forward(outputs[0]!.telemetry, outputs[0]!.msgId, meta.traceparent);
+    return Promise.all(
+      outputs.map(({ msgId, telemetry }) => this.forward(telemetry, msgId, meta.traceparent)),
+    ).then(() => this.deadLetterRejected(bytes, meta, rejected));
   }
 
   /** The accepted part went on; each refused child is kept, with why, for a replay once registered. */
@@ -131,6 +128,7 @@ export class DemuxController implements OnModuleInit, OnModuleDestroy {
     meta: MessageMeta,
     rejected: RejectedPart[],
   ): Promise<void> {
+    if (rejected.length === 0) return;
     await Promise.all(
       rejected.map((r) =>
         this.publisher.publishToDlq({

@@ -33,7 +33,10 @@ export const PackFormats = { bytes: 'bytes', msgpack: 'msgpack' } as const;
 
 /** At most this many messages in one pack (the normalizer and the writer take batches of 250 and more). */
 export const PACK_MAX_ITEMS = 250;
-/** A pack holds at most this many bytes of payloads (nats-server refuses a message above 1 MiB by default). */
+/**
+ * A pack is at most this many bytes, written (nats-server refuses a message above 1 MiB by
+ * default); a message larger than that goes alone.
+ */
 export const PACK_MAX_BYTES = 256 * 1024;
 
 /**
