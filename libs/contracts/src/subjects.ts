@@ -47,8 +47,8 @@ export const Subjects = {
   /** A pack of one tenant's decoded messages, from demux to the normalizer (docs/adr/0011). */
   decodedPack: (tenant: string) => `iot.decoded.v1.${token('tenant', tenant)}.${PACK_TOKEN}`,
   /**
-   * A pack of one tenant's raw device messages, from the bridge to demux (docs/adr/0011): a
-   * bytes pack, each payload as the device sent it.
+   * A pack of one tenant's raw device messages, from the bridge to demux (docs/adr/0011):
+   * each payload's bytes as the device sent them.
    */
   rawPack: (tenant: string) => `iot.raw.v1.${token('tenant', tenant)}.${PACK_TOKEN}`,
   alarm: (tenant: string, device: string) =>
