@@ -203,6 +203,37 @@ describe('packs (real nats-server)', () => {
     });
   });
 
+  it('hands over the messages of a JSON pack, as a stream may still hold them from before MessagePack, beside a new one', async () => {
+    const old = [telemetry('pold', 'd0', 0), telemetry('pold', 'd1', 1)];
+    // What the writer of a pack did before MessagePack: JSON, no iot-pack-format header.
+    const json = JSON.stringify({
+      items: old.map((t) => ({
+        headers: { ...deviceHeaders(t.tenant, t.device, t.receivedAt), [Headers.msgId]: t.messageId },
+        payload: t,
+      })),
+    });
+    await publisher.publish(Subjects.normalizedPack('pold'), json, {
+      msgId: 'old-json-pack',
+      headers: { [Headers.tenant]: 'pold', [Headers.packSize]: '2' },
+    });
+    const fresh = [telemetry('pold', 'd2', 2), telemetry('pold', 'd3', 3)];
+    await publishInOneTurn(fresh);
+    const jsm = await jetstreamManager(nc);
+    const last = await jsm.streams.getMessage('TELEMETRY_NORMALIZED_V1', {
+      last_by_subj: Subjects.normalizedPack('pold'),
+    });
+    expect(last?.header.get(Headers.packFormat)).toBe('msgpack');
+
+    const seen: NormalizedTelemetry[] = [];
+    const { sut, contract } = runner('pold', async (payload) => void seen.push(payload));
+    await sut.start();
+    await waitFor('four messages', () => seen.length >= 4, 10_000);
+    await waitFor('both packs acked', () => settled(contract), 5_000);
+    await sut.stop();
+    expect(seen).toEqual([...old, ...fresh]);
+    expect(await dlq('pold')).toEqual([]);
+  });
+
   it("stores two tenants' packs of messages with the same ids apart, and the same pack published again once", async () => {
     const list = (tenant: string) => Array.from({ length: 3 }, (_, i) => telemetry(tenant, `d${i}`, i));
     await publishInOneTurn([...list('pt1'), ...list('pt2')]);
@@ -328,7 +359,7 @@ describe('packs (real nats-server)', () => {
     ]);
   });
 
-  it('carries raw messages in a bytes pack byte for byte, and dead-letters a refused one alone with its own bytes', async () => {
+  it('carries raw messages in a pack byte for byte, and dead-letters a refused one alone with its own bytes', async () => {
     // What the bridge does (RAW_PACKS): device payloads as they came, JSON or not.
     const payloads = [
       Buffer.from('{"ts":1,"temperature":20}'),
