@@ -191,6 +191,21 @@ describe('packs (docs/adr/0011)', () => {
     expect(all).toEqual(Array.from({ length: 100 }, (_, i) => big(i)));
   });
 
+  it('fails only the message whose value cannot be written, not the others of its pack', async () => {
+    const { sent, publisher } = recordingPublisher();
+    const packer = new Packer(publisher, (t) => `iot.normalized.v1.${t}.~pack`);
+    const outcomes = await Promise.allSettled(
+      [{ v: 1 }, { v: 2n ** 70n }, { v: 3 }].map((value, i) =>
+        packer.add('t', `iot.normalized.v1.t.d${i}`, value, { msgId: `m${i}`, headers: {} }),
+      ),
+    );
+    expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect(sent.map((s) => [s.subject, s.data])).toEqual([
+      ['iot.normalized.v1.t.d0', '{"v":1}'],
+      ['iot.normalized.v1.t.d2', '{"v":3}'],
+    ]);
+  });
+
   it('closes a pack before the message that would take it past PACK_MAX_BYTES; a larger one goes alone', async () => {
     const { sent, publisher } = recordingPublisher();
     const packer = new Packer(publisher, (t) => `iot.raw.v1.${t}.~pack`);

@@ -264,7 +264,14 @@ export class Packer {
         const data = payload instanceof Uint8Array ? payload : JSON.stringify(payload);
         await this.publisher.publish(subject, data, { msgId: msgId!, traceparent, headers: rest });
       } else {
-        const data = encodeMsgpackPack(items.map((w) => ({ headers: w.headers, payload: w.payload })));
+        let data: Uint8Array;
+        try {
+          data = encodeMsgpackPack(items.map((w) => ({ headers: w.headers, payload: w.payload })));
+        } catch {
+          // A value MessagePack cannot hold fails alone (its JSON fails too), not its pack.
+          for (const w of items) void this.send(tenant, [w]);
+          return;
+        }
         if (data.byteLength > PACK_MAX_BYTES) {
           const half = items.length >> 1;
           void this.send(tenant, items.slice(0, half));
