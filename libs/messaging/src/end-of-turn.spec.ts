@@ -53,6 +53,18 @@ describe('EndOfTurnQueue', () => {
     q.clear();
   });
 
+  it('after a clear, what is pushed next waits its own linger', async () => {
+    const handed: number[][] = [];
+    const q = new EndOfTurnQueue<number>((items) => handed.push(items), 60_000, 2);
+    q.push(1);
+    q.push(2); // leaves at the end of this turn...
+    q.clear(); // ...but is dropped, and its wait with it
+    q.push(3);
+    await nextTurn();
+    expect(handed).toEqual([]); // 3 waits for the linger (a minute), not the old end of turn
+    q.clear();
+  });
+
   it('drops what waits when cleared', async () => {
     const handed: string[][] = [];
     const q = new EndOfTurnQueue<string>((items) => handed.push(items));

@@ -9,8 +9,9 @@
  */
 export class EndOfTurnQueue<T> {
   private items: T[] = [];
-  private scheduled = false;
+  /** The wait in progress: a linger's timer, or the end of the turn; neither when none waits. */
   private timer: NodeJS.Timeout | undefined;
+  private immediate: NodeJS.Immediate | undefined;
 
   /**
    * `soonerAt`: with `lingerMs`, once this many items wait they leave at the end of the turn,
@@ -24,10 +25,7 @@ export class EndOfTurnQueue<T> {
   ) {}
 
   private readonly go = () => {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    if (!this.scheduled) return; // cleared meanwhile
-    this.scheduled = false;
+    this.cancel();
     const due = this.items;
     this.items = [];
     this.handOver(due);
@@ -35,24 +33,28 @@ export class EndOfTurnQueue<T> {
 
   push(item: T): void {
     this.items.push(item);
-    if (this.scheduled) {
-      if (this.timer !== undefined && this.items.length >= this.soonerAt) {
-        clearTimeout(this.timer);
-        this.timer = undefined;
-        setImmediate(this.go);
+    if (this.immediate) return;
+    if (this.timer) {
+      if (this.items.length >= this.soonerAt) {
+        this.cancel();
+        this.immediate = setImmediate(this.go);
       }
       return;
     }
-    this.scheduled = true;
     if (this.lingerMs > 0 && this.soonerAt > 1) this.timer = setTimeout(this.go, this.lingerMs);
-    else setImmediate(this.go);
+    else this.immediate = setImmediate(this.go);
   }
 
-  /** Drops what is waiting (shutdown). */
+  /** Drops what is waiting (shutdown), and the wait with it. */
   clear(): void {
     this.items = [];
+    this.cancel();
+  }
+
+  private cancel(): void {
     clearTimeout(this.timer);
+    clearImmediate(this.immediate);
     this.timer = undefined;
-    this.scheduled = false; // an immediate already queued then finds nothing to do
+    this.immediate = undefined;
   }
 }
