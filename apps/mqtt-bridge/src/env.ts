@@ -26,10 +26,6 @@ export const bridgeEnv = {
     default: 4,
     desc: 'MQTT connections per process (each settles its messages in order)',
   }),
-  PUBLISH_LINGER_MS: num({
-    default: 0,
-    desc: "How long a publish to JetStream may wait (ms) for others to leave with it in one socket write; 0: the end of the event-loop turn. With RAW_PACKS the telemetry waits in RAW_PACK_LINGER_MS instead; without, 1 saved 6% of the pipeline's CPU at 5,000 msg/s (the bridge takes MQTT messages one by one)",
-  }),
   RAW_PACKS: bool({
     default: true,
     desc: 'Telemetry goes to the raw stream in packs, one per tenant (docs/adr/0011); false: each message alone. Deploy demux before a bridge that packs: an older demux dead-letters the packs it cannot read',

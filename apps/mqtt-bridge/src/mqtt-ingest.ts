@@ -51,8 +51,8 @@ export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown
 
   /**
    * With RAW_PACKS, the telemetry that arrives within RAW_PACK_LINGER_MS goes to the raw
-   * stream in packs, one per tenant, each payload's bytes as they came (docs/adr/0011): one stored message, one ack and one
-   * delivery to demux for many. A message alone in its wait goes alone, as before. Once a
+   * stream in packs, one per tenant, each payload's bytes as they came (docs/adr/0011): one
+   * stored message, one ack and one delivery to demux for many. A message alone in its wait goes alone, as before. Once a
    * connection's window (MQTT_WINDOW) waits, the pack leaves at the end of the turn: under a
    * flood the wait would only slow the window down.
    */

@@ -19,7 +19,7 @@ export const Headers = {
   originalMsgId: 'iot-original-msg-id',
   /** On a pack (`Subjects.normalizedPack`): how many messages it holds. */
   packSize: 'iot-pack-size',
-  /** On a pack whose messages are bytes as they came (`bytes`, the raw hop); absent: JSON. */
+  /** On a pack: how it is written (`msgpack`; `bytes` and absent (JSON): before MessagePack, still read). */
   packFormat: 'iot-pack-format',
 } as const;
 
