@@ -10,7 +10,7 @@
 import { createWriteStream, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { DeviceClient } from './device-client';
+import { DeviceClient } from '@iot/device-client';
 import {
   canonicalPayload,
   deviceIds,

@@ -28,7 +28,7 @@ function publishAll(
   );
 }
 
-describe('the simulator’s device client against mosquitto', () => {
+describe('a simulated device’s client against mosquitto', () => {
   let mq: MosquittoHandle;
   const errors: string[] = [];
   const clients: DeviceClient[] = [];
