@@ -32,10 +32,10 @@ export const bridgeEnv = {
   }),
   RAW_PACK_LINGER_MS: num({
     default: 1,
-    desc: 'With RAW_PACKS, how long a telemetry message may wait (ms) for others to share its pack; a message alone in its wait goes alone. Once MQTT_WINDOW messages wait, they leave at the end of the event-loop turn',
+    desc: 'With RAW_PACKS, how long a telemetry message may wait (ms) for others to share its pack; a message alone in its wait goes alone. Once 32 messages wait (or MQTT_WINDOW, if smaller), they leave at the end of the event-loop turn',
   }),
   MQTT_WINDOW: num({
-    default: 32,
+    default: 128,
     desc: 'QoS 1 messages per connection on their way to JetStream at once (Receive Maximum); 1 = one at a time',
   }),
   MQTT_CA_FILE: str({ default: '', desc: 'CA certificate file for mqtts://' }),

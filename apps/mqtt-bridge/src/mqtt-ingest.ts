@@ -17,6 +17,14 @@ import type { BridgeEnv } from './env';
 
 export const STAGE = 'mqtt-bridge';
 
+/**
+ * Telemetry messages waiting for their pack that make it leave at the end of the turn rather
+ * than after RAW_PACK_LINGER_MS. A pack waiting for a whole window of 128 (4 × 128 in flight)
+ * lingered in turns that brought fewer: the bridge drained its sessions at 45,000-55,000 msg/s,
+ * against 54,000-60,000 with no wait (docs/performance-history.md, 2026-12-06 20:09).
+ */
+const PACK_AT_END_OF_TURN = 32;
+
 /** MQTT.js's packet writer: not in its public types, but how its PUBACKs leave. */
 type SendPacket = (packet: Packet, cb?: (err?: Error) => void, ...rest: unknown[]) => void;
 
@@ -52,9 +60,10 @@ export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown
   /**
    * With RAW_PACKS, the telemetry that arrives within RAW_PACK_LINGER_MS goes to the raw
    * stream in packs, one per tenant, each payload's bytes as they came (docs/adr/0011): one
-   * stored message, one ack and one delivery to demux for many. A message alone in its wait goes alone, as before. Once a
-   * connection's window (MQTT_WINDOW) waits, the pack leaves at the end of the turn: under a
-   * flood the wait would only slow the window down.
+   * stored message, one ack and one delivery to demux for many. A message alone in its wait
+   * goes alone, as before. Once PACK_AT_END_OF_TURN wait (or a whole window, if smaller), the
+   * pack leaves at the end of the turn: so many came at once that the broker has more for the
+   * bridge, and a wait would only hold the window up.
    */
   private readonly packer: Packer | undefined;
 
@@ -69,7 +78,7 @@ export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown
     if (env.RAW_PACKS)
       this.packer = new Packer(publisher, Subjects.rawPack, {
         lingerMs: env.RAW_PACK_LINGER_MS,
-        soonerAt: env.MQTT_WINDOW,
+        soonerAt: Math.min(env.MQTT_WINDOW, PACK_AT_END_OF_TURN),
       });
   }
 
