@@ -35,7 +35,7 @@ export const bridgeEnv = {
     desc: 'With RAW_PACKS, how long a telemetry message may wait (ms) for others to share its pack; a message alone in its wait goes alone. Once 32 messages wait (or MQTT_WINDOW, if smaller), they leave at the end of the event-loop turn',
   }),
   MQTT_WINDOW: num({
-    default: 128,
+    default: 32,
     desc: 'QoS 1 messages per connection on their way to JetStream at once (Receive Maximum); 1 = one at a time',
   }),
   MQTT_CA_FILE: str({ default: '', desc: 'CA certificate file for mqtts://' }),

@@ -19,9 +19,10 @@ export const STAGE = 'mqtt-bridge';
 
 /**
  * Telemetry messages waiting for their pack that make it leave at the end of the turn rather
- * than after RAW_PACK_LINGER_MS. A pack waiting for a whole window of 128 (4 × 128 in flight)
- * lingered in turns that brought fewer: the bridge drained its sessions at 45,000-55,000 msg/s,
- * against 54,000-60,000 with no wait (docs/performance-history.md, 2026-12-06 20:09).
+ * than after RAW_PACK_LINGER_MS (the default window, 32, or a whole window if smaller). With
+ * MQTT_WINDOW=128 a pack waiting for a whole window lingered in turns that brought fewer: the
+ * bridge drained its sessions at 45,000-55,000 msg/s, against 54,000-60,000 with no wait
+ * (docs/performance-history.md, 2026-12-06 19:38).
  */
 const PACK_AT_END_OF_TURN = 32;
 
