@@ -33,7 +33,8 @@ export interface Pipeline {
    * that waited in vain shows which hop held its messages, even after the logs are removed.
    */
   waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs?: number): Promise<void>;
-  stop(): Promise<void>;
+  /** Stops everything; `keepLogs` overrides the option of the same name (a run that failed keeps them). */
+  stop(opts?: { keepLogs?: boolean }): Promise<void>;
 }
 
 export interface PipelineOptions {
@@ -69,10 +70,10 @@ export async function startPipeline(devices: DeviceRecord[], opts: PipelineOptio
   const logs = tempDir('pipeline-logs');
   const tokens = await TestTokenIssuer.create();
   const services: PipelineService[] = [];
-  const stop = async () => {
+  const stop = async (how: { keepLogs?: boolean } = {}) => {
     for (const s of [...services].reverse()) await s.process.stop(15_000);
     await Promise.all([nats.stop(), pg.stop(), mqtt.stop()]);
-    if (opts.keepLogs) process.stderr.write(`service logs kept in ${logs}\n`);
+    if (how.keepLogs ?? opts.keepLogs) process.stderr.write(`service logs kept in ${logs}\n`);
     else removeDir(logs);
   };
   try {

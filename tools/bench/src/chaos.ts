@@ -259,6 +259,9 @@ export async function runScenario(
   });
   const dir = tempDir('chaos');
   let raw: RawTaken | undefined;
+  // A scenario that failed keeps its services' logs and the simulator's record of what it
+  // sent: a loss seen once (nats-sigstop, 2026-12-06 20:34) could not be traced without them.
+  let passedScenario = false;
   try {
     const record = join(dir, 'sent.csv');
     raw = await RawTaken.start(p.nats.urls);
@@ -298,6 +301,7 @@ export async function runScenario(
       count.duplicatedPoints === 0 &&
       count.poisonStored === 0 &&
       dlq === count.poison;
+    passedScenario = passed;
     return {
       scenario: s.name,
       title: s.title,
@@ -308,11 +312,12 @@ export async function runScenario(
       passed,
       failure: passed
         ? undefined
-        : `lost ${count.lostPoints}, duplicated ${count.duplicatedPoints}, dlq ${dlq} of ${count.poison} poison, drained ${complete} (CHAOS_KEEP_LOGS=1 keeps the service logs)${where ? `\n${where}` : ''}`,
+        : `lost ${count.lostPoints}, duplicated ${count.duplicatedPoints}, dlq ${dlq} of ${count.poison} poison, drained ${complete}; kept: the service logs in ${p.logs}, the simulator's record in ${dir}${where ? `\n${where}` : ''}`,
     };
   } finally {
     await raw?.stop();
-    removeDir(dir);
-    await p.stop();
+    if (passedScenario) removeDir(dir);
+    else process.stderr.write(`the simulator's record kept in ${dir}\n`);
+    await p.stop({ keepLogs: !passedScenario || !!process.env.CHAOS_KEEP_LOGS });
   }
 }
