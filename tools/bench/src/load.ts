@@ -81,7 +81,11 @@ export async function mqttFlood(
   }
 }
 
-/** `count` canonical messages from one device, up to `window` of them awaiting their PUBACK. */
+/**
+ * `count` canonical messages from one device, up to `window` of them awaiting their PUBACK.
+ * Callbacks rather than `windowed` with a promise per message: that cost the load generator
+ * 7.7-8.6 µs per message against 6.5-7.5 (2026-12-06 22:05, four interleaved pairs).
+ */
 function publishWindowed(
   c: DeviceClient,
   topic: string,

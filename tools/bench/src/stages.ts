@@ -103,7 +103,7 @@ export async function bridgeDrainStage(ctx: StageContext, n: number): Promise<St
   await first.process.stop(15_000);
   await mqttFlood(ctx.servers.mqtt.url, benchDevices(50), n);
   const raw = await RawTaken.start(ctx.servers.nats.urls);
-  const bridge = spawnOne(ctx, 'mqtt-bridge', bridgeEnv(ctx), await freePort());
+  const bridge = await startServiceLater(ctx, 'mqtt-bridge', bridgeEnv(ctx));
   try {
     const deadline = Date.now() + 120_000;
     while (raw.taken === 0) {
