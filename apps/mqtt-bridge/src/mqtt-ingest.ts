@@ -1,19 +1,20 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { readFileSync } from 'node:fs';
-import mqtt, {
-  type IClientOptions,
-  type IPublishPacket,
-  type ISubscriptionMap,
-  type MqttClient,
-  type Packet,
-} from 'mqtt';
 import { deviceHeaders, DlqReasons, Headers, Subjects, UNKNOWN_TENANT } from '@iot/contracts';
-import { EndOfTurnQueue, Packer, RetryableError, type JetStreamPublisher } from '@iot/messaging';
-import { bridgeSubscriptions, messageIdOf, parseDeviceTopic, PubackWindow } from '@iot/mqtt-bridge-domain';
+import { Packer, RetryableError, type JetStreamPublisher } from '@iot/messaging';
+import {
+  bridgeSubscriptions,
+  messageIdOf,
+  parseDeviceTopic,
+  PubackWindow,
+  type DeviceTopic,
+  type PublishFrame,
+} from '@iot/mqtt-bridge-domain';
 import { newTraceparent, type IotMetrics, type Logger } from '@iot/observability';
 import { ENV, LOGGER, METRICS, PUBLISHER, READINESS, type Readiness } from '@iot/service-runtime';
 import { DeviceGate } from './device-gate';
 import type { BridgeEnv } from './env';
+import { MqttSession } from './mqtt-session';
 
 export const STAGE = 'mqtt-bridge';
 
@@ -26,37 +27,29 @@ export const STAGE = 'mqtt-bridge';
  */
 const PACK_AT_END_OF_TURN = 32;
 
-/** MQTT.js's packet writer: not in its public types, but how its PUBACKs leave. */
-type SendPacket = (packet: Packet, cb?: (err?: Error) => void, ...rest: unknown[]) => void;
+/** Device topics kept parsed (two per device: telemetry and status). */
+const TOPICS_REMEMBERED = 100_000;
+
+// Label sets of the metrics counted per message, made once.
+const STAGE_LABELS = { stage: STAGE } as const;
+const OK_LABELS = { stage: STAGE, outcome: 'ok' } as const;
 
 /**
  * Takes device messages from the broker and hands them to JetStream. A QoS 1 message is
  * acknowledged to the broker (PUBACK) only after JetStream has acknowledged the publish.
  *
- * MQTT.js handles a connection's next PUBLISH only once `handleMessage`'s callback has been
- * called and the PUBACK it then writes has been handed to the socket: one message in flight
- * per connection, so at most MQTT_CONNECTIONS in the whole bridge, each costing its own NATS
- * write and its own PUBACK write. Instead, the callback is called at once and the PUBACK it
- * produces is kept in the connection's `PubackWindow`, which releases PUBACKs in arrival
- * order as their messages are held by JetStream (ADR 0004). MQTT_WINDOW bounds how many
- * messages of one connection are on their way at once (also asked of the broker as the
- * CONNECT's Receive Maximum).
+ * Each of the MQTT_CONNECTIONS connections (an `MqttSession`) hands its PUBLISHes over as they
+ * arrive, and its `PubackWindow` releases their PUBACKs in arrival order as their messages
+ * are held by JetStream (ADR 0004). MQTT_WINDOW bounds how many messages of one connection
+ * are on their way at once (also asked of the broker as the CONNECT's Receive Maximum, which
+ * mosquitto 2.0 does not keep to): past it, the connection reads nothing more until PUBACKs
+ * are released.
  */
 @Injectable()
 export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown {
-  private clients: MqttClient[] = [];
-  private readonly windows: PubackWindow<Packet>[] = [];
-  private readonly subscribed = new Set<MqttClient>();
+  private sessions: MqttSession[] = [];
+  private readonly windows: PubackWindow<number>[] = [];
   private stopping = false;
-  /**
-   * Released PUBACKs go out at the end of the loop turn, together. MQTT.js writes each packet
-   * corked until the next tick; PUBACKs sent one by one as their JetStream acks came in left
-   * in one `writev` each, a third of the bridge's CPU in the end-to-end bench. Sent together,
-   * they leave in one write per connection.
-   */
-  private readonly pubacks = new EndOfTurnQueue<() => void>((due) => {
-    for (const send of due) send();
-  });
 
   /**
    * With RAW_PACKS, the telemetry that arrives within RAW_PACK_LINGER_MS goes to the raw
@@ -88,135 +81,107 @@ export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown
       throw new Error(
         `MQTT_SHARE_GROUP is empty (plain subscriptions) but MQTT_CONNECTIONS=${this.env.MQTT_CONNECTIONS}: every connection would get every message; set MQTT_CONNECTIONS=1 or name a group`,
       );
-    for (let i = 0; i < this.env.MQTT_CONNECTIONS; i++) this.clients.push(this.connect(i));
-    this.readiness.add('mqtt', () => this.clients.every((c) => c.connected && this.subscribed.has(c)));
+    for (let i = 0; i < this.env.MQTT_CONNECTIONS; i++) this.sessions.push(this.connect(i));
+    this.readiness.add('mqtt', () => this.sessions.every((s) => s.subscribed));
   }
 
-  private connect(index: number): MqttClient {
+  private connect(index: number): MqttSession {
     const e = this.env;
-    const opts: IClientOptions = {
-      clientId: `${e.MQTT_CLIENT_ID}-${index}`,
-      username: e.MQTT_USERNAME || undefined,
-      password: e.MQTT_PASSWORD || undefined,
-      protocolVersion: 5,
-      // A persistent session: QoS 1 messages wait at the broker while the bridge restarts.
-      clean: false,
-      // Receive Maximum: how many QoS 1 messages the broker may send before their PUBACKs.
-      properties: { sessionExpiryInterval: 7 * 24 * 3600, receiveMaximum: e.MQTT_WINDOW },
-      reconnectPeriod: 1_000,
-      connectTimeout: 10_000,
-      ca: e.MQTT_CA_FILE ? readFileSync(e.MQTT_CA_FILE) : undefined,
-      cert: e.MQTT_CERT_FILE ? readFileSync(e.MQTT_CERT_FILE) : undefined,
-      key: e.MQTT_KEY_FILE ? readFileSync(e.MQTT_KEY_FILE) : undefined,
-      // MQTT.js logs each packet several times through `debug`, which costs even when it
-      // prints nothing (2% of the bridge's CPU in a profile). DEBUG=mqttjs* brings it back.
-      log: process.env.DEBUG?.includes('mqttjs') ? undefined : () => undefined,
-    };
-    const client = mqtt.connect(e.MQTT_URL, opts);
-    const internals = client as unknown as { _sendPacket?: SendPacket };
-    if (typeof internals._sendPacket !== 'function')
-      throw new Error(
-        'this MQTT.js has no _sendPacket, which the bridge needs to hold PUBACKs until JetStream has ' +
-          'the message (ADR 0004): keep the mqtt package at the version in package-lock.json (5.16)',
-      );
-    const sendPacket: SendPacket = internals._sendPacket.bind(client);
-    // A PUBACK released after its connection closed would go out on the next connection,
-    // where its packet id may name another message: each connection counts its closes.
-    let generation = 0;
-    // mosquitto 2.0 does not keep to the Receive Maximum (over a thousand messages in flight
-    // were seen with 32 asked): past MQTT_WINDOW, the next PUBLISH waits here for a release.
-    let blocked: (() => void) | undefined;
-    const window = new PubackWindow<Packet>((pubacks) => {
-      const sentOn = generation;
-      for (const puback of pubacks)
-        this.pubacks.push(() => {
-          if (sentOn === generation && client.connected) sendPacket(puback);
-        });
-      const next = blocked;
-      blocked = undefined;
-      next?.();
+    const clientId = `${e.MQTT_CLIENT_ID}-${index}`;
+    const window = new PubackWindow<number>((ids) => {
+      // The PUBACKs of one connection's messages, released in their order; the session sends
+      // those asked for in one turn together, and none asked for a connection since closed.
+      const generation = session.generation;
+      for (const id of ids) session.ack(generation, id);
+      if (window.size < e.MQTT_WINDOW) session.resume();
     });
     this.windows.push(window);
-    let capture: ((puback: Packet) => void) | undefined;
-    internals._sendPacket = (packet, cb, ...rest) => {
-      if (!capture || packet.cmd !== 'puback') return sendPacket(packet, cb, ...rest);
-      capture(packet);
-      cb?.(); // MQTT.js goes on to the connection's next PUBLISH
-    };
-    // Called for every incoming PUBLISH; MQTT.js produces the PUBACK when `done` is called.
-    client.handleMessage = (packet, done) => {
-      // Stopping: nothing more is taken (and the connection's queue stalls); the broker
-      // sends again what is not acknowledged.
-      if (this.stopping) return;
-      const entry = window.hold();
-      const goOn = () => {
-        capture = entry.capture;
-        try {
-          done();
-        } finally {
-          capture = undefined;
-        }
-      };
-      if (window.size <= e.MQTT_WINDOW) goOn();
-      else blocked = goOn;
-      this.take(packet).then(
-        () => entry.settle(),
-        (err) => {
-          // Not acknowledged, nor anything after it on this connection: the broker keeps
-          // those messages in the session and sends them again.
-          this.logger.error(
-            { topic: packet.topic, err: String(err), unacknowledged: window.size },
-            'message not handed over; leaving it unacknowledged',
-          );
+    // Its events come from the socket, after this function returns.
+    const session: MqttSession = new MqttSession(
+      {
+        url: e.MQTT_URL,
+        clientId,
+        username: e.MQTT_USERNAME,
+        password: e.MQTT_PASSWORD,
+        tls:
+          e.MQTT_CERT_FILE || e.MQTT_CA_FILE
+            ? {
+                ca: e.MQTT_CA_FILE ? readFileSync(e.MQTT_CA_FILE) : undefined,
+                cert: e.MQTT_CERT_FILE ? readFileSync(e.MQTT_CERT_FILE) : undefined,
+                key: e.MQTT_KEY_FILE ? readFileSync(e.MQTT_KEY_FILE) : undefined,
+              }
+            : undefined,
+        // A persistent session: QoS 1 messages wait at the broker while the bridge restarts.
+        sessionExpiryS: 7 * 24 * 3600,
+        receiveMaximum: e.MQTT_WINDOW,
+        topics: bridgeSubscriptions(e.MQTT_SHARE_GROUP),
+      },
+      {
+        message: (packet, generation) => this.onMessage(session, window, packet, generation),
+        connected: (sessionPresent) =>
+          this.logger.info({ clientId, sessionPresent }, 'connected to the MQTT broker'),
+        subscribed: () => undefined,
+        closed: () => {
+          // Whatever was held is not acknowledged on this connection: the broker sends it again.
           window.drop();
-          if (!this.stopping) client.end(true, undefined, () => client.reconnect());
+          if (!this.stopping) this.logger.warn({ clientId }, 'MQTT connection lost; reconnecting');
         },
-      );
-    };
-    client.on('close', () => {
-      generation++;
-      window.drop();
-      blocked = undefined; // that connection's packet queue is gone with it
-    });
-    client.on('connect', (ack) => {
-      this.logger.info(
-        { clientId: opts.clientId, sessionPresent: ack.sessionPresent },
-        'connected to the MQTT broker',
-      );
-      // SUBSCRIBE on every connect, even when the session is present: mosquitto 2.0 restores a
-      // shared subscription from its persistence file after a restart but delivers nothing to
-      // it until it is subscribed again (./platform chaos broker-restart lost every message
-      // without this). MQTT.js skips a topic it believes subscribed unless told `resubscribe`.
-      const topics = Object.fromEntries(
-        bridgeSubscriptions(e.MQTT_SHARE_GROUP).map((t) => [t, { qos: 1 as const }]),
-      );
-      client.subscribe({ ...topics, resubscribe: true } as ISubscriptionMap, (err, granted) => {
-        const refused = granted?.filter((g) => g.qos > 2) ?? [];
-        if (err || refused.length > 0)
-          this.logger.error(
-            { err: err ? String(err) : undefined, refused: refused.map((g) => g.topic) },
-            'subscribe failed; check the broker ACL',
-          );
-        else this.subscribed.add(client);
-      });
-    });
-    client.on('error', (err) =>
-      this.logger.warn({ clientId: opts.clientId, err: String(err) }, 'MQTT error'),
+        problem: (message) => this.logger.warn({ clientId }, message),
+      },
     );
-    client.on('offline', () => this.subscribed.delete(client));
-    client.on('offline', () =>
-      this.logger.warn({ clientId: opts.clientId }, 'MQTT connection lost; reconnecting'),
+    return session;
+  }
+
+  /** One PUBLISH of a connection: taken, and its PUBACK held in the window until JetStream has it. */
+  private onMessage(
+    session: MqttSession,
+    window: PubackWindow<number>,
+    packet: PublishFrame,
+    generation: number,
+  ): void {
+    // Stopping: nothing more is taken nor acknowledged; the broker sends it again.
+    if (this.stopping) return;
+    if (packet.qos === 0) {
+      this.takeSafely(packet).catch((err) =>
+        this.logger.error({ topic: packet.topic, err: String(err) }, 'QoS 0 message not handed over; lost'),
+      );
+      return;
+    }
+    const entry = window.hold(packet.messageId!);
+    if (window.size >= this.env.MQTT_WINDOW) session.pause();
+    this.takeSafely(packet).then(
+      () => entry.settle(),
+      (err) => {
+        // Not acknowledged, nor anything after it on this connection: the broker keeps
+        // those messages in the session and sends them again.
+        this.logger.error(
+          { topic: packet.topic, err: String(err), unacknowledged: window.size },
+          'message not handed over; leaving it unacknowledged',
+        );
+        if (generation === session.generation) {
+          window.drop();
+          if (!this.stopping) session.restart();
+        }
+      },
     );
-    return client;
+  }
+
+  /** `take`, whose throw (a bug, not an input: inputs go to the DLQ) is a rejection too. */
+  private takeSafely(packet: PublishFrame): Promise<void> {
+    try {
+      return this.take(packet);
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   /** Hands one MQTT message to JetStream (or to the DLQ); resolves when it is held there. */
-  async take(packet: IPublishPacket): Promise<void> {
-    const end = this.metrics.processingDuration.startTimer({ stage: STAGE });
-    this.metrics.messagesReceived.inc({ stage: STAGE });
+  take(packet: PublishFrame): Promise<void> {
+    const startedAt = performance.now();
+    this.metrics.messagesReceived.inc(STAGE_LABELS);
     const receivedAt = Date.now();
-    const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
-    const topic = parseDeviceTopic(packet.topic);
+    const payload = packet.payload;
+    const topic = this.deviceTopic(packet.topic);
     const device = topic?.device ?? '';
     const msgId = messageIdOf(device || packet.topic, payload);
     const headers: Record<string, string> = {
@@ -225,38 +190,23 @@ export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown
       [Headers.device]: device,
     };
     const traceparent = newTraceparent();
-    const reject = async (
-      reason: (typeof DlqReasons)[keyof typeof DlqReasons],
-      detail: string,
-      tenant = UNKNOWN_TENANT,
-    ) => {
-      await this.publisher.publishToDlq({
-        stage: STAGE,
-        tenant,
-        originalSubject: packet.topic,
-        data: payload.subarray(0, this.env.MAX_PAYLOAD_BYTES),
-        originalHeaders: { ...headers, [Headers.traceparent]: traceparent },
-        reason,
-        detail,
-        msgId,
-      });
-      this.metrics.messagesProcessed.inc({ stage: STAGE, outcome: 'dlq' });
-      this.logger.warn({ topic: packet.topic, reason, detail }, 'message dead-lettered');
-      end();
-    };
+    const rejected = { packet, payload, headers, msgId, traceparent, startedAt };
     if (!topic)
-      return reject(
+      return this.reject(
+        rejected,
         DlqReasons.rejected,
         `topic "${packet.topic}" is not a device topic: use devices/<id>/telemetry`,
       );
     if (payload.byteLength > this.env.MAX_PAYLOAD_BYTES)
-      return reject(
+      return this.reject(
+        rejected,
         DlqReasons.payloadTooLarge,
         `payload of ${payload.byteLength} bytes exceeds the limit of ${this.env.MAX_PAYLOAD_BYTES} bytes (first bytes kept)`,
       );
     const record = this.gate.device(device);
     if (!record || record.state !== 'active')
-      return reject(
+      return this.reject(
+        rejected,
         DlqReasons.unknownDevice,
         record
           ? `device "${device}" is ${record.state}`
@@ -264,41 +214,98 @@ export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown
       );
     headers[Headers.tenant] = record.tenant;
     headers[Headers.model] = topic.model ?? record.model;
-    if (topic.kind === 'telemetry') {
+    const telemetry = topic.kind === 'telemetry';
+    if (telemetry) {
       const decision = this.gate.limiter.take(device, headers[Headers.model]);
       if (!decision.allowed) {
         // Dropped by policy, and acknowledged so the device does not resend it forever;
         // counted, and said in the device's status (at most once a minute).
         this.metrics.messagesProcessed.inc({ stage: STAGE, outcome: 'dropped' });
-        if (decision.notify)
-          await this.noticeRateLimited(record.tenant, device, decision.dropped, receivedAt);
-        end();
-        return;
+        this.observe(startedAt);
+        return decision.notify
+          ? this.noticeRateLimited(record.tenant, device, decision.dropped, receivedAt)
+          : Promise.resolve();
       }
     }
-    const subject =
-      topic.kind === 'telemetry'
-        ? Subjects.raw(record.tenant, device)
-        : Subjects.status(record.tenant, device);
     const opts = { msgId, headers, traceparent };
-    if (topic.kind === 'telemetry' && this.packer)
-      await this.packer.addBytes(record.tenant, subject, payload, opts);
-    else await this.publisher.publish(subject, payload, opts);
-    this.metrics.messagesProcessed.inc({ stage: STAGE, outcome: 'ok' });
-    end();
+    const held =
+      telemetry && this.packer
+        ? this.packer.addBytes(record.tenant, Subjects.raw(record.tenant, device), payload, opts)
+        : this.publisher.publish(
+            telemetry ? Subjects.raw(record.tenant, device) : Subjects.status(record.tenant, device),
+            payload,
+            opts,
+          );
+    return held.then(() => {
+      this.metrics.messagesProcessed.inc(OK_LABELS);
+      this.observe(startedAt);
+    });
   }
 
-  private nextClient = 0;
+  private observe(startedAt: number): void {
+    this.metrics.processingDuration.observe(STAGE_LABELS, (performance.now() - startedAt) / 1000);
+  }
+
+  /** Sends a message the bridge cannot take to the DLQ with its reason; resolves when the DLQ holds it. */
+  private async reject(
+    m: {
+      packet: PublishFrame;
+      payload: Buffer;
+      headers: Record<string, string>;
+      msgId: string;
+      traceparent: string;
+      startedAt: number;
+    },
+    reason: (typeof DlqReasons)[keyof typeof DlqReasons],
+    detail: string,
+    tenant = UNKNOWN_TENANT,
+  ): Promise<void> {
+    await this.publisher.publishToDlq({
+      stage: STAGE,
+      tenant,
+      originalSubject: m.packet.topic,
+      data: m.payload.subarray(0, this.env.MAX_PAYLOAD_BYTES),
+      originalHeaders: { ...m.headers, [Headers.traceparent]: m.traceparent },
+      reason,
+      detail,
+      msgId: m.msgId,
+    });
+    this.metrics.messagesProcessed.inc({ stage: STAGE, outcome: 'dlq' });
+    this.logger.warn({ topic: m.packet.topic, reason, detail }, 'message dead-lettered');
+    this.observe(m.startedAt);
+  }
+
+  /**
+   * The device topic `topic` names, parsed once: a bridge sees the same few topics (two per
+   * device) again and again. Forgotten all at once past TOPICS_REMEMBERED.
+   */
+  private deviceTopic(topic: string): DeviceTopic | undefined {
+    let parsed = this.topics.get(topic);
+    if (parsed === undefined && !this.topics.has(topic)) {
+      parsed = parseDeviceTopic(topic);
+      if (this.topics.size >= TOPICS_REMEMBERED) this.topics.clear();
+      this.topics.set(topic, parsed);
+    }
+    return parsed;
+  }
+
+  private readonly topics = new Map<string, DeviceTopic | undefined>();
+
+  private nextSession = 0;
 
   /**
    * Publishes to a device topic at QoS 1 over one of the bridge's connections; resolves once
    * the broker has acknowledged it (PUBACK), so the message is the broker's to deliver.
    */
   async publishToDevice(topic: string, payload: string): Promise<void> {
-    for (let i = 0; i < this.clients.length; i++) {
-      const client = this.clients[(this.nextClient++ + i) % this.clients.length]!;
-      if (client.connected) {
-        await client.publishAsync(topic, payload, { qos: 1 });
+    for (let i = 0; i < this.sessions.length; i++) {
+      const session = this.sessions[(this.nextSession++ + i) % this.sessions.length]!;
+      if (session.connected) {
+        try {
+          await session.publish(topic, payload);
+        } catch (err) {
+          throw new RetryableError(`${topic} not acknowledged by the MQTT broker: ${String(err)}`);
+        }
         return;
       }
     }
@@ -323,6 +330,6 @@ export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown
     while (this.windows.some((w) => w.size > 0) && Date.now() < until)
       await new Promise((r) => setTimeout(r, 20));
     await new Promise((r) => setImmediate(r)); // the released PUBACKs' turn
-    await Promise.all(this.clients.map((c) => c.endAsync(false)));
+    await Promise.all(this.sessions.map((s) => s.end()));
   }
 }

@@ -1,3 +1,23 @@
+/** One message of a window: `settle()` says it is held by the stream. */
+export interface Held {
+  settle(): void;
+}
+
+class Entry<T> implements Held {
+  settled = false;
+
+  constructor(
+    readonly puback: T,
+    private readonly window: PubackWindow<T>,
+    private readonly generation: readonly Entry<T>[],
+  ) {}
+
+  settle(): void {
+    this.settled = true;
+    this.window.settled(this.generation);
+  }
+}
+
 /**
  * The PUBACKs of one MQTT connection while several of its QoS 1 messages are on their way
  * to JetStream at once. Each is released only once its own message is held (settled), and
@@ -7,7 +27,7 @@
  * the stream's duplicate window drops the copies that had made it.
  */
 export class PubackWindow<T> {
-  private queue: Array<{ puback: T | undefined; settled: boolean }> = [];
+  private queue: Entry<T>[] = [];
 
   constructor(private readonly release: (pubacks: T[]) => void) {}
 
@@ -17,23 +37,14 @@ export class PubackWindow<T> {
   }
 
   /**
-   * A PUBLISH arrived. `capture` gives its PUBACK once the client has produced it; `settle`
-   * says the message is held. Both of an entry dropped by `drop()` do nothing.
+   * A PUBLISH arrived, `puback` what acknowledges it (its packet identifier); it is released
+   * once the returned entry is settled and those before it are. Settling an entry that
+   * `drop()` dropped does nothing.
    */
-  hold(): { capture(puback: T): void; settle(): void } {
-    const entry = { puback: undefined as T | undefined, settled: false };
+  hold(puback: T): Held {
+    const entry = new Entry(puback, this, this.queue);
     this.queue.push(entry);
-    const generation = this.queue;
-    return {
-      capture: (puback) => {
-        entry.puback = puback;
-        if (generation === this.queue) this.flush();
-      },
-      settle: () => {
-        entry.settled = true;
-        if (generation === this.queue) this.flush();
-      },
-    };
+    return entry;
   }
 
   /** The connection closed: nothing held is acknowledged. Returns how many were dropped. */
@@ -43,10 +54,12 @@ export class PubackWindow<T> {
     return dropped;
   }
 
-  private flush(): void {
+  /** @internal An entry of `generation` (the queue it was held in) settled. */
+  settled(generation: readonly Entry<T>[]): void {
+    if (generation !== this.queue) return;
     let n = 0;
-    while (n < this.queue.length && this.queue[n]!.settled && this.queue[n]!.puback !== undefined) n++;
+    while (n < this.queue.length && this.queue[n]!.settled) n++;
     if (n === 0) return;
-    this.release(this.queue.splice(0, n).map((e) => e.puback!));
+    this.release(this.queue.splice(0, n).map((e) => e.puback));
   }
 }
