@@ -31,7 +31,7 @@ interface Outgoing {
  * client, it reconnects after a second and sends again, flagged DUP, what was not
  * acknowledged (and publishes made while it was away), so a broker restart loses nothing.
  *
- * Why not MQTT.js, which the bridge uses: the load generator runs on the two cores it
+ * Why not MQTT.js (the tests' client): the load generator runs on the two cores it
  * measures, and this one costs it about half the CPU per message (README).
  */
 export class DeviceClient {
