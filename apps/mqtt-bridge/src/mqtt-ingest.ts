@@ -120,7 +120,7 @@ export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown
         message: (packet, generation) => this.onMessage(session, window, packet, generation),
         connected: (sessionPresent) =>
           this.logger.info({ clientId, sessionPresent }, 'connected to the MQTT broker'),
-        subscribed: () => undefined,
+        subscribed: () => this.logger.debug({ clientId }, 'subscribed: messages flow'),
         closed: () => {
           // Whatever was held is not acknowledged on this connection: the broker sends it again.
           window.drop();
