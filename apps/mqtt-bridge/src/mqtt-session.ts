@@ -85,10 +85,11 @@ export class MqttSession {
     this.closedOnce = new Promise((resolve) => (this.onEnded = resolve));
     // A ping when nothing was written for half the keepalive; a connection that brought
     // nothing, not even the ping's answer, for one and a half is dead: closed, reconnected.
+    // While paused the bridge reads nothing by its own choice: silence then says nothing.
     this.pinger = setInterval(() => {
       if (!this.connectedNow) return;
       const now = Date.now();
-      if (now - this.lastReadAt > this.keepaliveMs * 1.5) {
+      if (!this.paused && now - this.lastReadAt > this.keepaliveMs * 1.5) {
         this.on.problem(
           `${o.clientId}: nothing from the broker for ${now - this.lastReadAt} ms; reconnecting`,
         );
@@ -132,6 +133,7 @@ export class MqttSession {
   resume(): void {
     if (!this.paused) return;
     this.paused = false;
+    this.lastReadAt = Date.now(); // the broker's silence is timed from here
     this.socket?.resume();
   }
 
