@@ -126,7 +126,7 @@ export class MqttIngest implements OnApplicationBootstrap, OnApplicationShutdown
           window.drop();
           if (!this.stopping) this.logger.warn({ clientId }, 'MQTT connection lost; reconnecting');
         },
-        problem: (message) => this.logger.warn({ clientId }, message),
+        problem: (message, level) => this.logger[level]({ clientId }, message),
       },
     );
     return session;

@@ -23,7 +23,7 @@ function recordingSession(url: string, clientId: string, extra: Partial<MqttSess
       connected: (sessionPresent) => events.push(`connected ${sessionPresent}`),
       subscribed: () => events.push('subscribed'),
       closed: () => events.push('closed'),
-      problem: (message) => events.push(`problem: ${message}`),
+      problem: (message, level) => events.push(`problem (${level}): ${message}`),
     },
   );
   return { session, got, events };
@@ -132,7 +132,11 @@ describe('MqttSession: the bridge MQTT 5 session (real mosquitto)', () => {
     } finally {
       broker.process.signal('SIGCONT');
     }
-    expect(events.some((e) => /nothing from the broker for \d+ ms; reconnecting/.test(e))).toBe(true);
+    expect(
+      events.some((e) =>
+        /^problem \(warn\): bridge-keepalive: nothing from the broker for \d+ ms; reconnecting$/.test(e),
+      ),
+    ).toBe(true);
     await waitFor('the session to subscribe again', () => session.subscribed, 10_000);
   });
 
@@ -169,7 +173,7 @@ describe('MqttSession against a broker that refuses it', () => {
         10_000,
       );
       expect(events.find((e) => e.startsWith('problem'))).toMatch(
-        /bridge-refused: the broker refused the connection \(CONNACK reason code 13[45]\)/,
+        /^problem \(error\): bridge-refused: the broker refused the connection \(CONNACK reason code 13[45]\)$/,
       );
       expect(session.subscribed).toBe(false);
     } finally {

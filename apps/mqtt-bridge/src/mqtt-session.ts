@@ -30,8 +30,12 @@ export interface MqttSessionEvents {
   subscribed(): void;
   /** The connection closed (a reconnect follows unless the session is ending). */
   closed(): void;
-  /** Something to log: a refusal, a socket error, a bad packet. */
-  problem(message: string): void;
+  /**
+   * Something to log: `error` for what a person must mend (a refused CONNECT or SUBSCRIBE, a
+   * broker speaking something else), `warn` for what reconnecting mends (a socket error, a
+   * silent broker, a DISCONNECT).
+   */
+  problem(message: string, level: 'warn' | 'error'): void;
 }
 
 /** Packet identifiers run 1-65535, then from 1 again. */
@@ -92,6 +96,7 @@ export class MqttSession {
       if (!this.paused && now - this.lastReadAt > this.keepaliveMs * 1.5) {
         this.on.problem(
           `${o.clientId}: nothing from the broker for ${now - this.lastReadAt} ms; reconnecting`,
+          'warn',
         );
         this.socket?.destroy();
       } else if (now - this.lastWriteAt >= this.keepaliveMs / 2) this.write({ cmd: 'pingreq' });
@@ -207,7 +212,7 @@ export class MqttSession {
     // PUBLISHes are read by the FrameReader, the rest by mqtt-packet, one whole packet at a time.
     const parser = packetParser({ protocolVersion: 5 });
     const bad = (message: string) => {
-      this.on.problem(`${this.o.clientId}: bad packet from the broker (${message}); reconnecting`);
+      this.on.problem(`${this.o.clientId}: bad packet from the broker (${message}); reconnecting`, 'error');
       socket.destroy();
     };
     parser.on('packet', (p: Packet) => this.onPacket(p));
@@ -220,6 +225,7 @@ export class MqttSession {
     this.connectTimer = setTimeout(() => {
       this.on.problem(
         `${this.o.clientId}: no CONNACK from ${host}:${port} within ${this.timeoutMs} ms; reconnecting`,
+        'warn',
       );
       socket.destroy();
     }, this.timeoutMs);
@@ -240,7 +246,7 @@ export class MqttSession {
       this.lastReadAt = Date.now();
       frames.push(chunk);
     });
-    socket.on('error', (e) => this.on.problem(`${this.o.clientId}: ${e.message}`));
+    socket.on('error', (e) => this.on.problem(`${this.o.clientId}: ${e.message}`, 'warn'));
     socket.on('close', () => {
       clearTimeout(this.connectTimer);
       const was = this.connectedNow;
@@ -264,7 +270,10 @@ export class MqttSession {
   private onPublish(p: PublishFrame): void {
     if (p.qos === 2) {
       // The bridge subscribes at QoS 1: the broker must not send more (MQTT 5 §3.8.3.1).
-      this.on.problem(`${this.o.clientId}: the broker sent a QoS 2 message on ${p.topic}; reconnecting`);
+      this.on.problem(
+        `${this.o.clientId}: the broker sent a QoS 2 message on ${p.topic}; reconnecting`,
+        'error',
+      );
       this.socket?.destroy();
       return;
     }
@@ -286,6 +295,7 @@ export class MqttSession {
         if (p.reasonCode) {
           this.on.problem(
             `${this.o.clientId}: the broker refused the connection (CONNACK reason code ${p.reasonCode})`,
+            'error',
           );
           this.socket?.destroy();
           return;
@@ -310,6 +320,7 @@ export class MqttSession {
         if (refused.length > 0)
           this.on.problem(
             `${this.o.clientId}: subscribe refused for ${refused.join(', ')}; check the broker ACL`,
+            'error',
           );
         else {
           this.subscribedNow = true;
@@ -318,7 +329,10 @@ export class MqttSession {
         return;
       }
       case 'disconnect':
-        this.on.problem(`${this.o.clientId}: the broker disconnected (reason code ${p.reasonCode ?? 0})`);
+        this.on.problem(
+          `${this.o.clientId}: the broker disconnected (reason code ${p.reasonCode ?? 0})`,
+          'warn',
+        );
         return;
       default:
         return; // pingresp: its arrival is what counts (lastReadAt)
@@ -335,6 +349,7 @@ export class MqttSession {
       const cause = (e as { context?: unknown }).context ?? e;
       this.on.problem(
         `${this.o.clientId}: cannot send ${packet.cmd}: ${cause instanceof Error ? cause.message : String(cause)}`,
+        'error',
       );
       this.socket?.destroy();
       return;
