@@ -78,6 +78,10 @@ export class MqttSession {
   private reconnectTimer: NodeJS.Timeout | undefined;
   private connectTimer: NodeJS.Timeout | undefined;
   private readonly keepaliveMs: number;
+  private readonly connectTimeoutMs: number;
+  private readonly tls: boolean;
+  private readonly host: string;
+  private readonly port: number;
   private readonly closedOnce: Promise<void>;
   private onEnded: (() => void) | undefined;
 
@@ -86,6 +90,11 @@ export class MqttSession {
     private readonly on: MqttSessionEvents,
   ) {
     this.keepaliveMs = (o.keepaliveS ?? 60) * 1000;
+    this.connectTimeoutMs = o.connectTimeoutMs ?? 10_000;
+    const url = new URL(o.url);
+    this.tls = url.protocol === 'mqtts:';
+    this.host = url.hostname;
+    this.port = Number(url.port) || (this.tls ? 8883 : 1883);
     this.closedOnce = new Promise((resolve) => (this.onEnded = resolve));
     // A ping when nothing was written for half the keepalive; a connection that brought
     // nothing, not even the ping's answer, for one and a half is dead: closed, reconnected.
@@ -201,10 +210,7 @@ export class MqttSession {
   }
 
   private open(): void {
-    const url = new URL(this.o.url);
-    const tls = url.protocol === 'mqtts:';
-    const port = Number(url.port) || (tls ? 8883 : 1883);
-    const host = url.hostname;
+    const { tls, host, port } = this;
     const socket = tls ? connectTls({ host, port, ...this.o.tls }) : connectTcp({ host, port });
     this.socket = socket;
     this.paused = false;
@@ -224,11 +230,11 @@ export class MqttSession {
     });
     this.connectTimer = setTimeout(() => {
       this.on.problem(
-        `${this.o.clientId}: no CONNACK from ${host}:${port} within ${this.timeoutMs} ms; reconnecting`,
+        `${this.o.clientId}: no CONNACK from ${host}:${port} within ${this.connectTimeoutMs} ms; reconnecting`,
         'warn',
       );
       socket.destroy();
-    }, this.timeoutMs);
+    }, this.connectTimeoutMs);
     socket.on(tls ? 'secureConnect' : 'connect', () =>
       this.write({
         cmd: 'connect',
@@ -261,10 +267,6 @@ export class MqttSession {
       if (this.ending) this.onEnded?.();
       else this.reconnectTimer = setTimeout(() => this.open(), this.o.reconnectMs ?? 1_000);
     });
-  }
-
-  private get timeoutMs(): number {
-    return this.o.connectTimeoutMs ?? 10_000;
   }
 
   private onPublish(p: PublishFrame): void {
