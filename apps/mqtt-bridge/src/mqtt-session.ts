@@ -1,6 +1,7 @@
 import { connect as connectTcp, type Socket } from 'node:net';
 import { connect as connectTls } from 'node:tls';
-import { generate, parser as packetParser, type Packet } from 'mqtt-packet';
+import { parser as packetParser, type Packet } from 'mqtt-packet';
+import { encodePacket, followingId } from '@iot/device-client';
 import { FrameReader, type PublishFrame } from '@iot/mqtt-bridge-domain';
 
 export interface MqttSessionOptions {
@@ -37,9 +38,6 @@ export interface MqttSessionEvents {
    */
   problem(message: string, level: 'warn' | 'error'): void;
 }
-
-/** Packet identifiers run 1-65535, then from 1 again. */
-const followingId = (id: number): number => (id === 65_535 ? 1 : id + 1);
 
 const PUBACK_BYTES = 4;
 
@@ -342,17 +340,9 @@ export class MqttSession {
   }
 
   private write(packet: Packet): void {
-    let bytes: Buffer;
-    try {
-      bytes = generate(packet, { protocolVersion: 5 });
-    } catch (e) {
-      // mqtt-packet checks what it encodes (a topic of the wrong type): said, and the
-      // connection closed, rather than a crash. Its error comes wrapped, the cause in `context`.
-      const cause = (e as { context?: unknown }).context ?? e;
-      this.on.problem(
-        `${this.o.clientId}: cannot send ${packet.cmd}: ${cause instanceof Error ? cause.message : String(cause)}`,
-        'error',
-      );
+    const bytes = encodePacket(packet, 5);
+    if (typeof bytes === 'string') {
+      this.on.problem(`${this.o.clientId}: cannot send ${packet.cmd}: ${bytes}`, 'error');
       this.socket?.destroy();
       return;
     }

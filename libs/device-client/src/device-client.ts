@@ -1,6 +1,7 @@
 import { connect as connectTcp, type Socket } from 'node:net';
 import { connect as connectTls } from 'node:tls';
-import { generate, parser as packetParser, type Packet } from 'mqtt-packet';
+import { parser as packetParser, type Packet } from 'mqtt-packet';
+import { encodePacket, followingId } from './packets';
 
 export interface DeviceClientOptions {
   /** `mqtt://host:port`, or `mqtts://host:port` with `tls`. */
@@ -151,15 +152,9 @@ export class DeviceClient {
   }
 
   private write(packet: Packet): void {
-    let bytes: Buffer;
-    try {
-      bytes = generate(packet);
-    } catch (e) {
-      // mqtt-packet checks what it encodes (an empty client id with a persistent session, a
-      // topic of the wrong type): said, and the connection closed, rather than a crash. Its
-      // error comes wrapped as an unhandled 'error' event, the cause in `context`.
-      const cause = (e as { context?: unknown }).context ?? e;
-      this.o.onError(`cannot send ${packet.cmd}: ${cause instanceof Error ? cause.message : String(cause)}`);
+    const bytes = encodePacket(packet, 4);
+    if (typeof bytes === 'string') {
+      this.o.onError(`cannot send ${packet.cmd}: ${bytes}`);
       this.socket?.destroy();
       return;
     }
@@ -174,11 +169,6 @@ export class DeviceClient {
     socket.write(bytes);
     process.nextTick(uncork, socket);
   }
-}
-
-/** Packet identifiers run 1-65535, then from 1 again. */
-function followingId(id: number): number {
-  return id === 65_535 ? 1 : id + 1;
 }
 
 function uncork(socket: Socket): void {

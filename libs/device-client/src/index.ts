@@ -1,1 +1,2 @@
 export * from './device-client';
+export * from './packets';
